@@ -1,0 +1,103 @@
+//! Types shared by the eBPF datapath and the userspace loader, and the pure
+//! packet logic both sides use.
+//!
+//! Everything here is `no_std` and allocation-free so the eBPF crate can call
+//! it; the host runs the same functions under unit tests. Map keys and values
+//! are `#[repr(C)]` with explicit padding, and each carries a compile-time size
+//! assertion so layout drift fails the build rather than the verifier.
+#![no_std]
+
+pub mod ct;
+pub mod rule;
+pub mod stats;
+pub mod tcp;
+pub mod timeouts;
+
+pub use ct::{CtDir, CtEntry, CtKey, CtState};
+pub use rule::{Chain, Rule, RuleAction};
+pub use stats::Counter;
+pub use tcp::TcpState;
+pub use timeouts::Timeouts;
+
+/// Address family tags stored in keys (not the kernel's AF_* values, which
+/// differ between platforms; these are part of our map ABI).
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Upper bound on rules in the linear rule table. The datapath walks at most
+/// this many entries, which keeps the loop bounded for the verifier.
+pub const MAX_RULES: u32 = 256;
+/// Interfaces the firewall can manage at once.
+pub const MAX_IFACES: u32 = 64;
+/// Default conntrack capacity (entries, i.e. two per connection).
+pub const DEFAULT_CT_ENTRIES: u32 = 262_144;
+
+/// Role of a managed interface, as configured.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Trusted inside: NEW traffic arriving here is allowed when no rule
+    /// decides otherwise.
+    Lan = 1,
+    /// Outside: arriving traffic must be ESTABLISHED/RELATED or accepted by a
+    /// rule.
+    Wan = 2,
+}
+
+/// Value of the `IFACES` map (key: ifindex).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct IfaceConfig {
+    /// A [`Role`] as u8 (0 = unmanaged; never stored).
+    pub role: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 4);
+
+/// Single-element `SETTINGS` array value: everything the datapath reads per
+/// NEW packet that userspace may change at run time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub timeouts: Timeouts,
+    /// Number of valid entries in `RULES`.
+    pub rule_count: u32,
+    /// Default verdicts per chain when no rule matches and the packet did not
+    /// arrive on a LAN interface; a [`RuleAction`] as u8, indexed by [`Chain`].
+    pub policy: [u8; 4],
+    pub _pad: [u8; 8],
+}
+const _: () = assert!(core::mem::size_of::<Settings>() == 80);
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            timeouts: Timeouts::NETFILTER,
+            rule_count: 0,
+            policy: [
+                RuleAction::Drop as u8,   // input
+                RuleAction::Drop as u8,   // forward
+                RuleAction::Accept as u8, // output
+                RuleAction::Drop as u8,   // unused slot
+            ],
+            _pad: [0; 8],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are repr(C), Copy, and have explicit padding
+    // fields, so every byte pattern is a valid value.
+    unsafe impl aya::Pod for super::IfaceConfig {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::CtKey {}
+    unsafe impl aya::Pod for super::CtEntry {}
+    unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::rule::RuleCounter {}
+}

@@ -1,0 +1,108 @@
+//! Per-CPU counters of every verdict and drop reason (`STATS` map, indexed
+//! by [`Counter`]).
+
+/// Counter slots. The names are what `firewall stats` prints, so they are
+/// part of the user interface; append new ones at the end.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    AcceptNew = 0,
+    AcceptEstablished,
+    AcceptRelated,
+    AcceptUntracked,
+    /// Not IPv4/IPv6 (ARP, LLDP…): outside a layer-3 firewall's remit.
+    AcceptNonIp,
+    /// Transit traffic seen again at egress after ingress already decided.
+    SkipForwarded,
+    DropPolicy,
+    DropRule,
+    DropInvalidTcpFlags,
+    DropInvalidTcpNew,
+    DropInvalidTcpState,
+    DropInvalidIcmp,
+    DropIcmpErrorNoConn,
+    DropMalformed,
+    DropFragment,
+    CtCreated,
+    CtExpiredInPath,
+    CtClosedByRst,
+    CtReopened,
+    CtInsertFailed,
+    AcceptRule,
+    /// Non-first fragments from a trusted side (they carry no ports to
+    /// track); from a WAN they are dropped as `DropFragment`.
+    AcceptFragment,
+}
+
+/// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new
+/// counters do not change the map's size, which would stop a newer daemon
+/// from adopting an older instance's pinned map.
+pub const STATS_SLOTS: u32 = 64;
+const _: () = assert!(Counter::COUNT <= STATS_SLOTS);
+
+impl Counter {
+    pub const COUNT: u32 = 22;
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Counter::AcceptNew,
+        Counter::AcceptEstablished,
+        Counter::AcceptRelated,
+        Counter::AcceptUntracked,
+        Counter::AcceptNonIp,
+        Counter::SkipForwarded,
+        Counter::DropPolicy,
+        Counter::DropRule,
+        Counter::DropInvalidTcpFlags,
+        Counter::DropInvalidTcpNew,
+        Counter::DropInvalidTcpState,
+        Counter::DropInvalidIcmp,
+        Counter::DropIcmpErrorNoConn,
+        Counter::DropMalformed,
+        Counter::DropFragment,
+        Counter::CtCreated,
+        Counter::CtExpiredInPath,
+        Counter::CtClosedByRst,
+        Counter::CtReopened,
+        Counter::CtInsertFailed,
+        Counter::AcceptRule,
+        Counter::AcceptFragment,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::AcceptNew => "accept_new",
+            Counter::AcceptEstablished => "accept_established",
+            Counter::AcceptRelated => "accept_related",
+            Counter::AcceptUntracked => "accept_untracked",
+            Counter::AcceptNonIp => "accept_non_ip",
+            Counter::SkipForwarded => "skip_forwarded",
+            Counter::DropPolicy => "drop_policy",
+            Counter::DropRule => "drop_rule",
+            Counter::DropInvalidTcpFlags => "drop_invalid_tcp_flags",
+            Counter::DropInvalidTcpNew => "drop_invalid_tcp_new",
+            Counter::DropInvalidTcpState => "drop_invalid_tcp_state",
+            Counter::DropInvalidIcmp => "drop_invalid_icmp",
+            Counter::DropIcmpErrorNoConn => "drop_icmp_error_no_conn",
+            Counter::DropMalformed => "drop_malformed",
+            Counter::DropFragment => "drop_fragment",
+            Counter::CtCreated => "ct_created",
+            Counter::CtExpiredInPath => "ct_expired_in_datapath",
+            Counter::CtClosedByRst => "ct_closed_by_rst",
+            Counter::CtReopened => "ct_reopened",
+            Counter::CtInsertFailed => "ct_insert_failed",
+            Counter::AcceptRule => "accept_rule",
+            Counter::AcceptFragment => "accept_fragment",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_counter_in_slot_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{}", c.name());
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Map definitions. None is declared pinned: the loader pins each one under
+//! the instance's pin directory (so several firewalls can run side by side),
+//! and the BPF_PROG_TEST_RUN tests get private, unpinned copies.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use firewall_common::{
+    CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_IFACES, MAX_RULES, Rule, Settings,
+    rule::RuleCounter, stats::STATS_SLOTS,
+};
+
+/// Both directions of every tracked connection (see `firewall_common::ct`).
+/// LRU so that a full table evicts the coldest flows instead of refusing new
+/// ones; the loader may resize it from the config.
+#[map]
+pub static CONNTRACK: LruHashMap<CtKey, CtEntry> =
+    LruHashMap::with_max_entries(DEFAULT_CT_ENTRIES, 0);
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// ifindex → role, for every interface the firewall manages.
+#[map]
+pub static IFACES: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+#[map]
+pub static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
+
+#[map]
+pub static RULE_STATS: PerCpuArray<RuleCounter> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
+
+/// Written only by the userspace ager (scans, entries removed); declared
+/// here so it is pinned beside the other maps and readable by `stats`.
+#[map]
+pub static AGER_STATS: Array<u64> = Array::with_max_entries(8, 0);
+
+/// Per-CPU scratch for the parsed packet (see `parse::parse`).
+#[map]
+pub static SCRATCH: PerCpuArray<crate::parse::Packet> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count(c: firewall_common::Counter) {
+    if let Some(slot) = STATS.get_ptr_mut(c as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,364 @@
+//! Header parsing shared by the XDP and TC programs.
+//!
+//! Every read goes through [`ptr_at`], which bounds the offset before adding
+//! it to the packet pointer: the verifier rejects packet arithmetic with an
+//! unbounded scalar, so the explicit `MAX_OFF` check is what keeps variable
+//! IPv4 option and IPv6 extension-header lengths verifiable.
+
+use core::mem::size_of;
+
+use firewall_common::{
+    CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    ct::{IcmpClass, classify_icmp},
+};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
+
+/// No header we read starts beyond this offset.
+const MAX_OFF: usize = 512;
+/// IPv6 extension headers followed before giving up (as malformed).
+const MAX_EXT_HEADERS: usize = 6;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+/// Reads bytes through the `bpf_{xdp,skb}_load_bytes` helpers. Used where
+/// the offset comes out of a loop (IPv6 extension headers) or sits deep in
+/// the packet (the header an ICMP error quotes): LLVM tends to rewrite a
+/// direct bounds check there into arithmetic on `data_end`, which the
+/// verifier forbids, and the helper checks bounds at run time instead.
+pub trait LoadBytes {
+    fn load<const N: usize>(&self, off: usize) -> Result<[u8; N], ParseError>;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not IPv4/IPv6: ARP and friends, passed untouched.
+    NotIp,
+    /// Truncated or inconsistent headers.
+    Malformed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L4Kind {
+    Tcp,
+    Udp,
+    /// ICMP/ICMPv6 query (echo etc.), tracked by identifier.
+    IcmpQuery,
+    /// ICMP/ICMPv6 error; `Packet::inner` holds the quoted packet's tuple.
+    IcmpError,
+    IcmpUntracked,
+    IcmpInvalid,
+    /// Any other IP protocol: tracked by addresses only.
+    Other,
+    /// A non-first fragment: no transport header to read.
+    Fragment,
+}
+
+pub struct Packet {
+    /// The packet's own tuple, direction as seen on the wire.
+    pub key: CtKey,
+    /// For ICMP errors: the tuple of the quoted packet.
+    pub inner: CtKey,
+    pub kind: L4Kind,
+    pub tcp_flags: u8,
+    /// Layer-3 length (what counters count).
+    pub l3_len: u32,
+}
+
+/// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
+/// it LLVM proves a bounds check redundant from earlier ones (e.g. L4 header
+/// within the IP total length, IP total length within the frame) and drops
+/// it, while the verifier, which does not track those relations, needs
+/// exactly that check before the read.
+#[inline(always)]
+fn opaque(x: usize) -> usize {
+    // A volatile reload: LLVM must assume any value, while the verifier
+    // tracks the spilled scalar exactly. (An empty `asm!` barrier breaks the
+    // BTF line info the kernel checks.)
+    // SAFETY: reading a live local.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
+#[inline(always)]
+fn ptr_at<T>(start: usize, end: usize, off: usize) -> Result<*const T, ParseError> {
+    let off = opaque(off);
+    if off > MAX_OFF {
+        return Err(ParseError::Malformed);
+    }
+    if start + off + size_of::<T>() > end {
+        return Err(ParseError::Malformed);
+    }
+    Ok((start + off) as *const T)
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+#[inline(always)]
+fn v6_words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}
+
+/// Parses into `p` (a per-CPU scratch slot: a `Packet` on the stack plus
+/// the copies made when returning it would not fit the 512-byte BPF stack).
+pub fn parse<L: LoadBytes>(
+    l: &L,
+    start: usize,
+    end: usize,
+    p: &mut Packet,
+) -> Result<(), ParseError> {
+    let eth: *const EthHdr = ptr_at(start, end, 0)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let mut proto = be16(unsafe { (*eth).ether_type.to_ne_bytes() });
+    let mut off = EthHdr::LEN;
+    // Up to two VLAN tags (802.1ad outer + 802.1Q inner).
+    for _ in 0..2 {
+        if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+            let tag: *const [u8; 4] = ptr_at(start, end, off)?;
+            proto = be16(unsafe { [(*tag)[2], (*tag)[3]] });
+            off += 4;
+        }
+    }
+    match proto {
+        ETH_P_IP => parse_v4(l, start, end, off, p),
+        ETH_P_IPV6 => parse_v6(l, start, end, off, p),
+        _ => Err(ParseError::NotIp),
+    }
+}
+
+#[inline(always)]
+fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
+    p.key = CtKey {
+        family,
+        proto,
+        ..CtKey::default()
+    };
+    p.kind = L4Kind::Other;
+    p.tcp_flags = 0;
+    p.l3_len = l3_len;
+}
+
+fn parse_v4<L: LoadBytes>(
+    l: &L,
+    start: usize,
+    end: usize,
+    l3: usize,
+    p: &mut Packet,
+) -> Result<(), ParseError> {
+    let ip: *const Ipv4Hdr = ptr_at(start, end, l3)?;
+    let ip = unsafe { &*ip };
+    let vihl = ip.vihl;
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        return Err(ParseError::Malformed);
+    }
+    let tot_len = be16(ip.tot_len) as usize;
+    if tot_len < ihl || start + l3 + tot_len > end {
+        return Err(ParseError::Malformed);
+    }
+    reset(p, FAMILY_V4, ip.proto, tot_len as u32);
+    p.key.src[0] = u32::from_ne_bytes(ip.src_addr);
+    p.key.dst[0] = u32::from_ne_bytes(ip.dst_addr);
+    let frag_off = be16(ip.frags) & 0x1fff;
+    if frag_off != 0 {
+        p.kind = L4Kind::Fragment;
+        return Ok(());
+    }
+    parse_l4(l, start, end, l3 + tot_len, l3 + ihl, p)
+}
+
+fn parse_v6<L: LoadBytes>(
+    l: &L,
+    start: usize,
+    end: usize,
+    l3: usize,
+    p: &mut Packet,
+) -> Result<(), ParseError> {
+    let ip: *const Ipv6Hdr = ptr_at(start, end, l3)?;
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(ParseError::Malformed);
+    }
+    let payload = be16(ip.payload_len) as usize;
+    let l3_end = l3 + Ipv6Hdr::LEN + payload;
+    if start + l3_end > end {
+        return Err(ParseError::Malformed);
+    }
+    let mut nh = ip.next_hdr;
+    reset(p, FAMILY_V6, 0, (Ipv6Hdr::LEN + payload) as u32);
+    p.key.src = v6_words(&ip.src_addr);
+    p.key.dst = v6_words(&ip.dst_addr);
+    let mut off = l3 + Ipv6Hdr::LEN;
+    let mut fragment = false;
+    for _ in 0..MAX_EXT_HEADERS {
+        match nh {
+            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+            0 | 43 | 60 => {
+                let h: [u8; 2] = l.load(off)?;
+                nh = h[0];
+                off += (h[1] as usize + 1) * 8;
+                if off > MAX_OFF {
+                    return Err(ParseError::Malformed);
+                }
+            }
+            // Fragment header: fixed 8 bytes.
+            44 => {
+                let h: [u8; 4] = l.load(off)?;
+                nh = h[0];
+                if be16([h[2], h[3]]) & 0xfff8 != 0 {
+                    fragment = true;
+                }
+                off += 8;
+            }
+            // Authentication header: (len + 2) * 4 bytes.
+            51 => {
+                let h: [u8; 2] = l.load(off)?;
+                nh = h[0];
+                off += (h[1] as usize + 2) * 4;
+                if off > MAX_OFF {
+                    return Err(ParseError::Malformed);
+                }
+            }
+            _ => break,
+        }
+    }
+    if matches!(nh, 0 | 43 | 44 | 51 | 60) {
+        // Chain longer than we follow.
+        return Err(ParseError::Malformed);
+    }
+    p.key.proto = nh;
+    if fragment {
+        p.kind = L4Kind::Fragment;
+        return Ok(());
+    }
+    parse_l4(l, start, end, l3_end, off, p)
+}
+
+/// Reads the transport header at `l4`. `l3_end` is the offset where the IP
+/// packet ends (trailing Ethernet padding excluded); reads are checked
+/// against both it (semantics) and `end` (what the verifier needs).
+#[inline(always)]
+fn parse_l4<L: LoadBytes>(
+    l: &L,
+    start: usize,
+    end: usize,
+    l3_end: usize,
+    l4: usize,
+    p: &mut Packet,
+) -> Result<(), ParseError> {
+    match p.key.proto {
+        IPPROTO_TCP => {
+            if l4 + 20 > l3_end {
+                return Err(ParseError::Malformed);
+            }
+            let h: *const [u8; 20] = ptr_at(start, end, l4)?;
+            let h = unsafe { &*h };
+            let doff = ((h[12] >> 4) as usize) * 4;
+            // tcp_error(): a data offset below 20 or beyond the segment.
+            if doff < 20 || l4 + doff > l3_end {
+                return Err(ParseError::Malformed);
+            }
+            p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
+            p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
+            p.tcp_flags = h[13];
+            p.kind = L4Kind::Tcp;
+        }
+        IPPROTO_UDP => {
+            if l4 + 8 > l3_end {
+                return Err(ParseError::Malformed);
+            }
+            let h: *const [u8; 8] = ptr_at(start, end, l4)?;
+            let h = unsafe { &*h };
+            p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
+            p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
+            p.kind = L4Kind::Udp;
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if l4 + 8 > l3_end {
+                return Err(ParseError::Malformed);
+            }
+            let h: *const [u8; 8] = ptr_at(start, end, l4)?;
+            let h = unsafe { &*h };
+            let ty = h[0];
+            match classify_icmp(p.key.proto, ty) {
+                IcmpClass::Query => {
+                    p.key.sport = u16::from_ne_bytes([h[4], h[5]]);
+                    p.key.dport = ty as u16;
+                    p.kind = L4Kind::IcmpQuery;
+                }
+                IcmpClass::Untracked => p.kind = L4Kind::IcmpUntracked,
+                IcmpClass::Invalid => p.kind = L4Kind::IcmpInvalid,
+                IcmpClass::Error => {
+                    parse_inner(l, l3_end, l4 + 8, p.key.family, &mut p.inner)?;
+                    p.kind = L4Kind::IcmpError;
+                }
+            }
+        }
+        _ => p.kind = L4Kind::Other,
+    }
+    Ok(())
+}
+
+/// The tuple of the packet an ICMP error quotes: its IP header and the first
+/// 8 bytes of its transport header (all RFC 792 guarantees).
+#[inline(always)]
+fn parse_inner<L: LoadBytes>(
+    l: &L,
+    l3_end: usize,
+    off: usize,
+    family: u8,
+    k: &mut CtKey,
+) -> Result<(), ParseError> {
+    *k = CtKey {
+        family,
+        ..CtKey::default()
+    };
+    let l4;
+    if family == FAMILY_V4 {
+        let ip: [u8; 20] = l.load(off)?;
+        let ihl = ((ip[0] & 0x0f) as usize) * 4;
+        if ihl < Ipv4Hdr::LEN {
+            return Err(ParseError::Malformed);
+        }
+        k.proto = ip[9];
+        k.src[0] = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        k.dst[0] = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        l4 = off + ihl;
+    } else {
+        let nh: [u8; 1] = l.load(off + 6)?;
+        k.proto = nh[0];
+        let src: [u8; 16] = l.load(off + 8)?;
+        k.src = v6_words(&src);
+        let dst: [u8; 16] = l.load(off + 24)?;
+        k.dst = v6_words(&dst);
+        l4 = off + Ipv6Hdr::LEN;
+    }
+    if l4 + 8 > l3_end {
+        return Err(ParseError::Malformed);
+    }
+    let h: [u8; 8] = l.load(l4)?;
+    match k.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            k.sport = u16::from_ne_bytes([h[0], h[1]]);
+            k.dport = u16::from_ne_bytes([h[2], h[3]]);
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            k.sport = u16::from_ne_bytes([h[4], h[5]]);
+            k.dport = h[0] as u16;
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+use std::{collections::BTreeMap, process::ExitCode};
+
+use anyhow::Context as _;
+use firewall::{AGER_REMOVED, AGER_SCANS, maps::Maps, pins::PinDir, sys};
+use firewall_common::{Chain, Counter, RuleAction};
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    counters: BTreeMap<&'static str, u64>,
+    rules: Vec<RuleStats>,
+    conntrack: CtStats,
+    ager: AgerStats,
+}
+
+#[derive(Serialize)]
+struct RuleStats {
+    index: u32,
+    chain: &'static str,
+    action: &'static str,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct CtStats {
+    entries: usize,
+}
+
+#[derive(Serialize)]
+struct AgerStats {
+    scans: u64,
+    removed: u64,
+}
+
+fn chain_name(c: u8) -> &'static str {
+    match c {
+        x if x == Chain::Input as u8 => "input",
+        x if x == Chain::Forward as u8 => "forward",
+        x if x == Chain::Output as u8 => "output",
+        _ => "?",
+    }
+}
+
+pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
+    sys::require_root()?;
+    let maps = Maps::from_pins(pins).context("reading counters")?;
+    let counters = Counter::ALL
+        .iter()
+        .map(|c| (c.name(), maps.counter(*c as u32)))
+        .collect();
+    let settings = maps.settings.get(&0, 0).context("reading settings")?;
+    let rules = (0..settings.rule_count)
+        .filter_map(|i| {
+            let r = maps.rules.get(&i, 0).ok()?;
+            let c = maps.rule_counter(i);
+            Some(RuleStats {
+                index: i + 1,
+                chain: chain_name(r.chain),
+                action: if r.action == RuleAction::Accept as u8 {
+                    "accept"
+                } else {
+                    "drop"
+                },
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+        })
+        .collect();
+    let st = Stats {
+        counters,
+        rules,
+        conntrack: CtStats {
+            entries: maps.conntrack.keys().count(),
+        },
+        ager: AgerStats {
+            scans: maps.ager_stat(AGER_SCANS),
+            removed: maps.ager_stat(AGER_REMOVED),
+        },
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("verdicts and drop reasons:");
+    for (name, v) in &st.counters {
+        println!("  {name:<26} {v:>12}");
+    }
+    println!("rules:");
+    println!(
+        "  {:>4} {:>12} {:>14}  chain    action",
+        "num", "pkts", "bytes"
+    );
+    for r in &st.rules {
+        println!(
+            "  {:>4} {:>12} {:>14}  {:<8} {}",
+            r.index, r.packets, r.bytes, r.chain, r.action
+        );
+    }
+    println!(
+        "conntrack entries: {} (two per connection)",
+        st.conntrack.entries
+    );
+    println!(
+        "ager: {} scans, {} entries removed",
+        st.ager.scans, st.ager.removed
+    );
+    Ok(ExitCode::SUCCESS)
+}

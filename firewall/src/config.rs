@@ -1,0 +1,1669 @@
+//! The TOML configuration file: parsing, validation and compilation of rules
+//! to the datapath form.
+//!
+//! Every leaf value is read as a `toml::Spanned<toml::Value>` and checked by
+//! hand rather than by serde, so each error can name the offending key and the
+//! line it sits on (`fw.toml:12: rule[2].dport: ...`); serde only enforces the
+//! shape of the document (`deny_unknown_fields`). Rule and interface indices
+//! in messages are 1-based, counting blocks as a person reading the file would.
+//!
+//! Whether a named interface exists on this host is not checked here: the
+//! loader resolves names when it attaches, through [`RuleConfig::to_rule`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+use std::path::Path;
+
+use firewall_common::{
+    Chain, CtState, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    MAX_RULES, Role, Rule, RuleAction, Timeouts, rule::match_flags,
+};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use toml::{Spanned, Value};
+
+/// Smallest accepted conntrack capacity: below this a busy host would evict
+/// live connections constantly, which looks like random drops.
+pub const MIN_CT_ENTRIES: u32 = 1024;
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native where the driver supports it, generic (skb) otherwise.
+    #[default]
+    Auto,
+    /// Driver mode only; attaching fails on drivers without XDP support.
+    Native,
+    /// skb mode: works everywhere, at the cost of running after skb
+    /// allocation.
+    Generic,
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        })
+    }
+}
+
+/// A validated configuration file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub xdp_mode: XdpMode,
+    pub interfaces: Vec<InterfaceConfig>,
+    /// Conntrack map capacity in entries (two per connection).
+    pub max_entries: u32,
+    pub timeouts: Timeouts,
+    /// Default verdict per chain, indexed by `Chain as usize`.
+    pub policy: [RuleAction; 3],
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Address family of a rule, kept apart from the datapath's `u8` tags so a
+/// rule can say "any" with `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The tag the datapath compares against (`FAMILY_V4`/`FAMILY_V6`).
+    pub fn tag(self) -> u8 {
+        match self {
+            Family::V4 => FAMILY_V4,
+            Family::V6 => FAMILY_V6,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        })
+    }
+}
+
+/// An address with a prefix length. Host bits are always zero: parsing
+/// rejects `10.0.0.1/8` because it usually means a typo, not a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn family(&self) -> Family {
+        match self.addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    fn max_prefix(&self) -> u8 {
+        match self.addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+
+    /// Address and mask as the datapath compares them: the raw network-order
+    /// bytes reinterpreted in place, so the eBPF side can AND packet words
+    /// without byte swapping.
+    pub fn words(&self) -> ([u32; 4], [u32; 4]) {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                let addr = u32::from(a) & mask;
+                (
+                    [u32::from_ne_bytes(addr.to_be_bytes()), 0, 0, 0],
+                    [u32::from_ne_bytes(mask.to_be_bytes()), 0, 0, 0],
+                )
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                let addr = u128::from(a) & mask;
+                (v6_words(addr.to_be_bytes()), v6_words(mask.to_be_bytes()))
+            }
+        }
+    }
+
+    fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr_text, prefix_text) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
+        let max = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        let prefix = match prefix_text {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && !p.starts_with('+') => n,
+                _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
+            },
+        };
+        let cidr = Cidr { addr, prefix };
+        let network = cidr.network();
+        if network != addr {
+            return Err(format!(
+                "{s} has host bits set (the network is {network}/{prefix})"
+            ));
+        }
+        Ok(cidr)
+    }
+
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+        }
+    }
+}
+
+fn v6_words(bytes: [u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// Host addresses print without `/32` so summaries read like `iptables -L`.
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.prefix == self.max_prefix() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// Inclusive port range in host order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// One validated `[[rule]]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleConfig {
+    pub chain: Chain,
+    pub action: RuleAction,
+    /// Explicit, or inferred from `src`/`dst`; `None` matches both families.
+    pub family: Option<Family>,
+    /// IP protocol number; `None` matches any.
+    pub proto: Option<u8>,
+    pub src: Option<Cidr>,
+    pub dst: Option<Cidr>,
+    pub sport: Option<PortRange>,
+    pub dport: Option<PortRange>,
+    pub iif: Option<String>,
+    /// Empty matches any state (an empty list in the file is rejected).
+    pub ctstate: Vec<CtState>,
+    pub comment: Option<String>,
+    /// 1-based line of the `[[rule]]` header.
+    pub line: usize,
+    /// 1-based position among the rules, as used in messages (`rule[N]`).
+    pub index: usize,
+    /// Kept so that [`RuleConfig::to_rule`] can report an unresolvable
+    /// interface with the same `file:line: key:` prefix as parse errors.
+    origin: String,
+    iif_line: usize,
+}
+
+impl RuleConfig {
+    /// Compile to the datapath form. `ifindex` resolves interface names
+    /// (returns `None` if unknown).
+    pub fn to_rule(&self, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<Rule, ConfigError> {
+        let mut rule = Rule {
+            chain: self.chain as u8,
+            action: self.action as u8,
+            family: self.family.map_or(0, Family::tag),
+            proto: self.proto.unwrap_or(0),
+            ..Rule::default()
+        };
+        if let Some(src) = &self.src {
+            (rule.src, rule.src_mask) = src.words();
+            rule.match_flags |= match_flags::SRC;
+        }
+        if let Some(dst) = &self.dst {
+            (rule.dst, rule.dst_mask) = dst.words();
+            rule.match_flags |= match_flags::DST;
+        }
+        if let Some(p) = self.sport {
+            (rule.sport_lo, rule.sport_hi) = (p.lo, p.hi);
+            rule.match_flags |= match_flags::SPORT;
+        }
+        if let Some(p) = self.dport {
+            (rule.dport_lo, rule.dport_hi) = (p.lo, p.hi);
+            rule.match_flags |= match_flags::DPORT;
+        }
+        if let Some(name) = &self.iif {
+            rule.iif = ifindex(name).ok_or_else(|| ConfigError::Invalid {
+                origin: self.origin.clone(),
+                line: self.iif_line,
+                key: format!("rule[{}].iif", self.index),
+                message: format!("interface {name:?} does not exist"),
+            })?;
+            rule.match_flags |= match_flags::IIF;
+        }
+        if !self.ctstate.is_empty() {
+            rule.ctstate = self.ctstate.iter().fold(0, |bits, s| bits | s.bit());
+            rule.match_flags |= match_flags::CTSTATE;
+        }
+        Ok(rule)
+    }
+
+    /// Human one-line summary like `iptables -L`, e.g.
+    /// `input tcp dport 22 src 10.0.0.0/8 -> accept`.
+    pub fn summary(&self) -> String {
+        let mut out = String::from(chain_name(self.chain));
+        // An address already shows its family.
+        if let Some(family) = self.family
+            && self.src.is_none()
+            && self.dst.is_none()
+        {
+            out += &format!(" {family}");
+        }
+        if let Some(p) = self.proto {
+            out += &format!(" {}", proto_name(p));
+        }
+        if let Some(p) = self.sport {
+            out += &format!(" sport {p}");
+        }
+        if let Some(p) = self.dport {
+            out += &format!(" dport {p}");
+        }
+        if let Some(a) = &self.src {
+            out += &format!(" src {a}");
+        }
+        if let Some(a) = &self.dst {
+            out += &format!(" dst {a}");
+        }
+        if let Some(i) = &self.iif {
+            out += &format!(" iif {i}");
+        }
+        if !self.ctstate.is_empty() {
+            let names: Vec<&str> = self.ctstate.iter().map(|&s| ctstate_name(s)).collect();
+            out += &format!(" ctstate {}", names.join(","));
+        }
+        out += &format!(" -> {}", action_name(self.action));
+        if let Some(c) = &self.comment {
+            // Keep the summary on one line whatever the comment holds.
+            let c: String = c
+                .chars()
+                .map(|ch| if ch.is_control() { ' ' } else { ch })
+                .collect();
+            out += &format!(" /* {c} */");
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read. The I/O error is part of the message
+    /// rather than a `source` so that the one line is complete on its own and
+    /// chains printed with `{:#}` do not repeat it.
+    #[error("{origin}: cannot read: {error}")]
+    Read {
+        origin: String,
+        error: std::io::Error,
+    },
+    /// The text is not TOML (or not the document shape at all).
+    #[error("{origin}:{}: {message}", position_text(*.position))]
+    Syntax {
+        origin: String,
+        /// 1-based line and column, when the TOML parser reported one.
+        position: Option<(usize, usize)>,
+        message: String,
+    },
+    /// Well-formed TOML with a bad value, an unknown key or a broken rule.
+    #[error("{origin}:{line}: {key}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        /// Dotted path of the offending key, e.g. `rule[2].dport`.
+        key: String,
+        message: String,
+    },
+}
+
+fn position_text(position: Option<(usize, usize)>) -> String {
+    match position {
+        Some((line, column)) => format!("{line}:{column}"),
+        None => "?".into(),
+    }
+}
+
+/// Read, parse and validate a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        origin: origin.clone(),
+        error,
+    })?;
+    let config = parse(&text, &origin)?;
+    log::debug!(
+        "{origin}: {} interface(s), {} rule(s), conntrack {} entries, xdp mode {}",
+        config.interfaces.len(),
+        config.rules.len(),
+        config.max_entries,
+        config.xdp_mode
+    );
+    Ok(config)
+}
+
+/// Parse and validate configuration text; `origin` names it in messages.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let doc = Doc::new(text, origin);
+    let raw: RawConfig = toml::from_str(text).map_err(|e| doc.toml_error(&e))?;
+    raw.validate(&doc)
+}
+
+// ---------------------------------------------------------------------------
+// Raw document shape.
+
+type Field = Option<Spanned<Value>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    xdp_mode: Field,
+    #[serde(default)]
+    interface: Vec<Spanned<RawInterface>>,
+    conntrack: Option<RawConntrack>,
+    timeouts: Option<RawTimeouts>,
+    policy: Option<RawPolicy>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Field,
+    role: Field,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConntrack {
+    max_entries: Field,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    input: Field,
+    forward: Field,
+    output: Field,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    chain: Field,
+    proto: Field,
+    family: Field,
+    src: Field,
+    dst: Field,
+    sport: Field,
+    dport: Field,
+    iif: Field,
+    ctstate: Field,
+    action: Field,
+    comment: Field,
+}
+
+/// Declares `RawTimeouts` from the list of `Timeouts` fields, so the accepted
+/// keys and the struct cannot drift apart: the exhaustive pattern below stops
+/// compiling when a field is added to `Timeouts` and not listed here.
+macro_rules! timeouts {
+    ($($field:ident),* $(,)?) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawTimeouts {
+            $($field: Field,)*
+        }
+
+        impl RawTimeouts {
+            fn apply(&self, doc: &Doc, t: &mut Timeouts) -> Result<(), ConfigError> {
+                let Timeouts { $($field: _,)* _pad: _ } = *t;
+                $(
+                    if let Some(v) = &self.$field {
+                        let key = concat!("timeouts.", stringify!($field));
+                        t.$field = doc.ranged(v, key, 1, u32::MAX.into())? as u32;
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+
+timeouts!(
+    tcp_syn_sent,
+    tcp_syn_recv,
+    tcp_established,
+    tcp_fin_wait,
+    tcp_close_wait,
+    tcp_last_ack,
+    tcp_time_wait,
+    tcp_close,
+    tcp_syn_sent2,
+    tcp_unack,
+    udp,
+    udp_stream,
+    icmp,
+    generic,
+);
+
+/// The document's sections with their spans only, read leniently after a
+/// shape error so the message can say which `[[rule]]` or table it is in.
+#[derive(Deserialize)]
+struct Skeleton {
+    #[serde(default)]
+    interface: Vec<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    rule: Vec<Spanned<IgnoredAny>>,
+    conntrack: Option<Spanned<IgnoredAny>>,
+    timeouts: Option<Spanned<IgnoredAny>>,
+    policy: Option<Spanned<IgnoredAny>>,
+}
+
+impl Skeleton {
+    fn section_at(&self, offset: usize) -> Option<String> {
+        let inside = |s: Range<usize>| s.contains(&offset);
+        let indexed = |name: &str, items: &[Spanned<IgnoredAny>]| {
+            items
+                .iter()
+                .position(|t| inside(t.span()))
+                .map(|i| format!("{name}[{}]", i + 1))
+        };
+        indexed("interface", &self.interface)
+            .or_else(|| indexed("rule", &self.rule))
+            .or_else(|| {
+                [
+                    ("conntrack", &self.conntrack),
+                    ("timeouts", &self.timeouts),
+                    ("policy", &self.policy),
+                ]
+                .into_iter()
+                .find(|(_, t)| t.as_ref().is_some_and(|t| inside(t.span())))
+                .map(|(name, _)| name.to_string())
+            })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Locating and typing values.
+
+/// The text being parsed, for turning byte spans into lines.
+struct Doc<'a> {
+    text: &'a str,
+    origin: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Doc<'a> {
+    fn new(text: &'a str, origin: &'a str) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Doc {
+            text,
+            origin,
+            line_starts,
+        }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset)
+    }
+
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let line = self.line(offset);
+        let start = self.line_starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(1, |s| s.chars().count() + 1);
+        (line, column)
+    }
+
+    fn invalid(
+        &self,
+        line: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn at(&self, v: &Spanned<Value>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.invalid(self.line(v.span().start), key, message)
+    }
+
+    /// Condenses a toml error to one line. Errors in the document's shape
+    /// (unknown keys, a table where a list belongs) get the section they are
+    /// in, so they read like the semantic errors; anything the lenient
+    /// [`Skeleton`] cannot read either is reported as a syntax error.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let mut message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        // toml's `Spanned` meets a dotted key or sub-table where it expects a
+        // single value and reports it in terms of its own internals.
+        if let Some(rest) = message.strip_prefix("invalid type: string ")
+            && let Some(name) = rest.strip_suffix(", expected a borrowed string")
+        {
+            message = format!("unexpected sub-table or dotted key {name}");
+        }
+        let Some(span) = e.span() else {
+            return ConfigError::Syntax {
+                origin: self.origin.to_string(),
+                position: None,
+                message,
+            };
+        };
+        let shape_error_in = toml::from_str::<Skeleton>(self.text)
+            .ok()
+            .map(|s| s.section_at(span.start));
+        let Some(section) = shape_error_in else {
+            return ConfigError::Syntax {
+                origin: self.origin.to_string(),
+                position: Some(self.position(span.start)),
+                message,
+            };
+        };
+        let line = self.line(span.start);
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some((name, expected)) = rest.split_once("`, ")
+        {
+            let key = match section {
+                Some(s) => format!("{s}.{name}"),
+                None => name.to_string(),
+            };
+            return self.invalid(line, key, format!("unknown key ({expected})"));
+        }
+        match section {
+            Some(s) => self.invalid(line, s, message),
+            None => ConfigError::Syntax {
+                origin: self.origin.to_string(),
+                position: Some(self.position(span.start)),
+                message,
+            },
+        }
+    }
+
+    fn string<'v>(&self, v: &'v Spanned<Value>, key: &str) -> Result<&'v str, ConfigError> {
+        match v.get_ref() {
+            Value::String(s) => Ok(s),
+            other => Err(self.at(
+                v,
+                key,
+                format!("expected a string, found {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn integer(&self, v: &Spanned<Value>, key: &str) -> Result<i64, ConfigError> {
+        match v.get_ref() {
+            Value::Integer(n) => Ok(*n),
+            other => Err(self.at(
+                v,
+                key,
+                format!("expected an integer, found {}", other.type_str()),
+            )),
+        }
+    }
+
+    fn ranged(
+        &self,
+        v: &Spanned<Value>,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Result<i64, ConfigError> {
+        let n = self.integer(v, key)?;
+        if n < min || n > max {
+            return Err(self.at(v, key, format!("{n} is out of range ({min}-{max})")));
+        }
+        Ok(n)
+    }
+
+    fn keyword<T: Copy>(
+        &self,
+        v: &Spanned<Value>,
+        key: &str,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        let s = self.string(v, key)?;
+        choices
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, t)| t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.at(
+                    v,
+                    key,
+                    format!("unknown value {s:?} (expected {})", one_of(&names)),
+                )
+            })
+    }
+
+    fn port_range(&self, v: &Spanned<Value>, key: &str) -> Result<PortRange, ConfigError> {
+        let port = |n: i64| {
+            u16::try_from(n)
+                .map_err(|_| self.at(v, key, format!("port {n} is out of range (0-65535)")))
+        };
+        let (lo, hi) = match v.get_ref() {
+            Value::Integer(n) => (port(*n)?, port(*n)?),
+            Value::String(s) => {
+                let bad = || {
+                    self.at(
+                        v,
+                        key,
+                        format!("invalid port range {s:?} (expected \"LO-HI\")"),
+                    )
+                };
+                let num = |t: &str| {
+                    let t = t.trim();
+                    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(bad());
+                    }
+                    port(t.parse().unwrap_or(i64::MAX))
+                };
+                match s.split_once('-') {
+                    Some((a, b)) => (num(a)?, num(b)?),
+                    None => (num(s)?, num(s)?),
+                }
+            }
+            other => {
+                return Err(self.at(
+                    v,
+                    key,
+                    format!(
+                        "expected a port number or \"LO-HI\" string, found {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        if lo > hi {
+            return Err(self.at(v, key, format!("port range {lo}-{hi} is reversed")));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+const CHAINS: &[(&str, Chain)] = &[
+    ("input", Chain::Input),
+    ("forward", Chain::Forward),
+    ("output", Chain::Output),
+];
+const ACTIONS: &[(&str, RuleAction)] =
+    &[("accept", RuleAction::Accept), ("drop", RuleAction::Drop)];
+const ROLES: &[(&str, Role)] = &[("lan", Role::Lan), ("wan", Role::Wan)];
+const XDP_MODES: &[(&str, XdpMode)] = &[
+    ("auto", XdpMode::Auto),
+    ("native", XdpMode::Native),
+    ("generic", XdpMode::Generic),
+];
+const FAMILIES: &[(&str, Family)] = &[("ipv4", Family::V4), ("ipv6", Family::V6)];
+const PROTOS: &[(&str, u8)] = &[
+    ("tcp", IPPROTO_TCP),
+    ("udp", IPPROTO_UDP),
+    ("icmp", IPPROTO_ICMP),
+    ("icmpv6", IPPROTO_ICMPV6),
+];
+const CTSTATES: &[(&str, CtState)] = &[
+    ("new", CtState::New),
+    ("established", CtState::Established),
+    ("related", CtState::Related),
+    ("invalid", CtState::Invalid),
+    ("untracked", CtState::Untracked),
+];
+
+fn name_of<T: Copy + PartialEq>(table: &[(&'static str, T)], t: T) -> &'static str {
+    table.iter().find(|(_, x)| *x == t).map_or("?", |(n, _)| n)
+}
+
+fn chain_name(c: Chain) -> &'static str {
+    name_of(CHAINS, c)
+}
+
+fn action_name(a: RuleAction) -> &'static str {
+    name_of(ACTIONS, a)
+}
+
+fn ctstate_name(s: CtState) -> &'static str {
+    name_of(CTSTATES, s)
+}
+
+fn proto_name(p: u8) -> String {
+    PROTOS
+        .iter()
+        .find(|(_, n)| *n == p)
+        .map_or_else(|| p.to_string(), |(name, _)| (*name).to_string())
+}
+
+/// Mirrors the kernel's `dev_valid_name`, so a name that could never exist is
+/// caught here instead of as a confusing lookup failure at attach time.
+fn interface_name_problem(name: &str) -> Option<String> {
+    let max = libc::IFNAMSIZ - 1;
+    if name.is_empty() || name.len() > max {
+        return Some(format!("interface name {name:?} must be 1-{max} bytes"));
+    }
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace)
+    {
+        return Some(format!("{name:?} is not a valid interface name"));
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Validation.
+
+impl RawConfig {
+    fn validate(self, doc: &Doc) -> Result<Config, ConfigError> {
+        let xdp_mode = match &self.xdp_mode {
+            Some(v) => doc.keyword(v, "xdp_mode", XDP_MODES)?,
+            None => XdpMode::Auto,
+        };
+
+        if self.interface.is_empty() {
+            return Err(doc.invalid(1, "interface", "at least one [[interface]] is required"));
+        }
+        let mut interfaces: Vec<InterfaceConfig> = Vec::new();
+        let mut iface_lines: HashMap<String, usize> = HashMap::new();
+        for (i, raw) in self.interface.iter().enumerate() {
+            let prefix = format!("interface[{}]", i + 1);
+            let line = doc.line(raw.span().start);
+            let raw = raw.get_ref();
+            let missing =
+                |k: &str| doc.invalid(line, format!("{prefix}.{k}"), "missing (required)");
+            let key = format!("{prefix}.name");
+            let name_v = raw.name.as_ref().ok_or_else(|| missing("name"))?;
+            let name = doc.string(name_v, &key)?;
+            if let Some(problem) = interface_name_problem(name) {
+                return Err(doc.at(name_v, &key, problem));
+            }
+            let name_line = doc.line(name_v.span().start);
+            if let Some(first) = iface_lines.insert(name.to_string(), name_line) {
+                return Err(doc.at(
+                    name_v,
+                    &key,
+                    format!("duplicate interface {name:?} (first at line {first})"),
+                ));
+            }
+            let role_v = raw.role.as_ref().ok_or_else(|| missing("role"))?;
+            let role = doc.keyword(role_v, &format!("{prefix}.role"), ROLES)?;
+            interfaces.push(InterfaceConfig {
+                name: name.to_string(),
+                role,
+            });
+        }
+
+        let max_entries = match self.conntrack.as_ref().and_then(|c| c.max_entries.as_ref()) {
+            Some(v) => doc.ranged(
+                v,
+                "conntrack.max_entries",
+                MIN_CT_ENTRIES.into(),
+                u32::MAX.into(),
+            )? as u32,
+            None => firewall_common::DEFAULT_CT_ENTRIES,
+        };
+
+        let mut timeouts = Timeouts::NETFILTER;
+        if let Some(t) = &self.timeouts {
+            t.apply(doc, &mut timeouts)?;
+        }
+
+        let mut policy = [RuleAction::Drop, RuleAction::Drop, RuleAction::Accept];
+        if let Some(p) = &self.policy {
+            for (chain, field) in [
+                (Chain::Input, &p.input),
+                (Chain::Forward, &p.forward),
+                (Chain::Output, &p.output),
+            ] {
+                if let Some(v) = field {
+                    let key = format!("policy.{}", chain_name(chain));
+                    policy[chain as usize] = doc.keyword(v, &key, ACTIONS)?;
+                }
+            }
+        }
+
+        if let Some(extra) = self.rule.get(MAX_RULES as usize) {
+            return Err(doc.invalid(
+                doc.line(extra.span().start),
+                format!("rule[{}]", MAX_RULES + 1),
+                format!("too many rules (at most {MAX_RULES})"),
+            ));
+        }
+        let rules = self
+            .rule
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| validate_rule(doc, raw, i + 1, &iface_lines))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Config {
+            xdp_mode,
+            interfaces,
+            max_entries,
+            timeouts,
+            policy,
+            rules,
+        })
+    }
+}
+
+fn validate_rule(
+    doc: &Doc,
+    spanned: &Spanned<RawRule>,
+    index: usize,
+    interfaces: &HashMap<String, usize>,
+) -> Result<RuleConfig, ConfigError> {
+    let line = doc.line(spanned.span().start);
+    let raw = spanned.get_ref();
+    let key = |k: &str| format!("rule[{index}].{k}");
+    let missing = |k: &str| doc.invalid(line, key(k), "missing (required)");
+    let chain_v = raw.chain.as_ref().ok_or_else(|| missing("chain"))?;
+    let chain = doc.keyword(chain_v, &key("chain"), CHAINS)?;
+    let action_v = raw.action.as_ref().ok_or_else(|| missing("action"))?;
+    let action = doc.keyword(action_v, &key("action"), ACTIONS)?;
+
+    let proto = match &raw.proto {
+        None => None,
+        Some(v) => Some(match v.get_ref() {
+            Value::Integer(_) => {
+                // 0 is the datapath's "any"; accepting it would silently
+                // widen the rule.
+                let n = doc.ranged(v, &key("proto"), 1, 255)?;
+                n as u8
+            }
+            Value::String(name) => PROTOS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|&(_, p)| p)
+                .ok_or_else(|| {
+                    doc.at(
+                        v,
+                        &key("proto"),
+                        format!(
+                            "unknown protocol {name:?} (expected tcp, udp, icmp, icmpv6 \
+                             or a number 1-255)"
+                        ),
+                    )
+                })?,
+            other => {
+                return Err(doc.at(
+                    v,
+                    &key("proto"),
+                    format!(
+                        "expected a protocol name or number, found {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        }),
+    };
+
+    let explicit_family = match &raw.family {
+        Some(v) => Some((doc.keyword(v, &key("family"), FAMILIES)?, v)),
+        None => None,
+    };
+    let mut family = explicit_family.map(|(f, _)| f);
+    let mut family_source = "family".to_string();
+    let mut address = |field: &Field, k: &str| -> Result<Option<Cidr>, ConfigError> {
+        let Some(v) = field else { return Ok(None) };
+        let cidr = Cidr::parse(doc.string(v, &key(k))?).map_err(|m| doc.at(v, &key(k), m))?;
+        match family {
+            Some(f) if f != cidr.family() => {
+                return Err(doc.at(
+                    v,
+                    &key(k),
+                    format!("{cidr} is {} but {family_source} is {f}", cidr.family()),
+                ));
+            }
+            _ => {
+                family = Some(cidr.family());
+                family_source = format!("{k} {cidr}");
+            }
+        }
+        Ok(Some(cidr))
+    };
+    let src = address(&raw.src, "src")?;
+    let dst = address(&raw.dst, "dst")?;
+
+    if let (Some(p @ (IPPROTO_ICMP | IPPROTO_ICMPV6)), Some(f), Some(v)) =
+        (proto, family, &raw.proto)
+    {
+        let wants = if p == IPPROTO_ICMP {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        if f != wants {
+            return Err(doc.at(
+                v,
+                &key("proto"),
+                format!(
+                    "{} only exists in {wants}, but the rule is {f}",
+                    proto_name(p)
+                ),
+            ));
+        }
+    }
+
+    let ports = |field: &Field, k: &str| -> Result<Option<PortRange>, ConfigError> {
+        let Some(v) = field else { return Ok(None) };
+        match proto {
+            Some(IPPROTO_TCP | IPPROTO_UDP) => Ok(Some(doc.port_range(v, &key(k))?)),
+            Some(p) => Err(doc.at(
+                v,
+                &key(k),
+                format!("ports need proto tcp or udp, not {}", proto_name(p)),
+            )),
+            None => Err(doc.at(v, &key(k), "ports need proto tcp or udp")),
+        }
+    };
+    let sport = ports(&raw.sport, "sport")?;
+    let dport = ports(&raw.dport, "dport")?;
+
+    let (iif, iif_line) = match &raw.iif {
+        None => (None, line),
+        Some(v) => {
+            let name = doc.string(v, &key("iif"))?;
+            if chain == Chain::Output {
+                return Err(doc.at(
+                    v,
+                    &key("iif"),
+                    "not allowed on chain output (locally generated packets have no input interface)",
+                ));
+            }
+            if !interfaces.contains_key(name) {
+                let mut known: Vec<&str> = interfaces.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(doc.at(
+                    v,
+                    &key("iif"),
+                    format!(
+                        "{name:?} is not a configured [[interface]] (configured: {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            (Some(name.to_string()), doc.line(v.span().start))
+        }
+    };
+
+    let ctstate = match &raw.ctstate {
+        None => Vec::new(),
+        Some(v) => {
+            let Value::Array(items) = v.get_ref() else {
+                return Err(doc.at(
+                    v,
+                    &key("ctstate"),
+                    format!(
+                        "expected a list of states, found {}",
+                        v.get_ref().type_str()
+                    ),
+                ));
+            };
+            if items.is_empty() {
+                return Err(doc.at(v, &key("ctstate"), "empty list would match nothing"));
+            }
+            let mut states = Vec::new();
+            for item in items {
+                // Array elements carry no spans of their own; the list's
+                // line is close enough.
+                let item = Spanned::new(v.span(), item.clone());
+                states.push(doc.keyword(&item, &key("ctstate"), CTSTATES)?);
+            }
+            if let Some(s) = states
+                .iter()
+                .find(|s| matches!(s, CtState::Established | CtState::Related))
+            {
+                log::warn!(
+                    "{}:{}: {}: {} never matches: conntrack passes ESTABLISHED and RELATED \
+                     packets before the rules are consulted",
+                    doc.origin,
+                    doc.line(v.span().start),
+                    key("ctstate"),
+                    ctstate_name(*s)
+                );
+            }
+            states
+        }
+    };
+
+    let comment = match &raw.comment {
+        Some(v) => Some(doc.string(v, &key("comment"))?.to_string()),
+        None => None,
+    };
+
+    Ok(RuleConfig {
+        chain,
+        action,
+        family,
+        proto,
+        src,
+        dst,
+        sport,
+        dport,
+        iif,
+        ctstate,
+        comment,
+        line,
+        index,
+        origin: doc.origin.to_string(),
+        iif_line,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firewall_common::rule::RuleInput;
+
+    const SAMPLE: &str = r#"xdp_mode = "auto"          # optional: auto | native | generic
+
+[[interface]]
+name = "eth1"
+role = "lan"               # lan | wan
+
+[[interface]]
+name = "eth0"
+role = "wan"
+
+[conntrack]                # optional
+max_entries = 262144
+
+[timeouts]
+tcp_established = 432000
+udp = 30
+
+[policy]
+input = "drop"
+
+[[rule]]
+chain = "input"
+proto = "tcp"
+family = "ipv4"
+src = "10.0.0.0/8"
+dst = "192.168.1.1"
+sport = 22
+dport = "8000-8100"
+iif = "eth0"
+ctstate = ["new"]
+action = "accept"
+comment = "ssh"
+"#;
+
+    const IFACES: &str = "[[interface]]\nname = \"eth0\"\nrole = \"wan\"\n";
+
+    /// `IFACES` (lines 1-3) followed by `rest`, which therefore starts on
+    /// line 4.
+    fn with_ifaces(rest: &str) -> String {
+        format!("{IFACES}{rest}")
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, "fw.toml").unwrap_err().to_string()
+    }
+
+    fn assert_err(text: &str, expected: &[&str]) {
+        let msg = err(text);
+        assert!(!msg.contains('\n'), "multi-line error: {msg}");
+        for e in expected {
+            assert!(msg.contains(e), "{msg:?} does not contain {e:?}");
+        }
+    }
+
+    fn one_rule(body: &str) -> RuleConfig {
+        let text = with_ifaces(&format!("[[rule]]\n{body}"));
+        let mut config = parse(&text, "fw.toml").unwrap();
+        assert_eq!(config.rules.len(), 1);
+        config.rules.pop().unwrap()
+    }
+
+    fn ifindex(name: &str) -> Option<u32> {
+        match name {
+            "eth0" => Some(2),
+            "eth1" => Some(3),
+            _ => None,
+        }
+    }
+
+    fn v4(a: [u8; 4]) -> [u32; 4] {
+        [u32::from_ne_bytes(a), 0, 0, 0]
+    }
+
+    #[test]
+    fn sample_parses() {
+        let c = parse(SAMPLE, "fw.toml").unwrap();
+        assert_eq!(c.xdp_mode, XdpMode::Auto);
+        assert_eq!(
+            c.interfaces,
+            vec![
+                InterfaceConfig {
+                    name: "eth1".into(),
+                    role: Role::Lan
+                },
+                InterfaceConfig {
+                    name: "eth0".into(),
+                    role: Role::Wan
+                },
+            ]
+        );
+        assert_eq!(c.max_entries, 262_144);
+        assert_eq!(c.timeouts, Timeouts::NETFILTER);
+        assert_eq!(
+            c.policy,
+            [RuleAction::Drop, RuleAction::Drop, RuleAction::Accept]
+        );
+        assert_eq!(c.rules.len(), 1);
+        let r = &c.rules[0];
+        assert_eq!(r.chain, Chain::Input);
+        assert_eq!(r.action, RuleAction::Accept);
+        assert_eq!(r.family, Some(Family::V4));
+        assert_eq!(r.proto, Some(IPPROTO_TCP));
+        assert_eq!(
+            r.src,
+            Some(Cidr {
+                addr: "10.0.0.0".parse().unwrap(),
+                prefix: 8
+            })
+        );
+        assert_eq!(
+            r.dst,
+            Some(Cidr {
+                addr: "192.168.1.1".parse().unwrap(),
+                prefix: 32
+            })
+        );
+        assert_eq!(r.sport, Some(PortRange { lo: 22, hi: 22 }));
+        assert_eq!(r.dport, Some(PortRange { lo: 8000, hi: 8100 }));
+        assert_eq!(r.iif.as_deref(), Some("eth0"));
+        assert_eq!(r.ctstate, vec![CtState::New]);
+        assert_eq!(r.comment.as_deref(), Some("ssh"));
+        assert_eq!(r.line, 21);
+        assert_eq!(r.index, 1);
+        assert_eq!(
+            r.summary(),
+            "input tcp sport 22 dport 8000-8100 src 10.0.0.0/8 dst 192.168.1.1 iif eth0 \
+             ctstate new -> accept /* ssh */"
+        );
+    }
+
+    #[test]
+    fn defaults_when_sections_absent() {
+        let c = parse(IFACES, "fw.toml").unwrap();
+        assert_eq!(c.xdp_mode, XdpMode::Auto);
+        assert_eq!(c.max_entries, firewall_common::DEFAULT_CT_ENTRIES);
+        assert_eq!(c.timeouts, Timeouts::NETFILTER);
+        assert_eq!(
+            c.policy,
+            [RuleAction::Drop, RuleAction::Drop, RuleAction::Accept]
+        );
+        assert!(c.rules.is_empty());
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let text = format!(
+            "xdp_mode = \"generic\"\n{IFACES}[timeouts]\nudp = 60\ngeneric = 1\n\
+             [policy]\nforward = \"accept\"\noutput = \"drop\"\n"
+        );
+        let c = parse(&text, "fw.toml").unwrap();
+        assert_eq!(c.xdp_mode, XdpMode::Generic);
+        assert_eq!(c.xdp_mode.to_string(), "generic");
+        assert_eq!(c.timeouts.udp, 60);
+        assert_eq!(c.timeouts.generic, 1);
+        assert_eq!(c.timeouts.tcp_established, 432_000);
+        assert_eq!(
+            c.policy,
+            [RuleAction::Drop, RuleAction::Accept, RuleAction::Drop]
+        );
+    }
+
+    #[test]
+    fn unknown_key() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nprot = \"tcp\"\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].prot: unknown key"],
+        );
+        assert_err(
+            &with_ifaces("[timeouts]\nudp_strem = 5\n"),
+            &["fw.toml:5: timeouts.udp_strem: unknown key"],
+        );
+        assert_err(
+            &format!("colour = 1\n{IFACES}"),
+            &["fw.toml:1: colour: unknown key"],
+        );
+        // After a table header a key belongs to that table.
+        assert_err(
+            &with_ifaces("colour = 1\n"),
+            &["fw.toml:4: interface[1].colour: unknown key (expected `name` or `role`)"],
+        );
+        assert_err(
+            "[[interface]]\nname = \"eth0\"\nrole = \"wan\"\nmtu = 9000\n",
+            &["fw.toml:4: interface[1].mtu: unknown key"],
+        );
+    }
+
+    #[test]
+    fn bad_role() {
+        assert_err(
+            "[[interface]]\nname = \"eth0\"\nrole = \"dmz\"\n",
+            &["fw.toml:3: interface[1].role: unknown value \"dmz\" (expected lan or wan)"],
+        );
+    }
+
+    #[test]
+    fn bad_cidr() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nsrc = \"10.0.0.0/33\"\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].src: ", "prefix length must be 0-32"],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\ndst = \"10.0.0\"\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].dst: ", "not an IP address"],
+        );
+    }
+
+    #[test]
+    fn host_bits_set() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nsrc = \"10.0.0.1/8\"\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].src: 10.0.0.1/8 has host bits set (the network is 10.0.0.0/8)"],
+        );
+    }
+
+    #[test]
+    fn reversed_range() {
+        let rule = "[[rule]]\nchain = \"input\"\nproto = \"tcp\"\naction = \"drop\"\n";
+        let text = with_ifaces(&format!("{rule}{rule}dport = \"9000-8000\"\n"));
+        assert_err(
+            &text,
+            &["fw.toml:12: rule[2].dport: port range 9000-8000 is reversed"],
+        );
+    }
+
+    #[test]
+    fn bad_ports() {
+        let base = "[[rule]]\nchain = \"input\"\nproto = \"udp\"\naction = \"drop\"\n";
+        assert_err(
+            &with_ifaces(&format!("{base}sport = 70000\n")),
+            &["fw.toml:8: rule[1].sport: port 70000 is out of range"],
+        );
+        assert_err(
+            &with_ifaces(&format!("{base}sport = \"1-2-3\"\n")),
+            &["fw.toml:8: rule[1].sport: invalid port range"],
+        );
+    }
+
+    #[test]
+    fn sport_with_icmp() {
+        assert_err(
+            &with_ifaces(
+                "[[rule]]\nchain = \"input\"\nproto = \"icmp\"\nsport = 1\naction = \"drop\"\n",
+            ),
+            &["fw.toml:7: rule[1].sport: ports need proto tcp or udp, not icmp"],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\ndport = 1\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].dport: ports need proto tcp or udp"],
+        );
+    }
+
+    #[test]
+    fn iif_unknown() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\niif = \"eth9\"\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].iif: \"eth9\" is not a configured [[interface]]"],
+        );
+    }
+
+    #[test]
+    fn iif_on_output_chain() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"output\"\niif = \"eth0\"\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].iif: not allowed on chain output"],
+        );
+    }
+
+    #[test]
+    fn duplicate_interface() {
+        assert_err(
+            &with_ifaces("[[interface]]\nname = \"eth0\"\nrole = \"lan\"\n"),
+            &["fw.toml:5: interface[2].name: duplicate interface \"eth0\" (first at line 2)"],
+        );
+    }
+
+    #[test]
+    fn interface_name_rules() {
+        assert_err(
+            "[[interface]]\nname = \"abcdefghijklmnop\"\nrole = \"lan\"\n",
+            &["fw.toml:2: interface[1].name: ", "must be 1-15 bytes"],
+        );
+        assert_err(
+            "[[interface]]\nname = \"\"\nrole = \"lan\"\n",
+            &["fw.toml:2: interface[1].name: "],
+        );
+        assert_err(
+            "[[interface]]\nrole = \"lan\"\n",
+            &["fw.toml:1: interface[1].name: missing"],
+        );
+        assert_err(
+            "xdp_mode = \"auto\"\n",
+            &["fw.toml:1: interface: at least one"],
+        );
+    }
+
+    #[test]
+    fn family_conflict() {
+        assert_err(
+            &with_ifaces(
+                "[[rule]]\nchain = \"forward\"\nsrc = \"10.0.0.0/8\"\ndst = \"2001:db8::/32\"\n\
+                 action = \"drop\"\n",
+            ),
+            &["fw.toml:7: rule[1].dst: 2001:db8::/32 is ipv6 but src 10.0.0.0/8 is ipv4"],
+        );
+        assert_err(
+            &with_ifaces(
+                "[[rule]]\nchain = \"input\"\nfamily = \"ipv6\"\nsrc = \"10.0.0.0/8\"\naction = \"drop\"\n",
+            ),
+            &["fw.toml:7: rule[1].src: 10.0.0.0/8 is ipv4 but family is ipv6"],
+        );
+        assert_err(
+            &with_ifaces(
+                "[[rule]]\nchain = \"input\"\nproto = \"icmp\"\nsrc = \"::1\"\naction = \"drop\"\n",
+            ),
+            &["fw.toml:6: rule[1].proto: icmp only exists in ipv4"],
+        );
+    }
+
+    #[test]
+    fn too_many_rules() {
+        let rule = "[[rule]]\nchain = \"input\"\naction = \"drop\"\n";
+        let text = with_ifaces(&rule.repeat(MAX_RULES as usize));
+        assert_eq!(
+            parse(&text, "fw.toml").unwrap().rules.len(),
+            MAX_RULES as usize
+        );
+        let text = with_ifaces(&rule.repeat(MAX_RULES as usize + 1));
+        let line = 4 + 3 * MAX_RULES;
+        assert_err(
+            &text,
+            &[&format!(
+                "fw.toml:{line}: rule[{}]: too many rules (at most {MAX_RULES})",
+                MAX_RULES + 1
+            )],
+        );
+    }
+
+    #[test]
+    fn zero_timeout() {
+        assert_err(
+            &with_ifaces("[timeouts]\ntcp_close = 0\n"),
+            &["fw.toml:5: timeouts.tcp_close: 0 is out of range (1-4294967295)"],
+        );
+        assert_err(
+            &with_ifaces("[timeouts]\nudp = \"30\"\n"),
+            &["fw.toml:5: timeouts.udp: expected an integer, found string"],
+        );
+    }
+
+    #[test]
+    fn small_conntrack() {
+        assert_err(
+            &with_ifaces("[conntrack]\nmax_entries = 100\n"),
+            &["fw.toml:5: conntrack.max_entries: 100 is out of range (1024-"],
+        );
+    }
+
+    #[test]
+    fn toml_syntax_error() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\naction = \"drop\"\n"),
+            &["fw.toml:5:", "invalid basic string"],
+        );
+        assert_err("a = 1\na = 2\n", &["fw.toml:2:1: duplicate key"]);
+    }
+
+    #[test]
+    fn missing_and_mistyped_rule_fields() {
+        assert_err(
+            &with_ifaces("\n[[rule]]\nchain = \"input\"\n"),
+            &["fw.toml:5: rule[1].action: missing"],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = 1\naction = \"drop\"\n"),
+            &["fw.toml:5: rule[1].chain: expected a string, found integer"],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nproto = 0\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].proto: 0 is out of range (1-255)"],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nctstate = []\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].ctstate: empty list"],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nctstate = [\"fresh\"]\naction = \"drop\"\n"),
+            &["fw.toml:6: rule[1].ctstate: unknown value \"fresh\""],
+        );
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"input\"\nsrc.a = 1\n"),
+            &["fw.toml:6: rule[1]: unexpected sub-table or dotted key \"a\""],
+        );
+        assert_err(
+            &with_ifaces("[timeouts.tcp]\nx = 1\n"),
+            &["fw.toml:4:11: unknown field `tcp`"],
+        );
+    }
+
+    #[test]
+    fn to_rule_v4_cidr() {
+        let r = one_rule("chain = \"forward\"\nsrc = \"10.1.0.0/16\"\naction = \"drop\"\n");
+        let rule = r.to_rule(&ifindex).unwrap();
+        assert_eq!(rule.family, FAMILY_V4);
+        assert_eq!(rule.chain, Chain::Forward as u8);
+        assert_eq!(rule.action, RuleAction::Drop as u8);
+        assert_eq!(rule.proto, 0);
+        assert_eq!(rule.match_flags, match_flags::SRC);
+        assert_eq!(rule.src, v4([10, 1, 0, 0]));
+        assert_eq!(rule.src_mask, v4([255, 255, 0, 0]));
+        let p = RuleInput {
+            family: FAMILY_V4,
+            src: v4([10, 1, 200, 3]),
+            ..RuleInput::default()
+        };
+        assert!(rule.matches(Chain::Forward, &p));
+        assert!(!rule.matches(
+            Chain::Forward,
+            &RuleInput {
+                src: v4([10, 2, 0, 1]),
+                ..p
+            }
+        ));
+        assert_eq!(r.summary(), "forward src 10.1.0.0/16 -> drop");
+    }
+
+    #[test]
+    fn to_rule_v6_cidr() {
+        let r = one_rule("chain = \"input\"\ndst = \"2001:db8:ab00::/40\"\naction = \"accept\"\n");
+        let rule = r.to_rule(&ifindex).unwrap();
+        assert_eq!(rule.family, FAMILY_V6);
+        assert_eq!(rule.match_flags, match_flags::DST);
+        let words = |b: [u8; 16]| v6_words(b);
+        let addr: Ipv6Addr = "2001:db8:ab00::".parse().unwrap();
+        assert_eq!(rule.dst, words(addr.octets()));
+        let mut mask = [0u8; 16];
+        mask[..5].fill(0xff);
+        assert_eq!(rule.dst_mask, words(mask));
+        let inside: Ipv6Addr = "2001:db8:abff::1".parse().unwrap();
+        let outside: Ipv6Addr = "2001:db8:ac00::1".parse().unwrap();
+        let p = RuleInput {
+            family: FAMILY_V6,
+            dst: words(inside.octets()),
+            ..RuleInput::default()
+        };
+        assert!(rule.matches(Chain::Input, &p));
+        assert!(!rule.matches(
+            Chain::Input,
+            &RuleInput {
+                dst: words(outside.octets()),
+                ..p
+            }
+        ));
+        // An IPv4 packet must not match by accident of its zero words.
+        assert!(!rule.matches(
+            Chain::Input,
+            &RuleInput {
+                family: FAMILY_V4,
+                ..p
+            }
+        ));
+    }
+
+    #[test]
+    fn to_rule_port_range() {
+        let r = one_rule(
+            "chain = \"input\"\nproto = \"udp\"\ndport = \"5000-5010\"\nsport = 53\naction = \"accept\"\n",
+        );
+        let rule = r.to_rule(&ifindex).unwrap();
+        assert_eq!(rule.proto, IPPROTO_UDP);
+        assert_eq!(rule.family, 0);
+        assert_eq!(rule.match_flags, match_flags::SPORT | match_flags::DPORT);
+        assert_eq!((rule.dport_lo, rule.dport_hi), (5000, 5010));
+        assert_eq!((rule.sport_lo, rule.sport_hi), (53, 53));
+        assert_eq!(r.summary(), "input udp sport 53 dport 5000-5010 -> accept");
+    }
+
+    #[test]
+    fn to_rule_ctstate() {
+        let r = one_rule(
+            "chain = \"forward\"\nctstate = [\"new\", \"invalid\", \"untracked\"]\naction = \"drop\"\n",
+        );
+        let rule = r.to_rule(&ifindex).unwrap();
+        assert_eq!(rule.match_flags, match_flags::CTSTATE);
+        assert_eq!(
+            rule.ctstate,
+            CtState::New.bit() | CtState::Invalid.bit() | CtState::Untracked.bit()
+        );
+        assert_eq!(r.summary(), "forward ctstate new,invalid,untracked -> drop");
+    }
+
+    #[test]
+    fn to_rule_iif() {
+        let r =
+            one_rule("chain = \"input\"\nfamily = \"ipv6\"\niif = \"eth0\"\naction = \"accept\"\n");
+        let rule = r.to_rule(&ifindex).unwrap();
+        assert_eq!(rule.match_flags, match_flags::IIF);
+        assert_eq!(rule.iif, 2);
+        assert_eq!(rule.family, FAMILY_V6);
+        assert_eq!(r.summary(), "input ipv6 iif eth0 -> accept");
+
+        let e = r.to_rule(&|_| None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "fw.toml:7: rule[1].iif: interface \"eth0\" does not exist"
+        );
+    }
+
+    #[test]
+    fn numeric_proto() {
+        let r = one_rule("chain = \"input\"\nproto = 47\naction = \"drop\"\n");
+        assert_eq!(r.to_rule(&ifindex).unwrap().proto, 47);
+        assert_eq!(r.summary(), "input 47 -> drop");
+        let r = one_rule("chain = \"input\"\nproto = 6\ndport = 0\naction = \"drop\"\n");
+        assert_eq!(r.dport, Some(PortRange { lo: 0, hi: 0 }));
+    }
+
+    #[test]
+    fn load_reads_file_and_reports_missing() {
+        let dir = std::env::temp_dir().join(format!("fwcfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fw.toml");
+        std::fs::write(&path, SAMPLE).unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.rules.len(), 1);
+        std::fs::write(&path, "[[interface]]\nname = \"eth0\"\nrole = \"x\"\n").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:3: interface[1].role:", path.display())),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+}

@@ -1,0 +1,36 @@
+//! Userspace side of the firewall: configuration, loading and attaching the
+//! eBPF programs, the pinned-state layout, the conntrack ager, and readers
+//! for the live tables. `main.rs` and `cli/` are thin layers over this.
+
+pub mod ager;
+pub mod config;
+pub mod loader;
+pub mod maps;
+pub mod pins;
+pub mod sys;
+pub mod table;
+
+/// The compiled eBPF object (both programs and all maps), embedded at build
+/// time by `build.rs`.
+pub fn ebpf_object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall"))
+}
+
+/// Names of the programs inside [`ebpf_object`].
+pub const XDP_PROGRAM: &str = "firewall_xdp";
+pub const TC_PROGRAM: &str = "firewall_tc_egress";
+
+/// Every map the object defines, in the order `down` removes them.
+pub const MAP_NAMES: [&str; 7] = [
+    "CONNTRACK",
+    "SETTINGS",
+    "IFACES",
+    "RULES",
+    "RULE_STATS",
+    "STATS",
+    "AGER_STATS",
+];
+
+/// `AGER_STATS` slots.
+pub const AGER_SCANS: u32 = 0;
+pub const AGER_REMOVED: u32 = 1;

@@ -1,0 +1,451 @@
+//! Loading the object, filling the maps from a config, and attaching the
+//! programs through pinned links.
+//!
+//! Links are pinned, so the firewall keeps enforcing when the daemon exits or
+//! dies. A second `run` against the same pin directory reuses the pinned maps
+//! (tracked connections survive) and swaps the new programs into the existing
+//! links with `BPF_LINK_UPDATE`, so there is no moment without a program.
+
+use std::{collections::HashSet, path::Path};
+
+use aya::{
+    Ebpf, EbpfLoader, VerifierLogLevel,
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp,
+        links::{FdLink, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+        xdp::{XdpLink, XdpMode as AyaXdpMode},
+    },
+};
+use firewall_common::{IfaceConfig, MAX_RULES, Rule, Settings};
+use log::{info, warn};
+use thiserror::Error;
+
+use crate::{
+    MAP_NAMES, TC_PROGRAM, XDP_PROGRAM,
+    config::{Config, ConfigError, XdpMode},
+    maps::{Maps, MapsError},
+    pins::{LinkKind, PinDir},
+    sys::{self, SysError},
+};
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Maps(#[from] MapsError),
+    #[error("loading the eBPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the kernel rejected program {program}: {reason}")]
+    Verifier {
+        program: &'static str,
+        reason: String,
+    },
+    #[error("program {0} missing from the object")]
+    MissingProgram(&'static str),
+    #[error("attaching {what} to {iface}: {source}")]
+    Attach {
+        what: &'static str,
+        iface: String,
+        source: ProgramError,
+    },
+    #[error("pinning {path}: {reason}")]
+    Pin { path: String, reason: String },
+    #[error("writing map {map}: {source}")]
+    MapWrite {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A resolved interface the firewall will manage.
+#[derive(Clone, Debug)]
+pub struct Iface {
+    pub name: String,
+    pub ifindex: u32,
+    pub role: firewall_common::Role,
+    pub mode: AyaXdpMode,
+}
+
+pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
+    cfg.interfaces
+        .iter()
+        .map(|i| {
+            let ifindex = sys::require_interface(&i.name)?;
+            let mode = match cfg.xdp_mode {
+                XdpMode::Native => AyaXdpMode::Driver,
+                XdpMode::Generic => AyaXdpMode::Skb,
+                // Native XDP on a virtual device such as veth converts every
+                // skb into an XDP frame (a copy), which is slower than
+                // generic mode; physical NICs run it in the driver.
+                XdpMode::Auto if sys::is_physical(&i.name) => AyaXdpMode::Driver,
+                XdpMode::Auto => AyaXdpMode::Skb,
+            };
+            Ok(Iface {
+                name: i.name.clone(),
+                ifindex,
+                role: i.role,
+                mode,
+            })
+        })
+        .collect()
+}
+
+fn mode_name(m: AyaXdpMode) -> &'static str {
+    match m {
+        AyaXdpMode::Driver => "native",
+        AyaXdpMode::Skb => "generic",
+        AyaXdpMode::Hardware => "offload",
+        AyaXdpMode::Default => "default",
+    }
+}
+
+/// Loads the object. With `pins`, every map is pinned under (or adopted
+/// from) the instance's directory; without, the maps are private to this
+/// process (BPF_PROG_TEST_RUN tests).
+pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, LoadError> {
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries("CONNTRACK", max_entries);
+    let paths: Vec<(&str, std::path::PathBuf)> = match pins {
+        Some(p) => MAP_NAMES.iter().map(|n| (*n, p.map(n))).collect(),
+        None => Vec::new(),
+    };
+    if let Some(p) = pins {
+        std::fs::create_dir_all(p.maps_dir()).map_err(|e| LoadError::Pin {
+            path: p.maps_dir().display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut ebpf = loader
+        .verifier_log_level(VerifierLogLevel::default())
+        .load(crate::ebpf_object())
+        .map_err(LoadError::Object)?;
+    for program in [XDP_PROGRAM, TC_PROGRAM] {
+        load_program(&mut ebpf, program)?;
+    }
+    Ok(ebpf)
+}
+
+fn verifier_reason(e: ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            // The reason is the last log line before the verifier's
+            // closing statistics; RUST_LOG=debug prints the whole log.
+            let log = verifier_log.to_string();
+            log::debug!("verifier log:\n{log}");
+            let is_stat = |l: &str| {
+                [
+                    "verification time",
+                    "stack depth",
+                    "processed ",
+                    "max_states_per_insn",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
+            };
+            let reason = log
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !is_stat(l))
+                .unwrap_or("no verifier output");
+            format!("{io_error}: {reason}")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?;
+    let res = match prog {
+        aya::programs::Program::Xdp(p) => p.load(),
+        aya::programs::Program::SchedClassifier(p) => p.load(),
+        _ => return Err(LoadError::MissingProgram(name)),
+    };
+    res.map_err(|e| LoadError::Verifier {
+        program: name,
+        reason: verifier_reason(e),
+    })
+}
+
+/// Writes settings, interfaces and rules. Rule counters are kept for a rule
+/// that is byte-for-byte unchanged at the same position, and zeroed
+/// otherwise, so a restart does not lose or misattribute them.
+pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), LoadError> {
+    let resolve = |name: &str| ifaces.iter().find(|i| i.name == name).map(|i| i.ifindex);
+    let rules: Vec<Rule> = cfg
+        .rules
+        .iter()
+        .map(|r| r.to_rule(&resolve))
+        .collect::<Result<_, _>>()?;
+    if rules.len() > MAX_RULES as usize {
+        return Err(LoadError::Other(format!(
+            "{} rules exceed the maximum of {MAX_RULES}",
+            rules.len()
+        )));
+    }
+    let mut settings = Settings {
+        timeouts: cfg.timeouts,
+        rule_count: rules.len() as u32,
+        ..Settings::default()
+    };
+    for (i, a) in cfg.policy.iter().enumerate() {
+        settings.policy[i] = *a as u8;
+    }
+
+    // Interfaces first: an attached program that meets an unknown ifindex
+    // fails closed.
+    let wanted: HashSet<u32> = ifaces.iter().map(|i| i.ifindex).collect();
+    let stale: Vec<u32> = maps
+        .ifaces
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted.contains(k))
+        .collect();
+    for i in ifaces {
+        let v = IfaceConfig {
+            role: i.role as u8,
+            _pad: [0; 3],
+        };
+        maps.ifaces
+            .insert(i.ifindex, v, 0)
+            .map_err(|source| LoadError::MapWrite {
+                map: "IFACES",
+                source,
+            })?;
+    }
+    for k in stale {
+        let _ = maps.ifaces.remove(&k);
+    }
+
+    // Rules: shrink the count before rewriting, so the datapath never reads
+    // a slot that is being replaced beyond the old prefix it still trusts.
+    let old_settings = maps.settings.get(&0, 0).ok();
+    let old_count = old_settings.map_or(0, |s| s.rule_count) as usize;
+    let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Other(e.to_string()))?;
+    let zero = || {
+        aya::maps::PerCpuValues::try_from(vec![
+            firewall_common::rule::RuleCounter::default();
+            ncpus
+        ])
+        .map_err(|e| LoadError::MapWrite {
+            map: "RULE_STATS",
+            source: aya::maps::MapError::IoError(e),
+        })
+    };
+    let mut keep = 0usize;
+    for (i, r) in rules.iter().enumerate() {
+        if i < old_count && maps.rules.get(&(i as u32), 0).ok().as_ref() == Some(r) {
+            keep += 1;
+        } else {
+            break;
+        }
+    }
+    let interim = Settings {
+        rule_count: keep as u32,
+        ..old_settings.unwrap_or(settings)
+    };
+    maps.settings
+        .set(0, interim, 0)
+        .map_err(|source| LoadError::MapWrite {
+            map: "SETTINGS",
+            source,
+        })?;
+    for (i, r) in rules.iter().enumerate().skip(keep) {
+        maps.rules
+            .set(i as u32, *r, 0)
+            .map_err(|source| LoadError::MapWrite {
+                map: "RULES",
+                source,
+            })?;
+        maps.rule_stats
+            .set(i as u32, zero()?, 0)
+            .map_err(|source| LoadError::MapWrite {
+                map: "RULE_STATS",
+                source,
+            })?;
+    }
+    maps.settings
+        .set(0, settings, 0)
+        .map_err(|source| LoadError::MapWrite {
+            map: "SETTINGS",
+            source,
+        })?;
+    Ok(())
+}
+
+/// What `attach` did, so a failure can be rolled back.
+#[derive(Default)]
+pub struct Attached {
+    /// Links this call created (and pinned).
+    pub created: Vec<std::path::PathBuf>,
+    /// Interfaces whose existing links now run the new programs.
+    pub replaced: Vec<String>,
+}
+
+/// Attaches (or re-points) XDP and tcx egress on every interface, pinning
+/// new links. On error, the links created so far are removed again; links
+/// that were only re-pointed stay, running whichever program they had.
+pub fn attach(ebpf: &mut Ebpf, pins: &PinDir, ifaces: &[Iface]) -> Result<Attached, LoadError> {
+    let mut done = Attached::default();
+    match attach_inner(ebpf, pins, ifaces, &mut done) {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            for path in &done.created {
+                if let Ok(link) = PinnedLink::from_pin(path) {
+                    let _ = link.unpin();
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn pin_err(path: &Path, e: impl std::fmt::Display) -> LoadError {
+    LoadError::Pin {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn attach_inner(
+    ebpf: &mut Ebpf,
+    pins: &PinDir,
+    ifaces: &[Iface],
+    done: &mut Attached,
+) -> Result<(), LoadError> {
+    std::fs::create_dir_all(pins.links_dir()).map_err(|e| pin_err(&pins.links_dir(), e))?;
+    for i in ifaces {
+        let xdp_path = pins.link(LinkKind::Xdp, &i.name);
+        let xdp: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(LoadError::MissingProgram(XDP_PROGRAM))?
+            .try_into()
+            .map_err(|_| LoadError::MissingProgram(XDP_PROGRAM))?;
+        let attach_err = |what, source| LoadError::Attach {
+            what,
+            iface: i.name.clone(),
+            source,
+        };
+        if xdp_path.exists() {
+            let pinned = PinnedLink::from_pin(&xdp_path).map_err(|e| pin_err(&xdp_path, e))?;
+            let link =
+                XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(&xdp_path, e))?;
+            let id = xdp.attach_to_link(link).map_err(|e| attach_err("XDP", e))?;
+            // The pin keeps the link alive; dropping our fd does not detach.
+            drop(xdp.take_link(id));
+            done.replaced.push(i.name.clone());
+            info!("{}: replaced XDP program in place", i.name);
+        } else {
+            let id = xdp
+                .attach(&i.name, i.mode)
+                .map_err(|e| attach_err("XDP", e))?;
+            let link = xdp.take_link(id).map_err(|e| attach_err("XDP", e))?;
+            let fd: FdLink = link
+                .try_into()
+                .map_err(|e: aya::programs::links::LinkError| pin_err(&xdp_path, e))?;
+            fd.pin(&xdp_path).map_err(|e| pin_err(&xdp_path, e))?;
+            done.created.push(xdp_path.clone());
+            info!("{}: XDP attached in {} mode", i.name, mode_name(i.mode));
+        }
+
+        let tc_path = pins.link(LinkKind::Tc, &i.name);
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or(LoadError::MissingProgram(TC_PROGRAM))?
+            .try_into()
+            .map_err(|_| LoadError::MissingProgram(TC_PROGRAM))?;
+        if tc_path.exists() {
+            let pinned = PinnedLink::from_pin(&tc_path).map_err(|e| pin_err(&tc_path, e))?;
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                .map_err(|e| pin_err(&tc_path, e))?;
+            let id = tc
+                .attach_to_link(link)
+                .map_err(|e| attach_err("tc egress", e))?;
+            drop(tc.take_link(id));
+            info!("{}: replaced tc egress program in place", i.name);
+        } else {
+            let id = tc
+                .attach_with_options(
+                    &i.name,
+                    TcAttachType::Egress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(|e| attach_err("tc egress", e))?;
+            let link = tc.take_link(id).map_err(|e| attach_err("tc egress", e))?;
+            let fd: FdLink = link
+                .try_into()
+                .map_err(|e: aya::programs::links::LinkError| pin_err(&tc_path, e))?;
+            fd.pin(&tc_path).map_err(|e| pin_err(&tc_path, e))?;
+            done.created.push(tc_path.clone());
+            info!("{}: tcx egress attached", i.name);
+        }
+    }
+    // Interfaces dropped from the config lose their links.
+    let wanted: HashSet<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+    for kind in [LinkKind::Xdp, LinkKind::Tc] {
+        for name in pins.linked_interfaces(kind) {
+            if !wanted.contains(name.as_str()) {
+                detach_link(&pins.link(kind, &name));
+                info!("{name}: detached (no longer configured)");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn detach_link(path: &Path) {
+    match PinnedLink::from_pin(path) {
+        Ok(link) => {
+            // Unpinning drops the last reference and the kernel detaches.
+            if let Err(e) = link.unpin() {
+                warn!("removing {}: {e}", path.display());
+            }
+        }
+        Err(e) => {
+            warn!("opening {}: {e}; removing the pin", path.display());
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Removes everything an instance attached and pinned. Idempotent.
+pub fn down(pins: &PinDir) -> Result<Vec<String>, LoadError> {
+    let mut removed = Vec::new();
+    for kind in [LinkKind::Xdp, LinkKind::Tc] {
+        for name in pins.linked_interfaces(kind) {
+            detach_link(&pins.link(kind, &name));
+            removed.push(format!(
+                "{} on {name}",
+                if kind == LinkKind::Xdp {
+                    "XDP"
+                } else {
+                    "tc egress"
+                }
+            ));
+        }
+    }
+    for name in MAP_NAMES {
+        let p = pins.map(name);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| pin_err(&p, e))?;
+        }
+    }
+    for dir in [pins.maps_dir(), pins.links_dir(), pins.root().to_path_buf()] {
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(removed)
+}

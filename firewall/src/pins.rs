@@ -1,0 +1,80 @@
+//! Layout of an instance's pin directory. Everything the firewall leaves in
+//! the kernel hangs off these pins, so `down` and a restarted daemon can find
+//! it without any other state:
+//!
+//! ```text
+//! <pin-dir>/maps/<MAP>          every map (CONNTRACK, SETTINGS, …)
+//! <pin-dir>/links/xdp@<iface>   the XDP link on each interface
+//! <pin-dir>/links/tc@<iface>    the tcx egress link on each interface
+//! ```
+
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/firewall";
+
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    root: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    Xdp,
+    Tc,
+}
+
+impl LinkKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            LinkKind::Xdp => "xdp@",
+            LinkKind::Tc => "tc@",
+        }
+    }
+}
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    pub fn link(&self, kind: LinkKind, iface: &str) -> PathBuf {
+        self.links_dir().join(format!("{}{iface}", kind.prefix()))
+    }
+
+    /// Interfaces that have a pinned link of `kind`, sorted.
+    pub fn linked_interfaces(&self, kind: LinkKind) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.links_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(kind.prefix()))
+                    .map(str::to_owned)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn has_maps(&self) -> bool {
+        self.map("CONNTRACK").exists()
+    }
+}

@@ -1,0 +1,129 @@
+//! Small OS facts the loader needs: privileges, interfaces, bpffs.
+
+use std::{ffi::CString, path::Path};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SysError {
+    #[error("this command needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo")]
+    NotRoot,
+    #[error("interface {0} does not exist")]
+    NoSuchInterface(String),
+    #[error("{path} is not on a bpf filesystem; mount one with `mount -t bpf bpf {path}`")]
+    NotBpffs { path: String },
+    #[error("mounting bpffs at {path}: {source}")]
+    Mount {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("creating {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub fn require_root() -> Result<(), SysError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(SysError::NotRoot);
+    }
+    Ok(())
+}
+
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+pub fn require_interface(name: &str) -> Result<u32, SysError> {
+    ifindex(name).ok_or_else(|| SysError::NoSuchInterface(name.to_owned()))
+}
+
+/// Physical NICs have a `device` link in sysfs; veth, bridges and other
+/// virtual devices do not. Used to pick the XDP mode in `auto`.
+pub fn is_physical(name: &str) -> bool {
+    Path::new("/sys/class/net")
+        .join(name)
+        .join("device")
+        .exists()
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+pub fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct we own.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    st.f_type as i64 == BPF_FS_MAGIC
+}
+
+/// Makes sure `pin_dir` can hold pins: it must live on a bpffs. The
+/// conventional mount point /sys/fs/bpf is mounted on demand, as libbpf
+/// tools do; any other location must already be a bpffs, because silently
+/// mounting over a user's directory would hide what was there.
+pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), SysError> {
+    let sys_bpf = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(sys_bpf) && !is_bpffs(sys_bpf) {
+        std::fs::create_dir_all(sys_bpf).map_err(|source| SysError::CreateDir {
+            path: sys_bpf.display().to_string(),
+            source,
+        })?;
+        let src = CString::new("bpf").expect("static");
+        let target = CString::new("/sys/fs/bpf").expect("static");
+        // SAFETY: valid C strings; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                src.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(SysError::Mount {
+                path: "/sys/fs/bpf".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        log::info!("mounted bpffs at /sys/fs/bpf");
+    }
+    // The pin dir itself may not exist yet: check its closest existing
+    // ancestor.
+    let mut probe = pin_dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => break,
+        }
+    }
+    if !is_bpffs(probe) {
+        return Err(SysError::NotBpffs {
+            path: probe.display().to_string(),
+        });
+    }
+    std::fs::create_dir_all(pin_dir).map_err(|source| SysError::CreateDir {
+        path: pin_dir.display().to_string(),
+        source,
+    })
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into ts.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

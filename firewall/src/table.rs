@@ -1,0 +1,344 @@
+//! The connection table as users see it: pairs of entries joined into
+//! connections, filtered, and printed like `conntrack -L`.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use firewall_common::{
+    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TcpState,
+    ct::flags,
+};
+use serde::Serialize;
+
+pub fn key_addr(words: &[u32; 4], family: u8) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::from(words[0].to_ne_bytes()))
+    } else {
+        let mut b = [0u8; 16];
+        for (i, w) in words.iter().enumerate() {
+            b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        IpAddr::V6(Ipv6Addr::from(b))
+    }
+}
+
+pub fn proto_name(proto: u8) -> String {
+    match proto {
+        IPPROTO_TCP => "tcp".into(),
+        IPPROTO_UDP => "udp".into(),
+        IPPROTO_ICMP => "icmp".into(),
+        IPPROTO_ICMPV6 => "icmpv6".into(),
+        n => n.to_string(),
+    }
+}
+
+pub fn proto_number(name: &str) -> Option<u8> {
+    match name {
+        "tcp" => Some(IPPROTO_TCP),
+        "udp" => Some(IPPROTO_UDP),
+        "icmp" => Some(IPPROTO_ICMP),
+        "icmpv6" | "ipv6-icmp" => Some(IPPROTO_ICMPV6),
+        n => n.parse().ok(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Tuple {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dport: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+}
+
+impl Tuple {
+    fn from_key(k: &CtKey) -> Self {
+        let icmp = matches!(k.proto, IPPROTO_ICMP | IPPROTO_ICMPV6);
+        let ports = k.has_ports();
+        Tuple {
+            src: key_addr(&k.src, k.family),
+            dst: key_addr(&k.dst, k.family),
+            sport: ports.then(|| u16::from_be(k.sport)),
+            dport: ports.then(|| u16::from_be(k.dport)),
+            id: icmp.then(|| u16::from_be(k.sport)),
+            icmp_type: icmp.then_some(k.dport as u8),
+        }
+    }
+
+    fn conntrack_fmt(&self) -> String {
+        let mut s = format!("src={} dst={}", self.src, self.dst);
+        if let (Some(sp), Some(dp)) = (self.sport, self.dport) {
+            s += &format!(" sport={sp} dport={dp}");
+        }
+        if let (Some(t), Some(id)) = (self.icmp_type, self.id) {
+            s += &format!(" type={t} code=0 id={id}");
+        }
+        s
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Counters {
+    pub orig: u64,
+    pub reply: u64,
+}
+
+/// One connection: its original entry joined with its reply entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct Connection {
+    pub proto: String,
+    pub family: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_state: Option<&'static str>,
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub expires_in: u64,
+    pub flags: Vec<&'static str>,
+    pub packets: Counters,
+    pub bytes: Counters,
+    #[serde(skip)]
+    pub proto_num: u8,
+}
+
+/// Joins entries into connections. Entries whose partner is missing (an
+/// LRU eviction or a race with the datapath) are still shown, from the half
+/// we have. Expired connections are left out: the datapath already treats
+/// them as gone.
+pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection> {
+    let by_key: HashMap<&CtKey, &CtEntry> = entries.iter().map(|(k, e)| (k, e)).collect();
+    let mut out = Vec::new();
+    for (key, e) in entries {
+        let peer = by_key.get(&e.peer).copied();
+        let (orig_key, orig, reply_key, reply) = if e.is_reply() {
+            if peer.is_some() {
+                continue; // shown from its original entry
+            }
+            (&e.peer, None, key, Some(e))
+        } else {
+            (key, Some(e), &e.peer, peer)
+        };
+        let expires = orig
+            .map(|o| o.expires_ns)
+            .into_iter()
+            .chain(reply.map(|r| r.expires_ns))
+            .max()
+            .unwrap_or(0);
+        if expires < now_ns {
+            continue;
+        }
+        let any = orig.or(reply).expect("at least one half");
+        let mut fl = Vec::new();
+        if any.flags & flags::SEEN_REPLY == 0 {
+            fl.push("UNREPLIED");
+        }
+        if any.flags & flags::ASSURED != 0 {
+            fl.push("ASSURED");
+        }
+        out.push(Connection {
+            proto: proto_name(orig_key.proto),
+            family: if orig_key.family == FAMILY_V4 {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
+            tcp_state: (orig_key.proto == IPPROTO_TCP)
+                .then(|| TcpState::from_u8(any.tcp_state).map_or("NONE", TcpState::name)),
+            orig: Tuple::from_key(orig_key),
+            reply: Tuple::from_key(reply_key),
+            expires_in: (expires - now_ns) / 1_000_000_000,
+            flags: fl,
+            packets: Counters {
+                orig: orig.map_or(0, |o| o.packets),
+                reply: reply.map_or(0, |r| r.packets),
+            },
+            bytes: Counters {
+                orig: orig.map_or(0, |o| o.bytes),
+                reply: reply.map_or(0, |r| r.bytes),
+            },
+            proto_num: orig_key.proto,
+        });
+    }
+    out.sort_by(|a, b| {
+        (a.proto_num, a.orig.src, a.orig.dst, a.orig.sport, a.orig.id).cmp(&(
+            b.proto_num,
+            b.orig.src,
+            b.orig.dst,
+            b.orig.sport,
+            b.orig.id,
+        ))
+    });
+    out
+}
+
+/// `conntrack -L` filters: they apply to the original tuple, as conntrack's
+/// `-s/-d/--sport/--dport` do.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub proto: Option<u8>,
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+impl Filter {
+    pub fn matches(&self, c: &Connection) -> bool {
+        self.proto.is_none_or(|p| p == c.proto_num)
+            && self.src.is_none_or(|a| a == c.orig.src)
+            && self.dst.is_none_or(|a| a == c.orig.dst)
+            && self.sport.is_none_or(|p| Some(p) == c.orig.sport)
+            && self.dport.is_none_or(|p| Some(p) == c.orig.dport)
+    }
+}
+
+/// One `conntrack -L` line (with accounting on).
+pub fn conntrack_line(c: &Connection) -> String {
+    let mut s = format!("{:<8} {} {}", c.proto, c.proto_num, c.expires_in);
+    if let Some(st) = c.tcp_state {
+        s += " ";
+        s += st;
+    }
+    s += &format!(
+        " {} packets={} bytes={}",
+        c.orig.conntrack_fmt(),
+        c.packets.orig,
+        c.bytes.orig
+    );
+    if c.flags.contains(&"UNREPLIED") {
+        s += " [UNREPLIED]";
+    }
+    s += &format!(
+        " {} packets={} bytes={}",
+        c.reply.conntrack_fmt(),
+        c.packets.reply,
+        c.bytes.reply
+    );
+    if c.flags.contains(&"ASSURED") {
+        s += " [ASSURED]";
+    }
+    s += " mark=0 use=1";
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use firewall_common::ct::CtDir;
+
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> [u32; 4] {
+        [u32::from_ne_bytes(a), 0, 0, 0]
+    }
+
+    fn pair(state: TcpState, fl: u8, expires: u64) -> Vec<(CtKey, CtEntry)> {
+        let orig = CtKey {
+            src: v4([10, 0, 1, 2]),
+            dst: v4([10, 0, 2, 2]),
+            sport: 40000u16.to_be(),
+            dport: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        let reply = orig.inverted();
+        let e = CtEntry {
+            peer: reply,
+            expires_ns: expires,
+            tcp_state: state as u8,
+            flags: fl,
+            packets: 3,
+            bytes: 180,
+            ..CtEntry::default()
+        };
+        let r = CtEntry {
+            peer: orig,
+            dir: CtDir::Reply as u8,
+            packets: 2,
+            bytes: 120,
+            ..e
+        };
+        vec![(orig, e), (reply, r)]
+    }
+
+    #[test]
+    fn pair_joins_into_one_connection_with_conntrack_format() {
+        let entries = pair(
+            TcpState::Established,
+            flags::SEEN_REPLY | flags::ASSURED,
+            100 * 1_000_000_000,
+        );
+        let conns = connections(&entries, 1_000_000_000);
+        assert_eq!(conns.len(), 1);
+        assert_eq!(
+            conntrack_line(&conns[0]),
+            "tcp      6 99 ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 \
+             packets=3 bytes=180 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 \
+             packets=2 bytes=120 [ASSURED] mark=0 use=1"
+        );
+    }
+
+    #[test]
+    fn unreplied_and_expired_connections() {
+        let entries = pair(TcpState::SynSent, 0, 50 * 1_000_000_000);
+        let conns = connections(&entries, 0);
+        assert_eq!(conns[0].flags, vec!["UNREPLIED"]);
+        assert!(conntrack_line(&conns[0]).contains("[UNREPLIED] src=10.0.2.2"));
+        assert!(connections(&entries, 51 * 1_000_000_000).is_empty());
+    }
+
+    #[test]
+    fn filters_apply_to_the_original_tuple() {
+        let entries = pair(TcpState::Established, flags::SEEN_REPLY, u64::MAX);
+        let c = &connections(&entries, 0)[0];
+        assert!(
+            Filter {
+                dport: Some(80),
+                ..Filter::default()
+            }
+            .matches(c)
+        );
+        assert!(
+            !Filter {
+                sport: Some(80),
+                ..Filter::default()
+            }
+            .matches(c)
+        );
+        assert!(
+            Filter {
+                proto: Some(IPPROTO_TCP),
+                ..Filter::default()
+            }
+            .matches(c)
+        );
+        assert!(
+            !Filter {
+                proto: Some(IPPROTO_UDP),
+                ..Filter::default()
+            }
+            .matches(c)
+        );
+        let src: IpAddr = "10.0.1.2".parse().unwrap();
+        assert!(
+            Filter {
+                src: Some(src),
+                ..Filter::default()
+            }
+            .matches(c)
+        );
+        assert!(
+            !Filter {
+                dst: Some(src),
+                ..Filter::default()
+            }
+            .matches(c)
+        );
+    }
+}
