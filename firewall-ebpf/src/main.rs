@@ -45,6 +45,11 @@ enum Hook {
     Egress,
 }
 
+/// Bytes made linear at TC before direct header reads: Ethernet, two VLAN
+/// tags, IPv4 with maximal options or IPv6 with ordinary extension headers,
+/// and a TCP header with options.
+const HEADER_PULL: u32 = 256;
+
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 /// BPF_FIB_LKUP_RET_NOT_FWDED / _FWD_DISABLED: local delivery (or a host
@@ -87,7 +92,7 @@ pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
     }
     // Headers may sit in paged data for locally built skbs; make the first
     // bytes linear so direct packet access can see them.
-    let want = core::cmp::min(ctx.len(), 128);
+    let want = core::cmp::min(ctx.len(), HEADER_PULL);
     if ctx.data_end() - ctx.data() < want as usize {
         let _ = ctx.pull_data(want);
     }
@@ -116,6 +121,11 @@ impl LoadBytes for XdpContext {
             Ok(buf)
         }
     }
+
+    #[inline(always)]
+    fn holds(&self, start: usize, end: usize, len: usize) -> bool {
+        start + len <= end
+    }
 }
 
 impl LoadBytes for TcContext {
@@ -136,6 +146,11 @@ impl LoadBytes for TcContext {
         } else {
             Ok(buf)
         }
+    }
+
+    #[inline(always)]
+    fn holds(&self, _start: usize, _end: usize, len: usize) -> bool {
+        len <= self.len() as usize
     }
 }
 

@@ -34,10 +34,11 @@ pub static RULE_STATS: PerCpuArray<RuleCounter> = PerCpuArray::with_max_entries(
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
 
-/// Written only by the userspace ager (scans, entries removed); declared
-/// here so it is pinned beside the other maps and readable by `stats`.
+/// Written only by the daemon (ager counters, its pid, setup complete);
+/// declared here so it is pinned beside the other maps and readable by
+/// `stats` and `status` from other processes.
 #[map]
-pub static AGER_STATS: Array<u64> = Array::with_max_entries(8, 0);
+pub static DAEMON_STATE: Array<u64> = Array::with_max_entries(8, 0);
 
 /// Per-CPU scratch for the parsed packet (see `parse::parse`).
 #[map]

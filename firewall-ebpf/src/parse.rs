@@ -33,6 +33,10 @@ const ETH_P_8021AD: u16 = 0x88a8;
 /// verifier forbids, and the helper checks bounds at run time instead.
 pub trait LoadBytes {
     fn load<const N: usize>(&self, off: usize) -> Result<[u8; N], ParseError>;
+    /// Whether the frame holds at least `len` bytes. XDP compares
+    /// pointers; TC uses `skb->len`, because the payload of a locally built
+    /// skb sits in paged data beyond `data_end`.
+    fn holds(&self, start: usize, end: usize, len: usize) -> bool;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -165,7 +169,7 @@ fn parse_v4<L: LoadBytes>(
         return Err(ParseError::Malformed);
     }
     let tot_len = be16(ip.tot_len) as usize;
-    if tot_len < ihl || start + l3 + tot_len > end {
+    if tot_len < ihl || !l.holds(start, end, l3 + tot_len) {
         return Err(ParseError::Malformed);
     }
     reset(p, FAMILY_V4, ip.proto, tot_len as u32);
@@ -193,7 +197,7 @@ fn parse_v6<L: LoadBytes>(
     }
     let payload = be16(ip.payload_len) as usize;
     let l3_end = l3 + Ipv6Hdr::LEN + payload;
-    if start + l3_end > end {
+    if !l.holds(start, end, l3_end) {
         return Err(ParseError::Malformed);
     }
     let mut nh = ip.next_hdr;

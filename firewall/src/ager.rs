@@ -54,10 +54,10 @@ pub fn sweep(maps: &mut Maps) -> Sweep {
             removed += 1;
         }
     }
-    let scans = maps.ager_stat(AGER_SCANS) + 1;
-    let total = maps.ager_stat(AGER_REMOVED) + removed;
-    let _ = maps.ager.set(AGER_SCANS, scans, 0);
-    let _ = maps.ager.set(AGER_REMOVED, total, 0);
+    let scans = maps.daemon_stat(AGER_SCANS) + 1;
+    let total = maps.daemon_stat(AGER_REMOVED) + removed;
+    maps.set_daemon_stat(AGER_SCANS, scans);
+    maps.set_daemon_stat(AGER_REMOVED, total);
     if removed > 0 {
         log::debug!("ager: removed {removed} expired entries");
     }

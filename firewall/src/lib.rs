@@ -4,6 +4,7 @@
 
 pub mod ager;
 pub mod config;
+pub mod describe;
 pub mod loader;
 pub mod maps;
 pub mod pins;
@@ -28,9 +29,14 @@ pub const MAP_NAMES: [&str; 7] = [
     "RULES",
     "RULE_STATS",
     "STATS",
-    "AGER_STATS",
+    "DAEMON_STATE",
 ];
 
-/// `AGER_STATS` slots.
+/// `DAEMON_STATE` slots.
 pub const AGER_SCANS: u32 = 0;
 pub const AGER_REMOVED: u32 = 1;
+/// pid of the daemon that last completed setup (0: none).
+pub const DAEMON_PID: u32 = 2;
+/// 1 once a daemon finished attaching every interface; stays 1 while an
+/// adopting daemon swaps programs, since the old ones keep enforcing.
+pub const SETUP_COMPLETE: u32 = 3;

@@ -33,7 +33,8 @@ pub struct Maps {
     pub rules: Array<MapData, Rule>,
     pub rule_stats: PerCpuArray<MapData, RuleCounter>,
     pub stats: PerCpuArray<MapData, u64>,
-    pub ager: Array<MapData, u64>,
+    /// `DAEMON_STATE`.
+    pub daemon: Array<MapData, u64>,
 }
 
 impl Maps {
@@ -74,7 +75,7 @@ impl Maps {
             rules: typed!("RULES"),
             rule_stats: typed!("RULE_STATS"),
             stats: typed!("STATS"),
-            ager: typed!("AGER_STATS"),
+            daemon: typed!("DAEMON_STATE"),
         })
     }
 
@@ -98,8 +99,12 @@ impl Maps {
             .unwrap_or_default()
     }
 
-    pub fn ager_stat(&self, slot: u32) -> u64 {
-        self.ager.get(&slot, 0).unwrap_or(0)
+    pub fn daemon_stat(&self, slot: u32) -> u64 {
+        self.daemon.get(&slot, 0).unwrap_or(0)
+    }
+
+    pub fn set_daemon_stat(&mut self, slot: u32, v: u64) {
+        let _ = self.daemon.set(slot, v, 0);
     }
 
     /// A consistent-enough snapshot of the table (entries may change while

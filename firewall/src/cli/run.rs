@@ -1,7 +1,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use firewall::{ager, config, loader, maps::Maps, pins::PinDir, sys};
+use firewall::{DAEMON_PID, SETUP_COMPLETE, ager, config, loader, maps::Maps, pins::PinDir, sys};
 use log::{info, warn};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -28,6 +28,21 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    // Signal handlers go in before anything is attached: a SIGTERM that
+    // arrives mid-setup must still reach the exit path (and, with
+    // --detach-on-exit, the detach), not kill us with the default action.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .enable_io()
+        .build()
+        .context("starting the runtime")?;
+    let (mut term, mut int) = rt.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        ))
+    })?;
+
     let setup = || -> anyhow::Result<(aya::Ebpf, Maps)> {
         let mut ebpf = loader::load_object(Some(pins), cfg.max_entries)?;
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
@@ -46,6 +61,8 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
+    maps.set_daemon_stat(DAEMON_PID, u64::from(std::process::id()));
+    maps.set_daemon_stat(SETUP_COMPLETE, 1);
     let names: Vec<String> = ifaces
         .iter()
         .map(|i| format!("{} ({:?})", i.name, i.role))
@@ -57,14 +74,7 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         pins.root().display()
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .enable_io()
-        .build()
-        .context("starting the runtime")?;
     rt.block_on(async {
-        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
         let mut next = ager::MIN_INTERVAL;
         loop {
             tokio::select! {
@@ -76,8 +86,8 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
                 _ = int.recv() => { info!("SIGINT"); break; }
             }
         }
-        anyhow::Ok(())
-    })?;
+    });
+    maps.set_daemon_stat(DAEMON_PID, 0);
 
     if a.detach_on_exit {
         drop(maps);

@@ -24,6 +24,7 @@ struct RuleStats {
     index: u32,
     chain: &'static str,
     action: &'static str,
+    summary: String,
     packets: u64,
     bytes: u64,
 }
@@ -70,6 +71,7 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
                 },
                 packets: c.packets,
                 bytes: c.bytes,
+                summary: firewall::describe::rule(&r),
             })
         })
         .collect();
@@ -80,8 +82,8 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
             entries: maps.conntrack.keys().count(),
         },
         ager: AgerStats {
-            scans: maps.ager_stat(AGER_SCANS),
-            removed: maps.ager_stat(AGER_REMOVED),
+            scans: maps.daemon_stat(AGER_SCANS),
+            removed: maps.daemon_stat(AGER_REMOVED),
         },
     };
     if a.json {

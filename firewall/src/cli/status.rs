@@ -1,6 +1,10 @@
 use std::process::ExitCode;
 
-use firewall::pins::{LinkKind, PinDir};
+use firewall::{
+    DAEMON_PID, SETUP_COMPLETE,
+    maps::Maps,
+    pins::{LinkKind, PinDir},
+};
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -12,6 +16,8 @@ pub struct StatusArgs {
 #[derive(Serialize)]
 struct Status {
     loaded: bool,
+    /// pid of the running daemon that set this instance up, if it is alive.
+    daemon_pid: Option<u32>,
     pin_dir: String,
     interfaces: Vec<IfaceStatus>,
 }
@@ -31,8 +37,19 @@ pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut names: Vec<String> = xdp.iter().chain(tc.iter()).cloned().collect();
     names.sort();
     names.dedup();
+    // Loaded means a daemon finished setting up every interface once; links
+    // appearing one by one during a first start do not count yet.
+    let maps = Maps::from_pins(pins).ok();
+    let complete = maps
+        .as_ref()
+        .is_some_and(|m| m.daemon_stat(SETUP_COMPLETE) == 1);
+    let daemon_pid = maps
+        .as_ref()
+        .map(|m| m.daemon_stat(DAEMON_PID) as u32)
+        .filter(|pid| *pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
     let st = Status {
-        loaded: pins.has_maps() && !names.is_empty(),
+        loaded: complete && !names.is_empty(),
+        daemon_pid,
         pin_dir: pins.root().display().to_string(),
         interfaces: names
             .into_iter()
@@ -47,6 +64,10 @@ pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&st)?);
     } else if st.loaded {
         println!("firewall loaded at {}", st.pin_dir);
+        match st.daemon_pid {
+            Some(pid) => println!("  daemon running, pid {pid}"),
+            None => println!("  no daemon running (enforcing; entries age in the datapath)"),
+        }
         for i in &st.interfaces {
             println!(
                 "  {:<16} xdp={} tc_egress={}",

@@ -1,0 +1,200 @@
+//! The namespaces and veth links the tests run in.
+//!
+//! ```text
+//! router:  [lan] eth0 ──veth── lan0 [rtr] wan0 ──veth── eth0 [wan]
+//!          10.0.1.2     10.0.1.1        10.0.2.1     10.0.2.2
+//!          fd00:1::2    fd00:1::1       fd00:2::1    fd00:2::2
+//!
+//! host:    [host] eth0 ──veth── eth0 [peer]
+//!          10.0.3.1             10.0.3.2
+//!          fd00:3::1            fd00:3::2
+//! ```
+//!
+//! Interface names are fixed inside each namespace; namespace names are unique, so every
+//! test can build the same topology in parallel.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use crate::{DualAddr, Netns, Probe, poll, unique_prefix};
+
+/// The LAN host of the router topology.
+pub const LAN_HOST: DualAddr = DualAddr {
+    v4: "10.0.1.2",
+    v6: "fd00:1::2",
+};
+/// The router's `lan0`.
+pub const ROUTER_LAN: DualAddr = DualAddr {
+    v4: "10.0.1.1",
+    v6: "fd00:1::1",
+};
+/// The router's `wan0`.
+pub const ROUTER_WAN: DualAddr = DualAddr {
+    v4: "10.0.2.1",
+    v6: "fd00:2::1",
+};
+/// The WAN host of the router topology.
+pub const WAN_HOST: DualAddr = DualAddr {
+    v4: "10.0.2.2",
+    v6: "fd00:2::2",
+};
+/// The firewalled host of the host topology.
+pub const HOST: DualAddr = DualAddr {
+    v4: "10.0.3.1",
+    v6: "fd00:3::1",
+};
+/// The host topology's other end.
+pub const PEER: DualAddr = DualAddr {
+    v4: "10.0.3.2",
+    v6: "fd00:3::2",
+};
+
+/// A LAN host, a router (where the firewall runs) and a WAN host.
+pub struct RouterTopology {
+    pub prefix: String,
+    pub lan: Netns,
+    pub rtr: Netns,
+    pub wan: Netns,
+}
+
+/// Options of [`router_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct RouterOptions {
+    /// Give the WAN host routes back to the LAN subnets. Without them the LAN is
+    /// reachable from the WAN only through NAT.
+    pub wan_return_routes: bool,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            wan_return_routes: true,
+        }
+    }
+}
+
+/// The router topology, with return routes on the WAN host.
+pub fn router(tag: &str) -> Result<RouterTopology> {
+    router_with(tag, RouterOptions::default())
+}
+
+pub fn router_with(tag: &str, options: RouterOptions) -> Result<RouterTopology> {
+    let RouterOptions { wan_return_routes } = options;
+    let prefix = unique_prefix(tag);
+    let topology = RouterTopology {
+        lan: namespace(&format!("{prefix}-lan"))?,
+        rtr: namespace(&format!("{prefix}-rtr"))?,
+        wan: namespace(&format!("{prefix}-wan"))?,
+        prefix,
+    };
+    let RouterTopology {
+        prefix,
+        lan,
+        rtr,
+        wan,
+    } = &topology;
+    (|| -> Result<()> {
+        lan.ip(&format!(
+            "link add eth0 type veth peer name lan0 netns {}",
+            rtr.name()
+        ))?;
+        wan.ip(&format!(
+            "link add eth0 type veth peer name wan0 netns {}",
+            rtr.name()
+        ))?;
+        configure(lan, "eth0", "10.0.1.2/24", "fd00:1::2/64")?;
+        configure(rtr, "lan0", "10.0.1.1/24", "fd00:1::1/64")?;
+        configure(rtr, "wan0", "10.0.2.1/24", "fd00:2::1/64")?;
+        configure(wan, "eth0", "10.0.2.2/24", "fd00:2::2/64")?;
+        rtr.sysctl("net.ipv4.ip_forward", "1")?;
+        rtr.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for (netns, ifname) in [(lan, "eth0"), (rtr, "lan0"), (rtr, "wan0"), (wan, "eth0")] {
+            wait_until_ready(netns, ifname)?;
+        }
+        lan.ip("route add default via 10.0.1.1")?;
+        lan.ip("-6 route add default via fd00:1::1")?;
+        if wan_return_routes {
+            wan.ip("route add 10.0.1.0/24 via 10.0.2.1")?;
+            wan.ip("-6 route add fd00:1::/64 via fd00:2::1")?;
+        }
+        Ok(())
+    })()
+    .with_context(|| format!("building the router topology {prefix}"))?;
+    Ok(topology)
+}
+
+/// A host running the firewall (its `eth0` is wan) and one peer.
+pub struct HostTopology {
+    pub prefix: String,
+    pub host: Netns,
+    pub peer: Netns,
+}
+
+pub fn host(tag: &str) -> Result<HostTopology> {
+    let prefix = unique_prefix(tag);
+    let topology = HostTopology {
+        host: namespace(&format!("{prefix}-host"))?,
+        peer: namespace(&format!("{prefix}-peer"))?,
+        prefix,
+    };
+    let HostTopology { prefix, host, peer } = &topology;
+    (|| -> Result<()> {
+        host.ip(&format!(
+            "link add eth0 type veth peer name eth0 netns {}",
+            peer.name()
+        ))?;
+        configure(host, "eth0", "10.0.3.1/24", "fd00:3::1/64")?;
+        configure(peer, "eth0", "10.0.3.2/24", "fd00:3::2/64")?;
+        wait_until_ready(host, "eth0")?;
+        wait_until_ready(peer, "eth0")?;
+        Ok(())
+    })()
+    .with_context(|| format!("building the host topology {prefix}"))?;
+    Ok(topology)
+}
+
+/// A namespace whose interfaces skip IPv6 duplicate address detection, so addresses
+/// (link-local ones too) are usable at once. `addrconf_dad_begin` skips DAD only when
+/// both `all` and the device's own `accept_dad` are 0; devices take `default`'s value.
+fn namespace(name: &str) -> Result<Netns> {
+    let netns = Netns::create(name)?;
+    netns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+    netns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+    Ok(netns)
+}
+
+fn configure(netns: &Netns, ifname: &str, v4: &str, v6: &str) -> Result<()> {
+    netns.ip(&format!("addr add {v4} dev {ifname}"))?;
+    netns.ip(&format!("addr add {v6} dev {ifname} nodad"))?;
+    netns.ip(&format!("link set {ifname} up"))?;
+    Ok(())
+}
+
+/// Waits until `ifname` is up with every IPv6 address usable.
+///
+/// IPv6 marks a device ready only when linkwatch reports its carrier, which the kernel
+/// rate-limits to about one event per second. Until then even `nodad` addresses stay
+/// tentative: the device ignores neighbour solicitations for them, and the first
+/// packets to it are lost. A non-tentative link-local address shows readiness.
+fn wait_until_ready(netns: &Netns, ifname: &str) -> Result<()> {
+    let what = format!("{ifname} in {} to be ready for IPv6", netns.name());
+    poll(&what, Duration::from_secs(5), || {
+        let json = netns.ip(&format!("-j addr show dev {ifname}"))?;
+        let links: Vec<serde_json::Value> =
+            serde_json::from_str(&json).context("parsing `ip -j addr show`")?;
+        let link = links.first().context("no such link")?;
+        let addrs = link["addr_info"].as_array().cloned().unwrap_or_default();
+        let is_true = |addr: &serde_json::Value, key: &str| addr[key].as_bool() == Some(true);
+        let up = link["operstate"].as_str() == Some("UP");
+        let tentative = addrs.iter().any(|addr| is_true(addr, "tentative"));
+        let link_local = addrs.iter().any(|addr| {
+            addr["family"].as_str() == Some("inet6") && addr["scope"].as_str() == Some("link")
+        });
+        Ok(if up && !tentative && link_local {
+            Probe::Ready(())
+        } else {
+            Probe::Pending(json)
+        })
+    })
+}
