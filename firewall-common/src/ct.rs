@@ -158,9 +158,21 @@ pub struct CtEntry {
     pub tcp_state: u8,
     /// [`flags`] bits.
     pub flags: u8,
-    pub _pad: [u8; 5],
+    /// A [`crate::nat::NatRewrite`] as u8: what to rewrite in packets that
+    /// match this entry's key.
+    pub nat: u8,
+    /// The new port (ICMP: identifier), network order.
+    pub nat_port: u16,
+    pub _pad0: u16,
+    /// For source rewrites: the interface whose address the translation
+    /// used, so a masquerade binding can be recognised as stale after the
+    /// address changes.
+    pub nat_ifindex: u32,
+    /// The new address, same layout as `CtKey::src`.
+    pub nat_addr: [u32; 4],
+    pub _pad1: [u8; 4],
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 80);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 104);
 
 impl CtEntry {
     pub fn is_reply(&self) -> bool {

@@ -7,7 +7,9 @@
 //! assertion so layout drift fails the build rather than the verifier.
 #![no_std]
 
+pub mod csum;
 pub mod ct;
+pub mod nat;
 pub mod rule;
 pub mod stats;
 pub mod tcp;
@@ -34,6 +36,8 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 pub const MAX_RULES: u32 = 256;
 /// Interfaces the firewall can manage at once.
 pub const MAX_IFACES: u32 = 64;
+/// Port-forward map capacity (one entry per forwarded port).
+pub const MAX_PORT_FORWARDS: u32 = 16_384;
 /// Default conntrack capacity (entries, i.e. two per connection).
 pub const DEFAULT_CT_ENTRIES: u32 = 262_144;
 
@@ -55,9 +59,18 @@ pub enum Role {
 pub struct IfaceConfig {
     /// A [`Role`] as u8 (0 = unmanaged; never stored).
     pub role: u8,
-    pub _pad: [u8; 3],
+    /// A [`nat::IfaceNat`] as u8.
+    pub nat: u8,
+    pub _pad: [u8; 2],
+    /// IPv4 address traffic leaving here is translated to (raw network
+    /// order); for masquerade the daemon keeps it equal to the interface's
+    /// current address. 0: none known, so nothing can be translated.
+    pub nat_addr: u32,
+    /// Range for allocated ports and ICMP ids (host order, inclusive).
+    pub nat_port_lo: u16,
+    pub nat_port_hi: u16,
 }
-const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 4);
+const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 12);
 
 /// Single-element `SETTINGS` array value: everything the datapath reads per
 /// NEW packet that userspace may change at run time.
@@ -70,7 +83,18 @@ pub struct Settings {
     /// Default verdicts per chain when no rule matches and the packet did not
     /// arrive on a LAN interface; a [`RuleAction`] as u8, indexed by [`Chain`].
     pub policy: [u8; 4],
-    pub _pad: [u8; 8],
+    /// [`settings_nat`] bits: which NAT machinery any interface uses, so
+    /// the datapath skips NAT lookups entirely when there is none.
+    pub nat: u8,
+    pub _pad: [u8; 7],
+}
+
+/// `Settings::nat` bits.
+pub mod settings_nat {
+    /// Some interface masquerades or SNATs.
+    pub const SOURCE: u8 = 1 << 0;
+    /// Port forwards exist.
+    pub const PORT_FORWARD: u8 = 1 << 1;
 }
 const _: () = assert!(core::mem::size_of::<Settings>() == 80);
 
@@ -85,7 +109,8 @@ impl Default for Settings {
                 RuleAction::Accept as u8, // output
                 RuleAction::Drop as u8,   // unused slot
             ],
-            _pad: [0; 8],
+            nat: 0,
+            _pad: [0; 7],
         }
     }
 }
@@ -100,4 +125,6 @@ mod pod {
     unsafe impl aya::Pod for super::CtEntry {}
     unsafe impl aya::Pod for super::Rule {}
     unsafe impl aya::Pod for super::rule::RuleCounter {}
+    unsafe impl aya::Pod for super::nat::PortFwdKey {}
+    unsafe impl aya::Pod for super::nat::PortFwdTarget {}
 }

@@ -32,6 +32,29 @@ pub enum Counter {
     /// Non-first fragments from a trusted side (they carry no ports to
     /// track); from a WAN they are dropped as `DropFragment`.
     AcceptFragment,
+    /// NEW connections a port forward let in (and DNATed).
+    AcceptPortForward,
+    /// Packets whose source (egress) or destination (ingress) was rewritten.
+    NatSrcRewritten,
+    NatDstRewritten,
+    /// No free port/id within the tries: the connection is refused.
+    DropNatExhausted,
+    /// Masquerade on an interface that has no IPv4 address (yet).
+    DropNatNoAddress,
+    /// A port forward's reply tuple is already in use.
+    DropNatCollision,
+    /// Would have left a NAT interface with an untranslated source.
+    DropNatUntranslated,
+    /// A masquerade binding made with an address the interface no longer
+    /// has; the pair is deleted so the next packet starts afresh.
+    DropNatStale,
+    /// One half of a translated pair was missing (LRU eviction); the other
+    /// half is deleted too.
+    DropNatPairBroken,
+    /// A rewrite helper failed; the packet is not sent half-translated.
+    DropNatRewriteFailed,
+    /// A connection kept its address but had to change its source port.
+    NatPortRemapped,
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new
@@ -41,7 +64,7 @@ pub const STATS_SLOTS: u32 = 64;
 const _: () = assert!(Counter::COUNT <= STATS_SLOTS);
 
 impl Counter {
-    pub const COUNT: u32 = 22;
+    pub const COUNT: u32 = 33;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::AcceptNew,
         Counter::AcceptEstablished,
@@ -65,6 +88,17 @@ impl Counter {
         Counter::CtInsertFailed,
         Counter::AcceptRule,
         Counter::AcceptFragment,
+        Counter::AcceptPortForward,
+        Counter::NatSrcRewritten,
+        Counter::NatDstRewritten,
+        Counter::DropNatExhausted,
+        Counter::DropNatNoAddress,
+        Counter::DropNatCollision,
+        Counter::DropNatUntranslated,
+        Counter::DropNatStale,
+        Counter::DropNatPairBroken,
+        Counter::DropNatRewriteFailed,
+        Counter::NatPortRemapped,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -91,6 +125,17 @@ impl Counter {
             Counter::CtInsertFailed => "ct_insert_failed",
             Counter::AcceptRule => "accept_rule",
             Counter::AcceptFragment => "accept_fragment",
+            Counter::AcceptPortForward => "accept_port_forward",
+            Counter::NatSrcRewritten => "nat_src_rewritten",
+            Counter::NatDstRewritten => "nat_dst_rewritten",
+            Counter::DropNatExhausted => "drop_nat_exhausted",
+            Counter::DropNatNoAddress => "drop_nat_no_address",
+            Counter::DropNatCollision => "drop_nat_collision",
+            Counter::DropNatUntranslated => "drop_nat_untranslated",
+            Counter::DropNatStale => "drop_nat_stale",
+            Counter::DropNatPairBroken => "drop_nat_pair_broken",
+            Counter::DropNatRewriteFailed => "drop_nat_rewrite_failed",
+            Counter::NatPortRemapped => "nat_port_remapped",
         }
     }
 }

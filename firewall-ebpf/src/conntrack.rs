@@ -1,9 +1,10 @@
 //! Connection tracking: lookup, state update and creation.
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use firewall_common::{
-    Counter, CtEntry, CtKey, CtState, Settings, TcpState,
+    Counter, CtEntry, CtKey, CtState, IPPROTO_ICMP, IPPROTO_ICMPV6, Settings, TcpState,
     ct::{CtDir, flags, icmp_type_starts_connection, state_of_hit},
+    nat::{NatRewrite, PORT_TRIES, port_candidate},
     tcp::{self, TcpFlagIndex, TcpTransition},
     timeouts::{NS_PER_SEC, UDP_STREAM_AFTER_NS},
 };
@@ -13,10 +14,52 @@ use crate::{
     parse::{L4Kind, Packet},
 };
 
+/// A rewrite to apply to a packet, copied out of its entry.
+#[derive(Clone, Copy)]
+pub struct Rewrite {
+    /// A [`NatRewrite`] as u8.
+    pub kind: u8,
+    pub addr: u32,
+    /// Network order.
+    pub port: u16,
+    pub ifindex: u32,
+    pub peer: CtKey,
+}
+
+impl Rewrite {
+    pub const NONE: Rewrite = Rewrite {
+        kind: NatRewrite::None as u8,
+        addr: 0,
+        port: 0,
+        ifindex: 0,
+        peer: CtKey {
+            src: [0; 4],
+            dst: [0; 4],
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            family: 0,
+            _pad: [0; 2],
+        },
+    };
+
+    #[inline(always)]
+    pub fn of(e: &CtEntry) -> Rewrite {
+        Rewrite {
+            kind: e.nat,
+            addr: e.nat_addr[0],
+            port: e.nat_port,
+            ifindex: e.nat_ifindex,
+            peer: e.peer,
+        }
+    }
+}
+
 /// What tracking concluded about a packet before policy.
 pub enum Tracked {
-    /// Belongs to a live connection. `state` is the packet's ctstate.
-    Hit { state: CtState },
+    /// Belongs to a live connection. `state` is the packet's ctstate;
+    /// `rewrite` the translation its entry carries.
+    Hit { state: CtState, rewrite: Rewrite },
     /// No live connection; creating one is allowed if policy accepts.
     Miss,
     /// INVALID, with the reason to count.
@@ -84,6 +127,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
     let reply = e.is_reply();
     let seen_reply = e.seen_reply();
     let state = state_of_hit(reply, seen_reply);
+    let rewrite = Rewrite::of(e);
     e.packets += 1;
     e.bytes += p.l3_len as u64;
 
@@ -117,7 +161,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
                         let peer = e.peer;
                         delete_pair(&p.key, &peer);
                         count(Counter::CtClosedByRst);
-                        return Tracked::Hit { state };
+                        return Tracked::Hit { state, rewrite };
                     }
                     let now_seen = new_flags & flags::SEEN_REPLY != 0;
                     if new == TcpState::Established && now_seen {
@@ -158,7 +202,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
             }
         }
     }
-    Tracked::Hit { state }
+    Tracked::Hit { state, rewrite }
 }
 
 /// Whether the first packet of an unknown flow may start a connection, and
@@ -181,10 +225,42 @@ pub fn new_flow_state(p: &Packet) -> Result<u8, Counter> {
     }
 }
 
-/// Creates both entries of a new connection whose first packet policy
-/// accepted.
+/// How a new connection is translated.
+#[derive(Clone, Copy)]
+pub enum NatSpec {
+    None,
+    /// Source NAT to `addr`, keeping the original port when free, else a
+    /// port from `[lo, hi]` (host order). `ifindex` is the egress interface.
+    Source {
+        addr: u32,
+        lo: u16,
+        hi: u16,
+        ifindex: u32,
+    },
+    /// Destination NAT to `addr:port` (port network order): a port forward.
+    Dest {
+        addr: u32,
+        port: u16,
+    },
+}
+
 #[inline(always)]
-pub fn create(p: &Packet, tcp_state: u8, s: &Settings, now: u64) {
+fn is_icmp(k: &CtKey) -> bool {
+    k.proto == IPPROTO_ICMP || k.proto == IPPROTO_ICMPV6
+}
+
+/// Creates both entries of a new connection whose first packet policy
+/// accepted. The reply entry goes in first with `BPF_NOEXIST`: for NAT that
+/// insert is the atomic claim of the translated tuple (port or ICMP id), so
+/// two connections can never hold the same one.
+#[inline(always)]
+pub fn create(
+    p: &Packet,
+    tcp_state: u8,
+    s: &Settings,
+    now: u64,
+    nat: NatSpec,
+) -> Result<(), Counter> {
     let t = &s.timeouts;
     let secs = match p.kind {
         L4Kind::Tcp => match TcpState::from_u8(tcp_state) {
@@ -195,36 +271,120 @@ pub fn create(p: &Packet, tcp_state: u8, s: &Settings, now: u64) {
         L4Kind::IcmpQuery => t.icmp,
         _ => t.generic,
     };
-    let reply_key = p.key.inverted();
-    let mut entry = CtEntry {
-        peer: reply_key,
+    let mut orig = CtEntry {
+        peer: p.key.inverted(),
         expires_ns: now + secs as u64 * NS_PER_SEC,
         created_ns: now,
         packets: 1,
         bytes: p.l3_len as u64,
         dir: CtDir::Original as u8,
         tcp_state,
-        flags: 0,
-        _pad: [0; 5],
+        ..CtEntry::default()
     };
-    if CONNTRACK
-        .insert(&p.key, &entry, BPF_NOEXIST as u64)
-        .is_err()
-    {
-        // Another CPU created it first; its entries stand.
-        count(Counter::CtInsertFailed);
-        return;
-    }
-    entry.peer = p.key;
-    entry.dir = CtDir::Reply as u8;
-    entry.packets = 0;
-    entry.bytes = 0;
-    if CONNTRACK.insert(&reply_key, &entry, 0).is_err() {
-        let _ = CONNTRACK.remove(&p.key);
-        count(Counter::CtInsertFailed);
-        return;
+    let mut reply = CtEntry {
+        peer: p.key,
+        dir: CtDir::Reply as u8,
+        packets: 0,
+        bytes: 0,
+        ..orig
+    };
+    let icmp = is_icmp(&p.key);
+    match nat {
+        NatSpec::None => {
+            if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
+                // Another CPU created it first; its entries stand.
+                count(Counter::CtInsertFailed);
+                return Ok(());
+            }
+            if CONNTRACK.insert(&orig.peer, &reply, 0).is_err() {
+                let _ = CONNTRACK.remove(&p.key);
+                count(Counter::CtInsertFailed);
+                return Ok(());
+            }
+        }
+        NatSpec::Dest { addr, port } => {
+            // Replies come from the target: reply key is the inverse of the
+            // translated tuple.
+            orig.peer.src[0] = addr;
+            orig.peer.sport = port;
+            orig.nat = NatRewrite::Dst as u8;
+            orig.nat_addr[0] = addr;
+            orig.nat_port = port;
+            reply.nat = NatRewrite::Src as u8;
+            reply.nat_addr[0] = p.key.dst[0];
+            reply.nat_port = p.key.dport;
+            if CONNTRACK
+                .insert(&orig.peer, &reply, BPF_NOEXIST as u64)
+                .is_err()
+            {
+                return Err(Counter::DropNatCollision);
+            }
+            if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
+                let _ = CONNTRACK.remove(&orig.peer);
+                count(Counter::CtInsertFailed);
+                return Ok(());
+            }
+        }
+        NatSpec::Source {
+            addr,
+            lo,
+            hi,
+            ifindex,
+        } => {
+            if addr == 0 {
+                return Err(Counter::DropNatNoAddress);
+            }
+            let original = u16::from_be(p.key.sport);
+            let seed = unsafe { bpf_get_prandom_u32() };
+            reply.nat_addr[0] = p.key.src[0];
+            reply.nat_port = p.key.sport;
+            let mut claimed = false;
+            let mut port = 0u16;
+            for attempt in 0..PORT_TRIES {
+                port = port_candidate(attempt, original, lo, hi, seed).to_be();
+                // Host traffic that already carries the address and keeps
+                // its port needs no rewrite either way; it is still
+                // claimed here so masqueraded flows cannot take its tuple.
+                reply.nat = if addr == p.key.src[0] && port == p.key.sport {
+                    NatRewrite::None as u8
+                } else {
+                    NatRewrite::Dst as u8
+                };
+                orig.peer.dst[0] = addr;
+                if icmp {
+                    orig.peer.sport = port;
+                } else {
+                    orig.peer.dport = port;
+                }
+                if CONNTRACK
+                    .insert(&orig.peer, &reply, BPF_NOEXIST as u64)
+                    .is_ok()
+                {
+                    claimed = true;
+                    break;
+                }
+            }
+            if !claimed {
+                return Err(Counter::DropNatExhausted);
+            }
+            if addr != p.key.src[0] || port != p.key.sport {
+                orig.nat = NatRewrite::Src as u8;
+                orig.nat_addr[0] = addr;
+                orig.nat_port = port;
+                orig.nat_ifindex = ifindex;
+                if port != p.key.sport {
+                    count(Counter::NatPortRemapped);
+                }
+            }
+            if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
+                let _ = CONNTRACK.remove(&orig.peer);
+                count(Counter::CtInsertFailed);
+                return Ok(());
+            }
+        }
     }
     count(Counter::CtCreated);
+    Ok(())
 }
 
 /// RELATED: an ICMP error whose quoted packet belongs to a live connection,

@@ -1,11 +1,18 @@
 //! Entry points. Each program reads like the packet's path: parse, track,
-//! decide, account. The logic lives in the modules below and in
+//! decide, translate, account. The logic lives in the modules below and in
 //! `firewall-common`.
+//!
+//! * XDP (ingress): tracking and the verdict for everything arriving.
+//! * TC ingress: destination NAT (port forwards, replies of masqueraded
+//!   connections), before the kernel routes the packet.
+//! * TC egress: tracking of host-originated traffic, and source NAT after
+//!   routing.
 #![no_std]
 #![no_main]
 
 mod conntrack;
 mod maps;
+mod nat;
 mod parse;
 mod rules;
 
@@ -20,13 +27,17 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use firewall_common::{Chain, Counter, CtState, FAMILY_V4, Role, Settings};
+use firewall_common::{
+    Chain, Counter, CtState, FAMILY_V4, IfaceConfig, Role, Settings,
+    nat::{IfaceNat, NatRewrite, PortFwdKey},
+    settings_nat,
+};
 
 use crate::{
-    conntrack::Tracked,
-    maps::{IFACES, SCRATCH, SETTINGS, count},
+    conntrack::{NatSpec, Rewrite, Tracked},
+    maps::{CONNTRACK, IFACES, PORT_FWD, SCRATCH, SETTINGS, count},
     parse::{L4Kind, LoadBytes, Packet, ParseError},
-    rules::PolicyVerdict,
+    rules::{Fallback, PolicyVerdict},
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,9 +51,9 @@ enum Verdict {
 enum Hook {
     /// XDP on a managed interface.
     Ingress { ifindex: u32, role: Role },
-    /// TC egress, for traffic the host originates (or that arrived on an
-    /// interface the firewall does not manage).
-    Egress,
+    /// TC egress on `ifindex`, for traffic the host originates (or that
+    /// arrived on an interface the firewall does not manage).
+    Egress { ifindex: u32 },
 }
 
 /// Bytes made linear at TC before direct header reads: Ethernet, two VLAN
@@ -68,12 +79,13 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
         // closed like a WAN.
         None => Role::Wan,
     };
-    match process(
+    let (verdict, _) = process(
         &ctx,
         ctx.data(),
         ctx.data_end(),
         Hook::Ingress { ifindex, role },
-    ) {
+    );
+    match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
     }
@@ -82,23 +94,128 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the program run.
-    let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
-    if ingress != 0 && unsafe { IFACES.get(&ingress) }.is_some() {
+    let (ingress, ifindex) = unsafe { ((*ctx.skb.skb).ingress_ifindex, (*ctx.skb.skb).ifindex) };
+    let nat_on = SETTINGS.get(0).is_some_and(|s| s.nat != 0);
+    let forwarded = ingress != 0 && unsafe { IFACES.get(&ingress) }.is_some();
+    if forwarded && !nat_on {
         // Transit traffic: the XDP program on its way in already decided
         // and tracked it. Running the state machine twice would advance it
         // twice.
         count(Counter::SkipForwarded);
         return TC_ACT_UNSPEC;
     }
-    // Headers may sit in paged data for locally built skbs; make the first
-    // bytes linear so direct packet access can see them.
+    pull_headers(&ctx);
+    let verdict = if forwarded {
+        egress_forwarded(&ctx, ifindex)
+    } else {
+        egress_local(&ctx, ifindex)
+    };
+    match verdict {
+        Verdict::Pass => TC_ACT_UNSPEC,
+        Verdict::Drop => TC_ACT_SHOT as i32,
+    }
+}
+
+#[classifier]
+pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
+    if !SETTINGS.get(0).is_some_and(|s| s.nat != 0) {
+        return TC_ACT_UNSPEC;
+    }
+    pull_headers(&ctx);
+    let Ok(p) = parsed(&ctx, ctx.data(), ctx.data_end()) else {
+        // XDP already judged the packet; nothing here to translate.
+        return TC_ACT_UNSPEC;
+    };
+    if !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(e) = CONNTRACK.get_ptr(&p.key) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let rw = Rewrite::of(unsafe { &*e });
+    match nat::apply(&ctx, p, &rw, NatRewrite::Dst as u8, 0, 0, 0) {
+        Ok(_) => TC_ACT_UNSPEC,
+        Err(c) => {
+            count(c);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+/// Host-originated traffic: track and decide, then source-translate.
+#[inline(always)]
+fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
+    let (verdict, rw) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
+    if verdict == Verdict::Drop || rw.kind != NatRewrite::Src as u8 {
+        return verdict;
+    }
+    let Some(p) = scratch() else {
+        return drop_with(Counter::DropMalformed);
+    };
+    let out = iface(ifindex);
+    match nat::apply(
+        ctx,
+        p,
+        &rw,
+        NatRewrite::Src as u8,
+        out.nat,
+        out.nat_addr,
+        ifindex,
+    ) {
+        Ok(_) => Verdict::Pass,
+        Err(c) => drop_with(c),
+    }
+}
+
+/// Transit traffic leaving through `ifindex`: XDP tracked and judged it on
+/// the way in; here only its source translation remains. A packet never
+/// leaves a NAT interface untranslated.
+#[inline(always)]
+fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
+    let Ok(p) = parsed(ctx, ctx.data(), ctx.data_end()) else {
+        return drop_with(Counter::DropMalformed);
+    };
+    let out = iface(ifindex);
+    if matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
+        if let Some(e) = CONNTRACK.get_ptr(&p.key) {
+            // SAFETY: map value pointer, valid for this run.
+            let rw = Rewrite::of(unsafe { &*e });
+            match nat::apply(
+                ctx,
+                p,
+                &rw,
+                NatRewrite::Src as u8,
+                out.nat,
+                out.nat_addr,
+                ifindex,
+            ) {
+                Ok(true) => return Verdict::Pass,
+                Ok(false) => {}
+                Err(c) => return drop_with(c),
+            }
+        }
+    }
+    if out.nat != IfaceNat::None as u8 && p.key.family == FAMILY_V4 && p.key.src[0] != out.nat_addr
+    {
+        return drop_with(Counter::DropNatUntranslated);
+    }
+    pass_with(Counter::SkipForwarded)
+}
+
+#[inline(always)]
+fn iface(ifindex: u32) -> IfaceConfig {
+    // SAFETY: read-only lookup of a plain value.
+    unsafe { IFACES.get(&ifindex) }.copied().unwrap_or_default()
+}
+
+/// Headers may sit in paged data for locally built skbs; make the first
+/// bytes linear so direct packet access can see them.
+#[inline(always)]
+fn pull_headers(ctx: &TcContext) {
     let want = core::cmp::min(ctx.len(), HEADER_PULL);
     if ctx.data_end() - ctx.data() < want as usize {
         let _ = ctx.pull_data(want);
-    }
-    match process(&ctx, ctx.data(), ctx.data_end(), Hook::Egress) {
-        Verdict::Pass => TC_ACT_UNSPEC,
-        Verdict::Drop => TC_ACT_SHOT as i32,
     }
 }
 
@@ -167,20 +284,37 @@ fn pass_with(c: Counter) -> Verdict {
 }
 
 #[inline(always)]
-fn process<C: EbpfContext + LoadBytes>(ctx: &C, start: usize, end: usize, hook: Hook) -> Verdict {
-    let Some(p) = SCRATCH.get_ptr_mut(0) else {
-        return drop_with(Counter::DropMalformed);
+fn scratch() -> Option<&'static mut Packet> {
+    // SAFETY: this CPU's scratch slot; programs run to completion on one
+    // CPU, so nothing else uses it during the run.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Parses into the per-CPU scratch slot.
+#[inline(always)]
+fn parsed<C: LoadBytes>(ctx: &C, start: usize, end: usize) -> Result<&'static Packet, ParseError> {
+    let p = scratch().ok_or(ParseError::Malformed)?;
+    parse::parse(ctx, start, end, p)?;
+    Ok(p)
+}
+
+/// Parse, track, decide. Returns the verdict and, for a packet of a
+/// translated connection, the rewrite its entry carries.
+#[inline(always)]
+fn process<C: EbpfContext + LoadBytes>(
+    ctx: &C,
+    start: usize,
+    end: usize,
+    hook: Hook,
+) -> (Verdict, Rewrite) {
+    let none = Rewrite::NONE;
+    let p = match parsed(ctx, start, end) {
+        Ok(p) => p,
+        Err(ParseError::NotIp) => return (pass_with(Counter::AcceptNonIp), none),
+        Err(ParseError::Malformed) => return (drop_with(Counter::DropMalformed), none),
     };
-    // SAFETY: this CPU's scratch slot; nothing else uses it during the run.
-    let p = unsafe { &mut *p };
-    match parse::parse(ctx, start, end, p) {
-        Ok(()) => {}
-        Err(ParseError::NotIp) => return pass_with(Counter::AcceptNonIp),
-        Err(ParseError::Malformed) => return drop_with(Counter::DropMalformed),
-    }
-    let p = &*p;
     let Some(settings) = SETTINGS.get(0) else {
-        return drop_with(Counter::DropPolicy);
+        return (drop_with(Counter::DropPolicy), none);
     };
     let untrusted = matches!(
         hook,
@@ -191,96 +325,186 @@ fn process<C: EbpfContext + LoadBytes>(ctx: &C, start: usize, end: usize, hook: 
     );
     let now = unsafe { bpf_ktime_get_ns() };
     match p.kind {
-        L4Kind::IcmpUntracked => return pass_with(Counter::AcceptUntracked),
-        L4Kind::IcmpInvalid => return drop_with(Counter::DropInvalidIcmp),
+        L4Kind::IcmpUntracked => return (pass_with(Counter::AcceptUntracked), none),
+        L4Kind::IcmpInvalid => return (drop_with(Counter::DropInvalidIcmp), none),
         L4Kind::Fragment => {
             // Non-first fragments carry no transport header; without the
             // first fragment's verdict we cannot tie them to a connection.
-            return if untrusted {
+            let v = if untrusted {
                 drop_with(Counter::DropFragment)
             } else {
                 pass_with(Counter::AcceptFragment)
             };
+            return (v, none);
         }
         L4Kind::IcmpError => {
-            return if conntrack::related(&p, now) {
+            let v = if conntrack::related(p, now) {
                 pass_with(Counter::AcceptRelated)
             } else {
                 drop_with(Counter::DropIcmpErrorNoConn)
             };
+            return (v, none);
         }
         _ => {}
     }
-    match conntrack::track(&p, settings, now) {
-        Tracked::Invalid(reason) => drop_with(reason),
+    match conntrack::track(p, settings, now) {
+        Tracked::Invalid(reason) => (drop_with(reason), none),
         Tracked::Hit {
             state: CtState::Established,
-        } => pass_with(Counter::AcceptEstablished),
-        Tracked::Hit { state } => {
+            rewrite,
+        } => (pass_with(Counter::AcceptEstablished), rewrite),
+        Tracked::Hit { state, rewrite } => {
             // An original-direction packet of a connection that has not
             // been answered yet is still NEW: policy decides again.
-            match policy(ctx, &p, settings, hook, state) {
-                PolicyVerdict::Accept(c) => pass_with(c),
-                PolicyVerdict::Drop(c) => drop_with(c),
+            let (chain, _) = route(ctx, p, settings, hook);
+            match policy(p, settings, hook, chain, state, Fallback::Policy) {
+                PolicyVerdict::Accept(c) => (pass_with(c), rewrite),
+                PolicyVerdict::Drop(c) => (drop_with(c), none),
             }
         }
-        Tracked::Miss => {
-            let tcp_state = match conntrack::new_flow_state(&p) {
-                Ok(s) => s,
-                Err(reason) => return drop_with(reason),
-            };
-            match policy(ctx, &p, settings, hook, CtState::New) {
-                PolicyVerdict::Accept(c) => {
-                    conntrack::create(&p, tcp_state, settings, now);
-                    pass_with(c)
-                }
-                PolicyVerdict::Drop(c) => drop_with(c),
-            }
-        }
+        Tracked::Miss => (new_connection(ctx, p, settings, hook, now), none),
     }
 }
 
+/// The first packet of a flow: port forward, policy, then creation with
+/// whatever translation applies.
 #[inline(always)]
-fn policy<C: EbpfContext>(
+fn new_connection<C: EbpfContext>(
     ctx: &C,
     p: &Packet,
     s: &Settings,
     hook: Hook,
+    now: u64,
+) -> Verdict {
+    let tcp_state = match conntrack::new_flow_state(p) {
+        Ok(st) => st,
+        Err(reason) => return drop_with(reason),
+    };
+    if let Some(spec) = port_forward(p, s, hook) {
+        return match policy(
+            p,
+            s,
+            hook,
+            Chain::Forward,
+            CtState::New,
+            Fallback::Accept(Counter::AcceptPortForward),
+        ) {
+            PolicyVerdict::Accept(c) => match conntrack::create(p, tcp_state, s, now, spec) {
+                Ok(()) => pass_with(c),
+                Err(reason) => drop_with(reason),
+            },
+            PolicyVerdict::Drop(c) => drop_with(c),
+        };
+    }
+    let (chain, out_ifindex) = route(ctx, p, s, hook);
+    match policy(p, s, hook, chain, CtState::New, Fallback::Policy) {
+        PolicyVerdict::Accept(c) => {
+            let spec = source_nat(p, s, chain, out_ifindex);
+            match conntrack::create(p, tcp_state, s, now, spec) {
+                Ok(()) => pass_with(c),
+                Err(reason) => drop_with(reason),
+            }
+        }
+        PolicyVerdict::Drop(c) => drop_with(c),
+    }
+}
+
+/// A NEW TCP/UDP packet arriving on a WAN interface for a forwarded port.
+#[inline(always)]
+fn port_forward(p: &Packet, s: &Settings, hook: Hook) -> Option<NatSpec> {
+    if s.nat & settings_nat::PORT_FORWARD == 0
+        || p.key.family != FAMILY_V4
+        || !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp)
+        || !matches!(
+            hook,
+            Hook::Ingress {
+                role: Role::Wan,
+                ..
+            }
+        )
+    {
+        return None;
+    }
+    let key = PortFwdKey {
+        proto: p.key.proto,
+        _pad: 0,
+        port: p.key.dport,
+    };
+    // SAFETY: read-only lookup of a plain value.
+    let t = unsafe { PORT_FWD.get(&key) }?;
+    Some(NatSpec::Dest {
+        addr: t.addr,
+        port: t.port,
+    })
+}
+
+/// Masquerade/SNAT for a new IPv4 connection leaving through a NAT
+/// interface (forwarded, or originated by the host).
+#[inline(always)]
+fn source_nat(p: &Packet, s: &Settings, chain: Chain, out_ifindex: u32) -> NatSpec {
+    if s.nat & settings_nat::SOURCE == 0
+        || p.key.family != FAMILY_V4
+        || chain == Chain::Input
+        || out_ifindex == 0
+        || !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery)
+    {
+        return NatSpec::None;
+    }
+    let out = iface(out_ifindex);
+    if out.nat == IfaceNat::None as u8 {
+        return NatSpec::None;
+    }
+    NatSpec::Source {
+        addr: out.nat_addr,
+        lo: out.nat_port_lo,
+        hi: out.nat_port_hi,
+        ifindex: out_ifindex,
+    }
+}
+
+#[inline(always)]
+fn policy(
+    p: &Packet,
+    s: &Settings,
+    hook: Hook,
+    chain: Chain,
     state: CtState,
+    fallback: Fallback,
 ) -> PolicyVerdict {
     match hook {
-        Hook::Egress => rules::decide(p, s, Chain::Output, 0, None, state),
+        Hook::Egress { .. } => rules::decide(p, s, chain, 0, None, state, fallback),
         Hook::Ingress { ifindex, role } => {
-            // The chain only matters when rules or differing policies can
-            // tell INPUT from FORWARD; skip the FIB lookup otherwise.
-            let chain = if s.rule_count > 0 || s.policy[0] != s.policy[1] {
-                ingress_chain(ctx, p, ifindex)
-            } else {
-                Chain::Input
-            };
-            rules::decide(p, s, chain, ifindex, Some(role), state)
+            rules::decide(p, s, chain, ifindex, Some(role), state, fallback)
         }
     }
 }
 
-/// INPUT or FORWARD, decided the way the kernel will: a FIB lookup that
-/// reports local delivery (or forwarding disabled) means INPUT.
+/// The chain, and the egress interface when the packet is forwarded. At
+/// egress it is OUTPUT through the interface itself; at ingress a FIB lookup
+/// decides, done only when rules, differing policies or source NAT need it.
 #[inline(always)]
-fn ingress_chain<C: EbpfContext>(ctx: &C, p: &Packet, ifindex: u32) -> Chain {
+fn route<C: EbpfContext>(ctx: &C, p: &Packet, s: &Settings, hook: Hook) -> (Chain, u32) {
+    let ifindex = match hook {
+        Hook::Egress { ifindex } => return (Chain::Output, ifindex),
+        Hook::Ingress { ifindex, .. } => ifindex,
+    };
+    let needs_nat = s.nat & settings_nat::SOURCE != 0 && p.key.family == FAMILY_V4;
+    if s.rule_count == 0 && s.policy[0] == s.policy[1] && !needs_nat {
+        return (Chain::Input, 0);
+    }
     // SAFETY: all-zero is a valid bpf_fib_lookup.
     let mut params: FibParams = unsafe { core::mem::zeroed() };
     params.l4_protocol = p.key.proto;
     params.sport = p.key.sport;
     params.dport = p.key.dport;
     params.ifindex = ifindex;
+    // tot_len stays 0: only the route matters here, not the MTU check.
     if p.key.family == FAMILY_V4 {
         params.family = AF_INET;
-        params.__bindgen_anon_1.tot_len = (p.l3_len as u16).to_be();
         params.__bindgen_anon_3.ipv4_src = p.key.src[0];
         params.__bindgen_anon_4.ipv4_dst = p.key.dst[0];
     } else {
         params.family = AF_INET6;
-        params.__bindgen_anon_1.tot_len = (p.l3_len as u16).to_be();
         params.__bindgen_anon_3.ipv6_src = p.key.src;
         params.__bindgen_anon_4.ipv6_dst = p.key.dst;
     }
@@ -293,9 +517,9 @@ fn ingress_chain<C: EbpfContext>(ctx: &C, p: &Packet, ifindex: u32) -> Chain {
         )
     };
     if ret == FIB_NOT_FWDED || ret == FIB_FWD_DISABLED {
-        Chain::Input
+        (Chain::Input, 0)
     } else {
-        Chain::Forward
+        (Chain::Forward, params.ifindex)
     }
 }
 

@@ -7,8 +7,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use firewall_common::{
-    CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_IFACES, MAX_RULES, Rule, Settings,
-    rule::RuleCounter, stats::STATS_SLOTS,
+    CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_IFACES, MAX_PORT_FORWARDS, MAX_RULES,
+    Rule, Settings,
+    nat::{PortFwdKey, PortFwdTarget},
+    rule::RuleCounter,
+    stats::STATS_SLOTS,
 };
 
 /// Both directions of every tracked connection (see `firewall_common::ct`).
@@ -24,6 +27,11 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 /// ifindex → role, for every interface the firewall manages.
 #[map]
 pub static IFACES: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(MAX_IFACES, 0);
+
+/// WAN-side (proto, port) → LAN target, one entry per forwarded port.
+#[map]
+pub static PORT_FWD: HashMap<PortFwdKey, PortFwdTarget> =
+    HashMap::with_max_entries(MAX_PORT_FORWARDS, 0);
 
 #[map]
 pub static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);

@@ -72,6 +72,10 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// Layer-3 length (what counters count).
     pub l3_len: u32,
+    /// Offsets of the IP and transport headers from the frame start, for
+    /// NAT rewrites.
+    pub l3_off: u16,
+    pub l4_off: u16,
 }
 
 /// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
@@ -152,6 +156,8 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     p.kind = L4Kind::Other;
     p.tcp_flags = 0;
     p.l3_len = l3_len;
+    p.l3_off = 0;
+    p.l4_off = 0;
 }
 
 fn parse_v4<L: LoadBytes>(
@@ -173,6 +179,8 @@ fn parse_v4<L: LoadBytes>(
         return Err(ParseError::Malformed);
     }
     reset(p, FAMILY_V4, ip.proto, tot_len as u32);
+    p.l3_off = l3 as u16;
+    p.l4_off = (l3 + ihl) as u16;
     p.key.src[0] = u32::from_ne_bytes(ip.src_addr);
     p.key.dst[0] = u32::from_ne_bytes(ip.dst_addr);
     let frag_off = be16(ip.frags) & 0x1fff;
@@ -202,6 +210,7 @@ fn parse_v6<L: LoadBytes>(
     }
     let mut nh = ip.next_hdr;
     reset(p, FAMILY_V6, 0, (Ipv6Hdr::LEN + payload) as u32);
+    p.l3_off = l3 as u16;
     p.key.src = v6_words(&ip.src_addr);
     p.key.dst = v6_words(&ip.dst_addr);
     let mut off = l3 + Ipv6Hdr::LEN;
@@ -243,6 +252,7 @@ fn parse_v6<L: LoadBytes>(
         return Err(ParseError::Malformed);
     }
     p.key.proto = nh;
+    p.l4_off = off as u16;
     if fragment {
         p.kind = L4Kind::Fragment;
         return Ok(());

@@ -38,6 +38,16 @@ fn rule_input(p: &Packet, iif: u32, state: CtState) -> RuleInput {
     }
 }
 
+/// What applies when no rule matches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// LAN allowance, then the chain policy.
+    Policy,
+    /// Accept with this counter (a port forward lets its traffic in unless
+    /// a rule drops it).
+    Accept(Counter),
+}
+
 /// `role` is the input interface's role (None for host-originated traffic).
 #[inline(always)]
 pub fn decide(
@@ -47,6 +57,7 @@ pub fn decide(
     iif: u32,
     role: Option<Role>,
     state: CtState,
+    fallback: Fallback,
 ) -> PolicyVerdict {
     let count = s.rule_count;
     if count > 0 {
@@ -83,6 +94,9 @@ pub fn decide(
                 };
             }
         }
+    }
+    if let Fallback::Accept(c) = fallback {
+        return PolicyVerdict::Accept(c);
     }
     if role == Some(Role::Lan) {
         return PolicyVerdict::Accept(Counter::AcceptNew);

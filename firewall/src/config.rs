@@ -9,10 +9,14 @@
 //!
 //! Whether a named interface exists on this host is not checked here: the
 //! loader resolves names when it attaches, through [`RuleConfig::to_rule`].
+//!
+//! NAT is IPv4 only: source NAT per `wan` interface (`masquerade` or `snat`)
+//! and destination NAT through `[[port_forward]]` blocks. IPv6 traffic stays
+//! stateful but untranslated, and asking to translate it is an error.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::ops::Range;
 use std::path::Path;
 
@@ -27,6 +31,20 @@ use toml::{Spanned, Value};
 /// Smallest accepted conntrack capacity: below this a busy host would evict
 /// live connections constantly, which looks like random drops.
 pub const MIN_CT_ENTRIES: u32 = 1024;
+
+/// Most WAN-side ports all `[[port_forward]]` blocks together may forward
+/// (each port of a range counts), so the datapath's DNAT map has a fixed size.
+pub const MAX_FORWARDED_PORTS: u32 = 16384;
+
+/// Source ports (and ICMP ids) NAT allocates from when the original is taken
+/// and the interface sets no `nat_ports`.
+pub const DEFAULT_NAT_PORTS: PortRange = PortRange {
+    lo: 1024,
+    hi: 65535,
+};
+
+/// The message for any attempt to translate IPv6.
+const NO_IPV6_NAT: &str = "IPv6 NAT is not supported; IPv6 stays stateful but untranslated";
 
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,12 +80,94 @@ pub struct Config {
     /// Default verdict per chain, indexed by `Chain as usize`.
     pub policy: [RuleAction; 3],
     pub rules: Vec<RuleConfig>,
+    /// Destination NAT, in file order; empty unless some interface is `wan`.
+    pub port_forwards: Vec<PortForward>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InterfaceConfig {
     pub name: String,
     pub role: Role,
+    /// Source NAT for IPv4 traffic leaving this interface; only ever set on a
+    /// `wan` interface.
+    pub nat: Option<Nat>,
+    /// Where allocated source ports / ICMP ids come from when the original
+    /// is taken; [`DEFAULT_NAT_PORTS`] unless the file says otherwise. `lo`
+    /// is at least 1.
+    pub nat_ports: PortRange,
+}
+
+/// Source NAT on an interface (IPv4 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// Translate to the interface's current IPv4 address.
+    Masquerade,
+    /// Translate to this fixed address.
+    Snat(Ipv4Addr),
+}
+
+impl fmt::Display for Nat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Nat::Masquerade => f.write_str("masquerade"),
+            Nat::Snat(a) => write!(f, "snat {a}"),
+        }
+    }
+}
+
+/// One validated `[[port_forward]]`: new connections arriving on the WAN
+/// side for `proto`/`ports` are sent to `to_addr`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortForward {
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    /// WAN-side destination ports; never includes 0.
+    pub ports: PortRange,
+    pub to_addr: Ipv4Addr,
+    /// Target port for `ports.lo`, the rest following consecutively (never
+    /// past 65535); `None` keeps each port as it is.
+    pub to_port: Option<u16>,
+    pub comment: Option<String>,
+    /// 1-based line of the `[[port_forward]]` header.
+    pub line: usize,
+    /// 1-based position among the port forwards (`port_forward[N]`).
+    pub index: usize,
+}
+
+impl PortForward {
+    /// Every (wan_port, target_port) pair, in order.
+    ///
+    /// Exactly `ports.hi - ports.lo + 1` pairs for a parsed forward; for a
+    /// hand-built one whose targets would pass 65535 it stops there.
+    pub fn mappings(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        (self.ports.lo..=self.ports.hi).map_while(move |p| match self.to_port {
+            None => Some((p, p)),
+            Some(t) => t.checked_add(p - self.ports.lo).map(|t| (p, t)),
+        })
+    }
+
+    /// Human one-line summary, e.g. `tcp 8080 -> 192.168.1.10:80`,
+    /// `tcp 5000-5100 -> 10.0.0.5:6000-6100` or
+    /// `udp 5000-5100 -> 10.0.0.5 (ports kept)`, then the comment if any.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "{} {} -> {}",
+            proto_name(self.proto),
+            self.ports,
+            self.to_addr
+        );
+        match self.to_port {
+            None => out += " (ports kept)",
+            Some(t) => {
+                let last = self.mappings().last().map_or(t, |(_, t)| t);
+                out += &format!(":{}", PortRange { lo: t, hi: last });
+            }
+        }
+        if let Some(c) = &self.comment {
+            out += &format!(" /* {} */", one_line(c));
+        }
+        out
+    }
 }
 
 /// Address family of a rule, kept apart from the datapath's `u8` tags so a
@@ -330,15 +430,18 @@ impl RuleConfig {
         }
         out += &format!(" -> {}", action_name(self.action));
         if let Some(c) = &self.comment {
-            // Keep the summary on one line whatever the comment holds.
-            let c: String = c
-                .chars()
-                .map(|ch| if ch.is_control() { ' ' } else { ch })
-                .collect();
-            out += &format!(" /* {c} */");
+            out += &format!(" /* {} */", one_line(c));
         }
         out
     }
+}
+
+/// Keeps a summary on one line whatever the comment holds.
+fn one_line(comment: &str) -> String {
+    comment
+        .chars()
+        .map(|ch| if ch.is_control() { ' ' } else { ch })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -386,9 +489,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })?;
     let config = parse(&text, &origin)?;
     log::debug!(
-        "{origin}: {} interface(s), {} rule(s), conntrack {} entries, xdp mode {}",
+        "{origin}: {} interface(s), {} rule(s), {} port forward(s), conntrack {} entries, \
+         xdp mode {}",
         config.interfaces.len(),
         config.rules.len(),
+        config.port_forwards.len(),
         config.max_entries,
         config.xdp_mode
     );
@@ -418,6 +523,8 @@ struct RawConfig {
     policy: Option<RawPolicy>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    port_forward: Vec<Spanned<RawPortForward>>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +532,18 @@ struct RawConfig {
 struct RawInterface {
     name: Field,
     role: Field,
+    masquerade: Field,
+    snat: Field,
+    nat_ports: Field,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortForward {
+    proto: Field,
+    port: Field,
+    to: Field,
+    comment: Field,
 }
 
 #[derive(Deserialize)]
@@ -508,6 +627,8 @@ struct Skeleton {
     interface: Vec<Spanned<IgnoredAny>>,
     #[serde(default)]
     rule: Vec<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    port_forward: Vec<Spanned<IgnoredAny>>,
     conntrack: Option<Spanned<IgnoredAny>>,
     timeouts: Option<Spanned<IgnoredAny>>,
     policy: Option<Spanned<IgnoredAny>>,
@@ -524,6 +645,7 @@ impl Skeleton {
         };
         indexed("interface", &self.interface)
             .or_else(|| indexed("rule", &self.rule))
+            .or_else(|| indexed("port_forward", &self.port_forward))
             .or_else(|| {
                 [
                     ("conntrack", &self.conntrack),
@@ -669,6 +791,17 @@ impl<'a> Doc<'a> {
         }
     }
 
+    fn boolean(&self, v: &Spanned<Value>, key: &str) -> Result<bool, ConfigError> {
+        match v.get_ref() {
+            Value::Boolean(b) => Ok(*b),
+            other => Err(self.at(
+                v,
+                key,
+                format!("expected true or false, found {}", other.type_str()),
+            )),
+        }
+    }
+
     fn ranged(
         &self,
         v: &Spanned<Value>,
@@ -765,6 +898,7 @@ const CHAINS: &[(&str, Chain)] = &[
 const ACTIONS: &[(&str, RuleAction)] =
     &[("accept", RuleAction::Accept), ("drop", RuleAction::Drop)];
 const ROLES: &[(&str, Role)] = &[("lan", Role::Lan), ("wan", Role::Wan)];
+const FORWARD_PROTOS: &[(&str, u8)] = &[("tcp", IPPROTO_TCP), ("udp", IPPROTO_UDP)];
 const XDP_MODES: &[(&str, XdpMode)] = &[
     ("auto", XdpMode::Auto),
     ("native", XdpMode::Native),
@@ -862,9 +996,12 @@ impl RawConfig {
             }
             let role_v = raw.role.as_ref().ok_or_else(|| missing("role"))?;
             let role = doc.keyword(role_v, &format!("{prefix}.role"), ROLES)?;
+            let (nat, nat_ports) = validate_interface_nat(doc, raw, &prefix, name, role)?;
             interfaces.push(InterfaceConfig {
                 name: name.to_string(),
                 role,
+                nat,
+                nat_ports,
             });
         }
 
@@ -911,6 +1048,8 @@ impl RawConfig {
             .map(|(i, raw)| validate_rule(doc, raw, i + 1, &iface_lines))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let port_forwards = validate_port_forwards(doc, &self.port_forward, &interfaces)?;
+
         Ok(Config {
             xdp_mode,
             interfaces,
@@ -918,8 +1057,247 @@ impl RawConfig {
             timeouts,
             policy,
             rules,
+            port_forwards,
         })
     }
+}
+
+/// `masquerade`, `snat` and `nat_ports` of one `[[interface]]` whose name and
+/// role are already checked. `masquerade = false` is accepted anywhere and
+/// means no NAT, the same as leaving it out.
+fn validate_interface_nat(
+    doc: &Doc,
+    raw: &RawInterface,
+    prefix: &str,
+    name: &str,
+    role: Role,
+) -> Result<(Option<Nat>, PortRange), ConfigError> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let masquerade = match &raw.masquerade {
+        Some(v) => doc.boolean(v, &key("masquerade"))?.then_some(v),
+        None => None,
+    };
+    let snat = match &raw.snat {
+        Some(v) => {
+            let addr = nat_address(doc.string(v, &key("snat"))?)
+                .map_err(|m| doc.at(v, &key("snat"), m))?;
+            Some((addr, v))
+        }
+        None => None,
+    };
+    let nat = match (masquerade, snat) {
+        (Some(m), Some((_, v))) => {
+            return Err(doc.at(
+                v,
+                &key("snat"),
+                format!(
+                    "cannot be combined with masquerade = true (line {}); choose one",
+                    doc.line(m.span().start)
+                ),
+            ));
+        }
+        (Some(v), None) => Some((Nat::Masquerade, v, "masquerade")),
+        (None, Some((addr, v))) => Some((Nat::Snat(addr), v, "snat")),
+        (None, None) => None,
+    };
+    if let Some((_, v, k)) = nat
+        && role != Role::Wan
+    {
+        return Err(doc.at(
+            v,
+            &key(k),
+            format!(
+                "NAT is only done on wan interfaces, and {name:?} has role {}",
+                name_of(ROLES, role)
+            ),
+        ));
+    }
+    let nat_ports = match &raw.nat_ports {
+        None => DEFAULT_NAT_PORTS,
+        Some(v) => {
+            let k = key("nat_ports");
+            let range = doc.port_range(v, &k)?;
+            if range.lo == 0 {
+                return Err(doc.at(
+                    v,
+                    &k,
+                    format!(
+                        "{range} includes port 0, which cannot be allocated (start at 1 or above)"
+                    ),
+                ));
+            }
+            if nat.is_none() {
+                log::warn!(
+                    "{}:{}: {k}: has no effect without masquerade or snat",
+                    doc.origin,
+                    doc.line(v.span().start),
+                );
+            }
+            range
+        }
+    };
+    Ok((nat.map(|(n, _, _)| n), nat_ports))
+}
+
+/// An address to translate to: IPv4, and a host rather than a special
+/// address that could never answer.
+fn nat_address(s: &str) -> Result<Ipv4Addr, String> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => usable_host(a),
+        Ok(IpAddr::V6(_)) => Err(format!("{s}: {NO_IPV6_NAT}")),
+        Err(_) => Err(format!("{s:?} is not an IPv4 address")),
+    }
+}
+
+fn usable_host(a: Ipv4Addr) -> Result<Ipv4Addr, String> {
+    let kind = if a.is_unspecified() {
+        "the unspecified"
+    } else if a.is_broadcast() {
+        "the broadcast"
+    } else if a.is_multicast() {
+        "a multicast"
+    } else if a.is_loopback() {
+        "a loopback"
+    } else {
+        return Ok(a);
+    };
+    Err(format!("{a} is {kind} address, not a host to translate to"))
+}
+
+/// A `[[port_forward]]` target: `ADDR` or `ADDR:PORT`, IPv4 only.
+fn forward_target(s: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+    match s.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => return Ok((usable_host(a)?, None)),
+        Ok(IpAddr::V6(_)) => return Err(format!("{s}: {NO_IPV6_NAT}")),
+        Err(_) if s.parse::<SocketAddrV6>().is_ok() => {
+            return Err(format!("{s}: {NO_IPV6_NAT}"));
+        }
+        Err(_) => {}
+    }
+    let bad = || format!("{s:?} is not an IPv4 address with an optional :PORT");
+    let (addr, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok((usable_host(addr)?, Some(p))),
+        _ => Err(format!("port {port} is out of range (1-65535)")),
+    }
+}
+
+fn validate_port_forwards(
+    doc: &Doc,
+    raws: &[Spanned<RawPortForward>],
+    interfaces: &[InterfaceConfig],
+) -> Result<Vec<PortForward>, ConfigError> {
+    if let Some(first) = raws.first()
+        && !interfaces.iter().any(|i| i.role == Role::Wan)
+    {
+        return Err(doc.invalid(
+            doc.line(first.span().start),
+            "port_forward[1]",
+            "port forwarding needs an [[interface]] with role wan",
+        ));
+    }
+    // Per protocol, the forwards so far by first port: (last port, index,
+    // line). They never overlap, so only the one starting last at or below a
+    // new range's end can overlap it.
+    let mut taken: HashMap<u8, BTreeMap<u16, (u16, usize, usize)>> = HashMap::new();
+    let mut total = 0u32;
+    let mut forwards = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.iter().enumerate() {
+        let (pf, port_v) = validate_port_forward(doc, raw, i + 1)?;
+        let key = format!("port_forward[{}].port", pf.index);
+        let by_lo = taken.entry(pf.proto).or_default();
+        if let Some((&lo, &(hi, index, line))) = by_lo.range(..=pf.ports.hi).next_back()
+            && hi >= pf.ports.lo
+        {
+            let other = PortRange { lo, hi };
+            let proto = proto_name(pf.proto);
+            return Err(doc.at(
+                port_v,
+                &key,
+                format!(
+                    "{proto} {} overlaps port_forward[{index}] ({proto} {other}, line {line})",
+                    pf.ports
+                ),
+            ));
+        }
+        by_lo.insert(pf.ports.lo, (pf.ports.hi, pf.index, pf.line));
+        total += port_count(pf.ports);
+        if total > MAX_FORWARDED_PORTS {
+            return Err(doc.at(
+                port_v,
+                &key,
+                format!(
+                    "too many forwarded ports: {total} across port_forward[1-{}] \
+                     (at most {MAX_FORWARDED_PORTS})",
+                    pf.index
+                ),
+            ));
+        }
+        forwards.push(pf);
+    }
+    Ok(forwards)
+}
+
+fn port_count(r: PortRange) -> u32 {
+    u32::from(r.hi) - u32::from(r.lo) + 1
+}
+
+/// One `[[port_forward]]` on its own, with the `port` value for errors that
+/// involve the others.
+fn validate_port_forward<'r>(
+    doc: &Doc,
+    spanned: &'r Spanned<RawPortForward>,
+    index: usize,
+) -> Result<(PortForward, &'r Spanned<Value>), ConfigError> {
+    let line = doc.line(spanned.span().start);
+    let raw = spanned.get_ref();
+    let key = |k: &str| format!("port_forward[{index}].{k}");
+    let missing = |k: &str| doc.invalid(line, key(k), "missing (required)");
+
+    let proto_v = raw.proto.as_ref().ok_or_else(|| missing("proto"))?;
+    let proto = doc.keyword(proto_v, &key("proto"), FORWARD_PROTOS)?;
+
+    let port_v = raw.port.as_ref().ok_or_else(|| missing("port"))?;
+    let ports = doc.port_range(port_v, &key("port"))?;
+    if ports.lo == 0 {
+        return Err(doc.at(port_v, &key("port"), "port 0 cannot be forwarded"));
+    }
+
+    let to_v = raw.to.as_ref().ok_or_else(|| missing("to"))?;
+    let (to_addr, to_port) =
+        forward_target(doc.string(to_v, &key("to"))?).map_err(|m| doc.at(to_v, &key("to"), m))?;
+    if let Some(t) = to_port {
+        let last = u32::from(t) + port_count(ports) - 1;
+        if last > u32::from(u16::MAX) {
+            return Err(doc.at(
+                to_v,
+                &key("to"),
+                format!("port range {ports} mapped from {t} would end at {last}, past 65535"),
+            ));
+        }
+    }
+
+    let comment = match &raw.comment {
+        Some(v) => Some(doc.string(v, &key("comment"))?.to_string()),
+        None => None,
+    };
+
+    Ok((
+        PortForward {
+            proto,
+            ports,
+            to_addr,
+            to_port,
+            comment,
+            line,
+            index,
+        },
+        port_v,
+    ))
 }
 
 fn validate_rule(
@@ -1213,11 +1591,15 @@ comment = "ssh"
             vec![
                 InterfaceConfig {
                     name: "eth1".into(),
-                    role: Role::Lan
+                    role: Role::Lan,
+                    nat: None,
+                    nat_ports: DEFAULT_NAT_PORTS,
                 },
                 InterfaceConfig {
                     name: "eth0".into(),
-                    role: Role::Wan
+                    role: Role::Wan,
+                    nat: None,
+                    nat_ports: DEFAULT_NAT_PORTS,
                 },
             ]
         );
@@ -1272,6 +1654,15 @@ comment = "ssh"
             [RuleAction::Drop, RuleAction::Drop, RuleAction::Accept]
         );
         assert!(c.rules.is_empty());
+        assert!(c.port_forwards.is_empty());
+        assert_eq!(c.interfaces[0].nat, None);
+        assert_eq!(
+            c.interfaces[0].nat_ports,
+            PortRange {
+                lo: 1024,
+                hi: 65535
+            }
+        );
     }
 
     #[test]
@@ -1309,7 +1700,10 @@ comment = "ssh"
         // After a table header a key belongs to that table.
         assert_err(
             &with_ifaces("colour = 1\n"),
-            &["fw.toml:4: interface[1].colour: unknown key (expected `name` or `role`)"],
+            &[
+                "fw.toml:4: interface[1].colour: unknown key (expected one of `name`, `role`, \
+                 `masquerade`, `snat`, `nat_ports`)",
+            ],
         );
         assert_err(
             "[[interface]]\nname = \"eth0\"\nrole = \"wan\"\nmtu = 9000\n",
@@ -1665,5 +2059,462 @@ comment = "ssh"
         let e = load(&path).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }), "{e}");
         assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+
+    const NAT_SAMPLE: &str = r#"[[interface]]
+name = "eth1"
+role = "lan"
+
+[[interface]]
+name = "eth0"
+role = "wan"
+masquerade = true
+nat_ports = "20000-29999"
+
+[[interface]]
+name = "eth2"
+role = "wan"
+snat = "203.0.113.5"
+masquerade = false
+
+[[interface]]
+name = "ppp0"
+role = "wan"
+masquerade = true
+
+[[port_forward]]
+proto = "tcp"
+port = 8080
+to = "192.168.1.10:80"
+comment = "web"
+
+[[port_forward]]
+proto = "udp"
+port = "5000-5100"
+to = "10.0.0.5"
+
+[[port_forward]]
+proto = "udp"
+port = "6000-6002"
+to = "10.0.0.5:7000"
+
+[[port_forward]]
+proto = "tcp"
+port = "22"
+to = "192.168.1.11"
+
+[[port_forward]]
+proto = "tcp"
+port = 8081
+to = "192.168.1.10:65535"
+"#;
+
+    /// Two interfaces (lines 1-6, eth0 wan and eth1 lan) followed by `rest`,
+    /// which therefore starts on line 7.
+    fn with_wan_lan(rest: &str) -> String {
+        format!("{IFACES}[[interface]]\nname = \"eth1\"\nrole = \"lan\"\n{rest}")
+    }
+
+    /// A `[[port_forward]]` block of four lines.
+    fn forward(proto: &str, port: &str, to: &str) -> String {
+        format!("[[port_forward]]\nproto = \"{proto}\"\nport = {port}\nto = \"{to}\"\n")
+    }
+
+    #[test]
+    fn nat_sample_parses() {
+        let c = parse(NAT_SAMPLE, "fw.toml").unwrap();
+        let nat: Vec<_> = c
+            .interfaces
+            .iter()
+            .map(|i| (i.name.as_str(), i.nat, i.nat_ports))
+            .collect();
+        assert_eq!(
+            nat,
+            vec![
+                ("eth1", None, DEFAULT_NAT_PORTS),
+                (
+                    "eth0",
+                    Some(Nat::Masquerade),
+                    PortRange {
+                        lo: 20000,
+                        hi: 29999
+                    }
+                ),
+                (
+                    "eth2",
+                    Some(Nat::Snat(Ipv4Addr::new(203, 0, 113, 5))),
+                    DEFAULT_NAT_PORTS
+                ),
+                ("ppp0", Some(Nat::Masquerade), DEFAULT_NAT_PORTS),
+            ]
+        );
+        assert_eq!(
+            DEFAULT_NAT_PORTS,
+            PortRange {
+                lo: 1024,
+                hi: 65535
+            }
+        );
+        assert_eq!(Nat::Masquerade.to_string(), "masquerade");
+        assert_eq!(
+            Nat::Snat(Ipv4Addr::new(203, 0, 113, 5)).to_string(),
+            "snat 203.0.113.5"
+        );
+
+        let f = &c.port_forwards;
+        assert_eq!(f.len(), 5);
+        assert_eq!(
+            f[0],
+            PortForward {
+                proto: IPPROTO_TCP,
+                ports: PortRange { lo: 8080, hi: 8080 },
+                to_addr: Ipv4Addr::new(192, 168, 1, 10),
+                to_port: Some(80),
+                comment: Some("web".into()),
+                line: 22,
+                index: 1,
+            }
+        );
+        assert_eq!(f[0].mappings().collect::<Vec<_>>(), vec![(8080, 80)]);
+        assert_eq!(f[0].summary(), "tcp 8080 -> 192.168.1.10:80 /* web */");
+
+        // A range without a target port keeps every port.
+        assert_eq!(f[1].proto, IPPROTO_UDP);
+        assert_eq!(f[1].ports, PortRange { lo: 5000, hi: 5100 });
+        assert_eq!(f[1].to_addr, Ipv4Addr::new(10, 0, 0, 5));
+        assert_eq!(f[1].to_port, None);
+        assert_eq!(f[1].comment, None);
+        assert_eq!((f[1].line, f[1].index), (28, 2));
+        let m: Vec<_> = f[1].mappings().collect();
+        assert_eq!(m.len(), 101);
+        assert_eq!(m[0], (5000, 5000));
+        assert_eq!(m[100], (5100, 5100));
+        assert!(m.iter().all(|(a, b)| a == b));
+        assert_eq!(f[1].summary(), "udp 5000-5100 -> 10.0.0.5 (ports kept)");
+
+        // A range with a target port maps onto consecutive ports.
+        assert_eq!(f[2].to_port, Some(7000));
+        assert_eq!(
+            f[2].mappings().collect::<Vec<_>>(),
+            vec![(6000, 7000), (6001, 7001), (6002, 7002)]
+        );
+        assert_eq!(f[2].summary(), "udp 6000-6002 -> 10.0.0.5:7000-7002");
+
+        // A single port given as a string, kept.
+        assert_eq!(f[3].ports, PortRange { lo: 22, hi: 22 });
+        assert_eq!(f[3].mappings().collect::<Vec<_>>(), vec![(22, 22)]);
+        assert_eq!(f[3].summary(), "tcp 22 -> 192.168.1.11 (ports kept)");
+
+        // The last target port may be 65535.
+        assert_eq!(f[4].mappings().collect::<Vec<_>>(), vec![(8081, 65535)]);
+        assert_eq!(f[4].index, 5);
+    }
+
+    #[test]
+    fn forward_range_mapping_arithmetic() {
+        let text = with_ifaces(&forward("tcp", "\"5000-5100\"", "10.0.0.5:6000"));
+        let c = parse(&text, "fw.toml").unwrap();
+        let pf = &c.port_forwards[0];
+        let m: Vec<_> = pf.mappings().collect();
+        assert_eq!(m.len(), 101);
+        assert_eq!(m.first(), Some(&(5000, 6000)));
+        assert_eq!(m[50], (5050, 6050));
+        assert_eq!(m.last(), Some(&(5100, 6100)));
+        assert!(m.iter().all(|&(w, t)| t - w == 1000));
+        assert_eq!(pf.summary(), "tcp 5000-5100 -> 10.0.0.5:6000-6100");
+
+        // Right up to the top of the port space.
+        let text = with_ifaces(&forward("tcp", "\"5000-5100\"", "10.0.0.5:65435"));
+        let c = parse(&text, "fw.toml").unwrap();
+        assert_eq!(c.port_forwards[0].mappings().last(), Some((5100, u16::MAX)));
+
+        // Exactly the limit of forwarded ports is fine.
+        let text = with_ifaces(&format!(
+            "{}{}",
+            forward("tcp", "\"1-8192\"", "10.0.0.5"),
+            forward("udp", "\"1-8192\"", "10.0.0.5")
+        ));
+        assert_eq!(parse(&text, "fw.toml").unwrap().port_forwards.len(), 2);
+
+        // The same ports on the other protocol do not overlap.
+        let text = with_ifaces(&format!(
+            "{}{}",
+            forward("tcp", "80", "10.0.0.5"),
+            forward("udp", "80", "10.0.0.6")
+        ));
+        assert_eq!(parse(&text, "fw.toml").unwrap().port_forwards.len(), 2);
+    }
+
+    #[test]
+    fn nat_on_lan_interface() {
+        assert_err(
+            "[[interface]]\nname = \"eth1\"\nrole = \"lan\"\nmasquerade = true\n",
+            &[
+                "fw.toml:4: interface[1].masquerade: NAT is only done on wan interfaces, \
+               and \"eth1\" has role lan",
+            ],
+        );
+        assert_err(
+            &with_ifaces("[[interface]]\nname = \"eth1\"\nsnat = \"10.0.0.1\"\nrole = \"lan\"\n"),
+            &["fw.toml:6: interface[2].snat: NAT is only done on wan interfaces"],
+        );
+    }
+
+    #[test]
+    fn masquerade_and_snat() {
+        assert_err(
+            &format!("{IFACES}masquerade = true\nsnat = \"203.0.113.5\"\n"),
+            &["fw.toml:5: interface[1].snat: cannot be combined with masquerade = true (line 4)"],
+        );
+        assert_err(
+            &format!("{IFACES}masquerade = \"yes\"\n"),
+            &["fw.toml:4: interface[1].masquerade: expected true or false, found string"],
+        );
+    }
+
+    #[test]
+    fn snat_not_ipv4() {
+        assert_err(
+            &format!("{IFACES}snat = \"2001:db8::1\"\n"),
+            &[
+                "fw.toml:4: interface[1].snat: 2001:db8::1: IPv6 NAT is not supported; \
+               IPv6 stays stateful but untranslated",
+            ],
+        );
+        assert_err(
+            &format!("{IFACES}snat = \"203.0.113.0/24\"\n"),
+            &["fw.toml:4: interface[1].snat: \"203.0.113.0/24\" is not an IPv4 address"],
+        );
+        assert_err(
+            &format!("{IFACES}snat = \"0.0.0.0\"\n"),
+            &["fw.toml:4: interface[1].snat: 0.0.0.0 is the unspecified address"],
+        );
+        assert_err(
+            &format!("{IFACES}snat = 3405803781\n"),
+            &["fw.toml:4: interface[1].snat: expected a string, found integer"],
+        );
+    }
+
+    #[test]
+    fn bad_nat_ports() {
+        assert_err(
+            &format!("{IFACES}masquerade = true\nnat_ports = \"60000-50000\"\n"),
+            &["fw.toml:5: interface[1].nat_ports: port range 60000-50000 is reversed"],
+        );
+        assert_err(
+            &format!("{IFACES}masquerade = true\nnat_ports = \"0-1000\"\n"),
+            &["fw.toml:5: interface[1].nat_ports: 0-1000 includes port 0"],
+        );
+        assert_err(
+            &format!("{IFACES}masquerade = true\nnat_ports = 0\n"),
+            &["fw.toml:5: interface[1].nat_ports: 0 includes port 0"],
+        );
+        assert_err(
+            &format!("{IFACES}masquerade = true\nnat_ports = \"1024-70000\"\n"),
+            &["fw.toml:5: interface[1].nat_ports: port 70000 is out of range"],
+        );
+        // A single port is a (small) range.
+        let c = parse(
+            &format!("{IFACES}masquerade = true\nnat_ports = 4000\n"),
+            "fw.toml",
+        )
+        .unwrap();
+        assert_eq!(c.interfaces[0].nat_ports, PortRange { lo: 4000, hi: 4000 });
+    }
+
+    #[test]
+    fn forward_to_not_ipv4() {
+        let ipv6 = "IPv6 NAT is not supported; IPv6 stays stateful but untranslated";
+        for to in ["2001:db8::5", "[2001:db8::5]:80"] {
+            assert_err(
+                &with_wan_lan(&forward("tcp", "80", to)),
+                &[&format!("fw.toml:10: port_forward[1].to: {to}: {ipv6}")],
+            );
+        }
+        for to in ["web.lan:80", "10.0.0.5:", "10.0.0.5:http", "10.0.0.0/24"] {
+            assert_err(
+                &with_wan_lan(&forward("tcp", "80", to)),
+                &[&format!(
+                    "fw.toml:10: port_forward[1].to: {to:?} is not an IPv4 address with an \
+                     optional :PORT"
+                )],
+            );
+        }
+        assert_err(
+            &with_wan_lan(&forward("tcp", "80", "10.0.0.5:0")),
+            &["fw.toml:10: port_forward[1].to: port 0 is out of range (1-65535)"],
+        );
+        assert_err(
+            &with_wan_lan(&forward("tcp", "80", "10.0.0.5:65536")),
+            &["fw.toml:10: port_forward[1].to: port 65536 is out of range (1-65535)"],
+        );
+        assert_err(
+            &with_wan_lan(&forward("tcp", "80", "127.0.0.1:80")),
+            &["fw.toml:10: port_forward[1].to: 127.0.0.1 is a loopback address"],
+        );
+        assert_err(
+            &with_wan_lan(&forward("tcp", "80", "255.255.255.255")),
+            &["fw.toml:10: port_forward[1].to: 255.255.255.255 is the broadcast address"],
+        );
+        assert_err(
+            &with_wan_lan(&forward("tcp", "80", "224.0.0.1")),
+            &["fw.toml:10: port_forward[1].to: 224.0.0.1 is a multicast address"],
+        );
+    }
+
+    #[test]
+    fn forward_target_range_overflows() {
+        assert_err(
+            &with_wan_lan(&forward("udp", "\"5000-5100\"", "10.0.0.5:65500")),
+            &[
+                "fw.toml:10: port_forward[1].to: port range 5000-5100 mapped from 65500 \
+               would end at 65600, past 65535",
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_forward_port() {
+        let pf = |port: &str| with_wan_lan(&forward("tcp", port, "10.0.0.5"));
+        assert_err(
+            &pf("\"9000-8000\""),
+            &["fw.toml:9: port_forward[1].port: port range 9000-8000 is reversed"],
+        );
+        assert_err(
+            &pf("0"),
+            &["fw.toml:9: port_forward[1].port: port 0 cannot be forwarded"],
+        );
+        assert_err(
+            &pf("\"0-10\""),
+            &["fw.toml:9: port_forward[1].port: port 0 cannot be forwarded"],
+        );
+        assert_err(
+            &pf("65536"),
+            &["fw.toml:9: port_forward[1].port: port 65536 is out of range"],
+        );
+        assert_err(
+            &pf("\"80,443\""),
+            &["fw.toml:9: port_forward[1].port: invalid port range \"80,443\""],
+        );
+        assert_err(
+            &pf("[80]"),
+            &["fw.toml:9: port_forward[1].port: expected a port number or \"LO-HI\" string"],
+        );
+    }
+
+    #[test]
+    fn bad_forward_fields() {
+        assert_err(
+            &with_wan_lan(&forward("icmp", "80", "10.0.0.5")),
+            &["fw.toml:8: port_forward[1].proto: unknown value \"icmp\" (expected tcp or udp)"],
+        );
+        assert_err(
+            &with_wan_lan("[[port_forward]]\nport = 80\nto = \"10.0.0.5\"\n"),
+            &["fw.toml:7: port_forward[1].proto: missing (required)"],
+        );
+        assert_err(
+            &with_wan_lan("[[port_forward]]\nproto = \"tcp\"\nto = \"10.0.0.5\"\n"),
+            &["fw.toml:7: port_forward[1].port: missing (required)"],
+        );
+        assert_err(
+            &with_wan_lan("[[port_forward]]\nproto = \"tcp\"\nport = 80\n"),
+            &["fw.toml:7: port_forward[1].to: missing (required)"],
+        );
+        assert_err(
+            &with_wan_lan(&format!(
+                "{}comment = 5\n",
+                forward("tcp", "80", "10.0.0.5")
+            )),
+            &["fw.toml:11: port_forward[1].comment: expected a string, found integer"],
+        );
+        assert_err(
+            &with_wan_lan(&format!(
+                "{}iif = \"eth0\"\n",
+                forward("tcp", "80", "10.0.0.5")
+            )),
+            &["fw.toml:11: port_forward[1].iif: unknown key"],
+        );
+    }
+
+    #[test]
+    fn overlapping_forwards() {
+        let text = with_wan_lan(&format!(
+            "{}{}{}",
+            forward("tcp", "8080", "10.0.0.5"),
+            forward("udp", "\"8000-8100\"", "10.0.0.6"),
+            forward("tcp", "\"8000-8100\"", "10.0.0.7")
+        ));
+        assert_err(
+            &text,
+            &[
+                "fw.toml:17: port_forward[3].port: tcp 8000-8100 overlaps port_forward[1] \
+               (tcp 8080, line 7)",
+            ],
+        );
+        // Touching ranges do not overlap; one port more does.
+        let text = with_wan_lan(&format!(
+            "{}{}",
+            forward("udp", "\"5000-5100\"", "10.0.0.5"),
+            forward("udp", "\"4000-4999\"", "10.0.0.6")
+        ));
+        assert_eq!(parse(&text, "fw.toml").unwrap().port_forwards.len(), 2);
+        let text = with_wan_lan(&format!(
+            "{}{}{}",
+            forward("udp", "\"5000-5100\"", "10.0.0.5"),
+            forward("udp", "\"6000-6100\"", "10.0.0.5"),
+            forward("udp", "\"5100-5999\"", "10.0.0.6")
+        ));
+        assert_err(
+            &text,
+            &[
+                "fw.toml:17: port_forward[3].port: udp 5100-5999 overlaps port_forward[1] \
+               (udp 5000-5100, line 7)",
+            ],
+        );
+        // A range that swallows an earlier one entirely.
+        let text = with_wan_lan(&format!(
+            "{}{}",
+            forward("tcp", "443", "10.0.0.5"),
+            forward("tcp", "\"1-1000\"", "10.0.0.6")
+        ));
+        assert_err(
+            &text,
+            &[
+                "fw.toml:13: port_forward[2].port: tcp 1-1000 overlaps port_forward[1] \
+               (tcp 443, line 7)",
+            ],
+        );
+    }
+
+    #[test]
+    fn too_many_forwarded_ports() {
+        let text = with_wan_lan(&format!(
+            "{}{}",
+            forward("tcp", "\"1-10000\"", "10.0.0.5"),
+            forward("udp", "\"20000-26384\"", "10.0.0.5")
+        ));
+        assert_err(
+            &text,
+            &[
+                "fw.toml:13: port_forward[2].port: too many forwarded ports: 16385 across \
+               port_forward[1-2] (at most 16384)",
+            ],
+        );
+        assert_err(
+            &with_wan_lan(&forward("udp", "\"1-65535\"", "10.0.0.5")),
+            &["fw.toml:9: port_forward[1].port: too many forwarded ports: 65535"],
+        );
+    }
+
+    #[test]
+    fn forward_without_wan() {
+        let text = format!(
+            "[[interface]]\nname = \"eth1\"\nrole = \"lan\"\n\n{}",
+            forward("tcp", "80", "10.0.0.5")
+        );
+        assert_err(
+            &text,
+            &["fw.toml:5: port_forward[1]: port forwarding needs an [[interface]] with role wan"],
+        );
     }
 }

@@ -20,12 +20,14 @@ pub fn ebpf_object() -> &'static [u8] {
 /// Names of the programs inside [`ebpf_object`].
 pub const XDP_PROGRAM: &str = "firewall_xdp";
 pub const TC_PROGRAM: &str = "firewall_tc_egress";
+pub const TC_INGRESS_PROGRAM: &str = "firewall_tc_ingress";
 
 /// Every map the object defines, in the order `down` removes them.
-pub const MAP_NAMES: [&str; 7] = [
+pub const MAP_NAMES: [&str; 8] = [
     "CONNTRACK",
     "SETTINGS",
     "IFACES",
+    "PORT_FWD",
     "RULES",
     "RULE_STATS",
     "STATS",

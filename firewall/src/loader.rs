@@ -17,13 +17,17 @@ use aya::{
         xdp::{XdpLink, XdpMode as AyaXdpMode},
     },
 };
-use firewall_common::{IfaceConfig, MAX_RULES, Rule, Settings};
+use firewall_common::{
+    IfaceConfig, MAX_RULES, Rule, Settings,
+    nat::{IfaceNat, PortFwdKey, PortFwdTarget},
+    settings_nat,
+};
 use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    MAP_NAMES, TC_PROGRAM, XDP_PROGRAM,
-    config::{Config, ConfigError, XdpMode},
+    MAP_NAMES, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM,
+    config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
     sys::{self, SysError},
@@ -70,6 +74,29 @@ pub struct Iface {
     pub ifindex: u32,
     pub role: firewall_common::Role,
     pub mode: AyaXdpMode,
+    pub nat: Option<Nat>,
+    pub nat_ports: (u16, u16),
+}
+
+impl Iface {
+    /// The datapath's view: role, NAT mode and the address to translate to.
+    /// For masquerade that is the interface's current IPv4 address (none
+    /// yet: 0, and the datapath refuses to translate rather than guess).
+    pub fn datapath_config(&self) -> IfaceConfig {
+        let (nat, addr) = match self.nat {
+            None => (IfaceNat::None, None),
+            Some(Nat::Masquerade) => (IfaceNat::Masquerade, sys::ipv4_address(&self.name)),
+            Some(Nat::Snat(a)) => (IfaceNat::Snat, Some(a)),
+        };
+        IfaceConfig {
+            role: self.role as u8,
+            nat: nat as u8,
+            _pad: [0; 2],
+            nat_addr: addr.map_or(0, |a| u32::from_ne_bytes(a.octets())),
+            nat_port_lo: self.nat_ports.0,
+            nat_port_hi: self.nat_ports.1,
+        }
+    }
 }
 
 pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
@@ -91,6 +118,8 @@ pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
                 ifindex,
                 role: i.role,
                 mode,
+                nat: i.nat,
+                nat_ports: (i.nat_ports.lo, i.nat_ports.hi),
             })
         })
         .collect()
@@ -128,7 +157,7 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         .verifier_log_level(VerifierLogLevel::default())
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
-    for program in [XDP_PROGRAM, TC_PROGRAM] {
+    for program in [XDP_PROGRAM, TC_PROGRAM, TC_INGRESS_PROGRAM] {
         load_program(&mut ebpf, program)?;
     }
     Ok(ebpf)
@@ -205,6 +234,12 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
     for (i, a) in cfg.policy.iter().enumerate() {
         settings.policy[i] = *a as u8;
     }
+    if ifaces.iter().any(|i| i.nat.is_some()) {
+        settings.nat |= settings_nat::SOURCE;
+    }
+    if !cfg.port_forwards.is_empty() {
+        settings.nat |= settings_nat::PORT_FORWARD;
+    }
 
     // Interfaces first: an attached program that meets an unknown ifindex
     // fails closed.
@@ -216,10 +251,14 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
         .filter(|k| !wanted.contains(k))
         .collect();
     for i in ifaces {
-        let v = IfaceConfig {
-            role: i.role as u8,
-            _pad: [0; 3],
-        };
+        let v = i.datapath_config();
+        if i.nat == Some(Nat::Masquerade) && v.nat_addr == 0 {
+            warn!(
+                "{}: masquerade, but the interface has no IPv4 address yet; \
+                 new connections through it are refused until it has one",
+                i.name
+            );
+        }
         maps.ifaces
             .insert(i.ifindex, v, 0)
             .map_err(|source| LoadError::MapWrite {
@@ -229,6 +268,40 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
     }
     for k in stale {
         let _ = maps.ifaces.remove(&k);
+    }
+
+    // Port forwards: add or update every mapping, then remove the ones no
+    // longer configured. A forward present in both configs never blinks.
+    let mut wanted_fwd = HashSet::new();
+    for f in &cfg.port_forwards {
+        for (port, to_port) in f.mappings() {
+            let key = PortFwdKey {
+                proto: f.proto,
+                _pad: 0,
+                port: port.to_be(),
+            };
+            let target = PortFwdTarget {
+                addr: u32::from_ne_bytes(f.to_addr.octets()),
+                port: to_port.to_be(),
+                _pad: 0,
+            };
+            maps.port_fwd
+                .insert(key, target, 0)
+                .map_err(|source| LoadError::MapWrite {
+                    map: "PORT_FWD",
+                    source,
+                })?;
+            wanted_fwd.insert(key);
+        }
+    }
+    let stale_fwd: Vec<PortFwdKey> = maps
+        .port_fwd
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted_fwd.contains(k))
+        .collect();
+    for k in stale_fwd {
+        let _ = maps.port_fwd.remove(&k);
     }
 
     // Rules: shrink the count before rewriting, so the datapath never reads
@@ -393,10 +466,44 @@ fn attach_inner(
             done.created.push(tc_path.clone());
             info!("{}: tcx egress attached", i.name);
         }
+
+        let tcin_path = pins.link(LinkKind::TcIngress, &i.name);
+        let tcin: &mut SchedClassifier = ebpf
+            .program_mut(TC_INGRESS_PROGRAM)
+            .ok_or(LoadError::MissingProgram(TC_INGRESS_PROGRAM))?
+            .try_into()
+            .map_err(|_| LoadError::MissingProgram(TC_INGRESS_PROGRAM))?;
+        if tcin_path.exists() {
+            let pinned = PinnedLink::from_pin(&tcin_path).map_err(|e| pin_err(&tcin_path, e))?;
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                .map_err(|e| pin_err(&tcin_path, e))?;
+            let id = tcin
+                .attach_to_link(link)
+                .map_err(|e| attach_err("tc ingress", e))?;
+            drop(tcin.take_link(id));
+            info!("{}: replaced tc ingress program in place", i.name);
+        } else {
+            let id = tcin
+                .attach_with_options(
+                    &i.name,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )
+                .map_err(|e| attach_err("tc ingress", e))?;
+            let link = tcin
+                .take_link(id)
+                .map_err(|e| attach_err("tc ingress", e))?;
+            let fd: FdLink = link
+                .try_into()
+                .map_err(|e: aya::programs::links::LinkError| pin_err(&tcin_path, e))?;
+            fd.pin(&tcin_path).map_err(|e| pin_err(&tcin_path, e))?;
+            done.created.push(tcin_path.clone());
+            info!("{}: tcx ingress attached", i.name);
+        }
     }
     // Interfaces dropped from the config lose their links.
     let wanted: HashSet<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-    for kind in [LinkKind::Xdp, LinkKind::Tc] {
+    for kind in LinkKind::ALL {
         for name in pins.linked_interfaces(kind) {
             if !wanted.contains(name.as_str()) {
                 detach_link(&pins.link(kind, &name));
@@ -448,4 +555,23 @@ pub fn down(pins: &PinDir) -> Result<Vec<String>, LoadError> {
         let _ = std::fs::remove_dir(&dir);
     }
     Ok(removed)
+}
+
+/// Keeps each masquerading interface's translation address equal to its
+/// current IPv4 address. Returns the interfaces whose address changed.
+/// Connections bound to the old address are then refused by the datapath
+/// (`drop_nat_stale`) and deleted, rather than sent out with a stale
+/// translation; their next packet creates a fresh binding.
+pub fn refresh_masquerade(maps: &mut Maps, ifaces: &[Iface]) -> Vec<String> {
+    let mut changed = Vec::new();
+    for i in ifaces.iter().filter(|i| i.nat == Some(Nat::Masquerade)) {
+        let want = i.datapath_config();
+        let have = maps.ifaces.get(&i.ifindex, 0).ok();
+        if have.map(|h| h.nat_addr) != Some(want.nat_addr)
+            && maps.ifaces.insert(i.ifindex, want, 0).is_ok()
+        {
+            changed.push(i.name.clone());
+        }
+    }
+    changed
 }

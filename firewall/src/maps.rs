@@ -6,7 +6,11 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
 };
-use firewall_common::{CtEntry, CtKey, IfaceConfig, Rule, Settings, rule::RuleCounter};
+use firewall_common::{
+    CtEntry, CtKey, IfaceConfig, Rule, Settings,
+    nat::{PortFwdKey, PortFwdTarget},
+    rule::RuleCounter,
+};
 use thiserror::Error;
 
 use crate::pins::PinDir;
@@ -30,6 +34,7 @@ pub struct Maps {
     pub conntrack: HashMap<MapData, CtKey, CtEntry>,
     pub settings: Array<MapData, Settings>,
     pub ifaces: HashMap<MapData, u32, IfaceConfig>,
+    pub port_fwd: HashMap<MapData, PortFwdKey, PortFwdTarget>,
     pub rules: Array<MapData, Rule>,
     pub rule_stats: PerCpuArray<MapData, RuleCounter>,
     pub stats: PerCpuArray<MapData, u64>,
@@ -72,6 +77,7 @@ impl Maps {
             conntrack: typed!("CONNTRACK"),
             settings: typed!("SETTINGS"),
             ifaces: typed!("IFACES"),
+            port_fwd: typed!("PORT_FWD"),
             rules: typed!("RULES"),
             rule_stats: typed!("RULE_STATS"),
             stats: typed!("STATS"),

@@ -6,6 +6,7 @@
 //! <pin-dir>/maps/<MAP>          every map (CONNTRACK, SETTINGS, …)
 //! <pin-dir>/links/xdp@<iface>   the XDP link on each interface
 //! <pin-dir>/links/tc@<iface>    the tcx egress link on each interface
+//! <pin-dir>/links/tcin@<iface>  the tcx ingress (destination NAT) link
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,19 @@ pub struct PinDir {
 pub enum LinkKind {
     Xdp,
     Tc,
+    TcIngress,
+}
+
+impl LinkKind {
+    pub const ALL: [LinkKind; 3] = [LinkKind::Xdp, LinkKind::Tc, LinkKind::TcIngress];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            LinkKind::Xdp => "XDP",
+            LinkKind::Tc => "tc egress",
+            LinkKind::TcIngress => "tc ingress",
+        }
+    }
 }
 
 impl LinkKind {
@@ -28,6 +42,7 @@ impl LinkKind {
         match self {
             LinkKind::Xdp => "xdp@",
             LinkKind::Tc => "tc@",
+            LinkKind::TcIngress => "tcin@",
         }
     }
 }

@@ -76,11 +76,19 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
 
     rt.block_on(async {
         let mut next = ager::MIN_INTERVAL;
+        let mut addr_check = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(next) => {
                     let s = ager::sweep(&mut maps);
                     next = s.next;
+                }
+                _ = addr_check.tick() => {
+                    for name in loader::refresh_masquerade(&mut maps, &ifaces) {
+                        let addr = firewall::sys::ipv4_address(&name)
+                            .map_or_else(|| "no address".to_owned(), |a| a.to_string());
+                        info!("{name}: masquerade address is now {addr}");
+                    }
                 }
                 _ = term.recv() => { info!("SIGTERM"); break; }
                 _ = int.recv() => { info!("SIGINT"); break; }

@@ -27,6 +27,7 @@ struct IfaceStatus {
     name: String,
     xdp: bool,
     tc_egress: bool,
+    tc_ingress: bool,
 }
 
 /// Exit status 0 when programs are attached, 1 otherwise, so scripts can
@@ -34,7 +35,13 @@ struct IfaceStatus {
 pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
     let xdp = pins.linked_interfaces(LinkKind::Xdp);
     let tc = pins.linked_interfaces(LinkKind::Tc);
-    let mut names: Vec<String> = xdp.iter().chain(tc.iter()).cloned().collect();
+    let tcin = pins.linked_interfaces(LinkKind::TcIngress);
+    let mut names: Vec<String> = xdp
+        .iter()
+        .chain(tc.iter())
+        .chain(tcin.iter())
+        .cloned()
+        .collect();
     names.sort();
     names.dedup();
     // Loaded means a daemon finished setting up every interface once; links
@@ -56,6 +63,7 @@ pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
             .map(|n| IfaceStatus {
                 xdp: xdp.contains(&n),
                 tc_egress: tc.contains(&n),
+                tc_ingress: tcin.contains(&n),
                 name: n,
             })
             .collect(),
@@ -69,11 +77,13 @@ pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
             None => println!("  no daemon running (enforcing; entries age in the datapath)"),
         }
         for i in &st.interfaces {
+            let word = |b: bool| if b { "attached" } else { "missing" };
             println!(
-                "  {:<16} xdp={} tc_egress={}",
+                "  {:<16} xdp={} tc_egress={} tc_ingress={}",
                 i.name,
-                if i.xdp { "attached" } else { "missing" },
-                if i.tc_egress { "attached" } else { "missing" }
+                word(i.xdp),
+                word(i.tc_egress),
+                word(i.tc_ingress)
             );
         }
     } else {

@@ -22,19 +22,15 @@ use std::{
 use aya::{
     Ebpf,
     maps::MapError,
-    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp, xdp::XdpMode},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use etherparse::{
     EtherType, Ethernet2Header, Icmpv4Type, Icmpv6Type, IpHeaders, IpNumber, Ipv4Header,
     Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep, TcpHeader, icmpv4, icmpv6,
 };
-use firewall::{
-    TC_PROGRAM, XDP_PROGRAM, config,
-    loader::{self, Iface},
-    maps::Maps,
-};
+use firewall::{TC_PROGRAM, XDP_PROGRAM, config, loader, maps::Maps};
 use firewall_common::{
-    CtDir, CtEntry, CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, Role, TcpState,
+    CtDir, CtEntry, CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, TcpState,
     ct::flags,
     rule::RuleCounter,
     stats::Counter,
@@ -90,15 +86,7 @@ impl Harness {
         let cfg = config::parse(&text, "datapath-test.toml").expect("test config parses");
         let mut ebpf = loader::load_object(None, TEST_CT_ENTRIES).expect("object loads");
         let mut maps = Maps::from_ebpf(&mut ebpf).expect("maps open");
-        let ifaces =
-            [("wan0", wan, Role::Wan), ("lan0", lan, Role::Lan)].map(|(name, ifindex, role)| {
-                Iface {
-                    name: name.into(),
-                    ifindex,
-                    role,
-                    mode: XdpMode::Skb,
-                }
-            });
+        let ifaces = loader::resolve_interfaces(&cfg).expect("test interfaces resolve");
         loader::configure(&mut maps, &cfg, &ifaces).expect("configure");
         Harness {
             ebpf,

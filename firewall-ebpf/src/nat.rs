@@ -1,0 +1,114 @@
+//! Applying NAT rewrites to packets at TC.
+//!
+//! Rewrites use the kernel's `bpf_l3/l4_csum_replace` rather than the
+//! software arithmetic in `firewall_common::csum`: a TCP or UDP packet built
+//! by a local socket (or one crossing a veth from a container) carries
+//! `CHECKSUM_PARTIAL`, where the checksum field holds only the pseudo-header
+//! sum and the port is not covered yet. The helpers know which case they are
+//! in; software updates from XDP would corrupt such packets.
+
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::TcContext,
+};
+use firewall_common::{Counter, FAMILY_V4, nat::IfaceNat};
+
+use crate::{
+    conntrack::Rewrite,
+    maps::{CONNTRACK, count},
+    parse::{L4Kind, Packet},
+};
+
+/// Rewrites the source (`src`) or destination address and port (ICMP:
+/// identifier) of an IPv4 packet in place.
+#[inline(always)]
+pub fn rewrite(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> Result<(), ()> {
+    if p.key.family != FAMILY_V4 {
+        return Err(());
+    }
+    let l3 = p.l3_off as usize;
+    let l4 = p.l4_off as usize;
+    let (csum_off, mangled, pseudo) = match p.kind {
+        L4Kind::Tcp => (l4 + 16, 0, true),
+        L4Kind::Udp => (l4 + 6, BPF_F_MARK_MANGLED_0 as u64, true),
+        L4Kind::IcmpQuery => (l4 + 2, 0, false),
+        _ => return Err(()),
+    };
+    let (old_addr, addr_off) = if src {
+        (p.key.src[0], l3 + 12)
+    } else {
+        (p.key.dst[0], l3 + 16)
+    };
+    if old_addr != addr {
+        ctx.store(addr_off, &addr, 0).map_err(|_| ())?;
+        ctx.l3_csum_replace(l3 + 10, old_addr as u64, addr as u64, 4)
+            .map_err(|_| ())?;
+        if pseudo {
+            ctx.l4_csum_replace(
+                csum_off,
+                old_addr as u64,
+                addr as u64,
+                BPF_F_PSEUDO_HDR as u64 | mangled | 4,
+            )
+            .map_err(|_| ())?;
+        }
+    }
+    let (old_port, port_off) = if p.kind == L4Kind::IcmpQuery {
+        (p.key.sport, l4 + 4)
+    } else if src {
+        (p.key.sport, l4)
+    } else {
+        (p.key.dport, l4 + 2)
+    };
+    if old_port != port {
+        ctx.store(port_off, &port, 0).map_err(|_| ())?;
+        ctx.l4_csum_replace(csum_off, old_port as u64, port as u64, mangled | 2)
+            .map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Applies an entry's rewrite if it is of the kind this hook performs
+/// (`want`), after checking the binding is still sound: both halves present,
+/// and a masquerade address still the interface's. Returns the drop reason
+/// when the packet must not go out.
+#[inline(always)]
+pub fn apply(
+    ctx: &TcContext,
+    p: &Packet,
+    rw: &Rewrite,
+    want: u8,
+    out_nat: u8,
+    out_addr: u32,
+    out_ifindex: u32,
+) -> Result<bool, Counter> {
+    if rw.kind != want {
+        return Ok(false);
+    }
+    if CONNTRACK.get_ptr(&rw.peer).is_none() {
+        // The LRU evicted the other half: replies could no longer be
+        // translated back. Drop this half too so the next packet starts a
+        // fresh, complete pair.
+        let _ = CONNTRACK.remove(&p.key);
+        return Err(Counter::DropNatPairBroken);
+    }
+    let src = want == firewall_common::nat::NatRewrite::Src as u8;
+    if src
+        && rw.ifindex == out_ifindex
+        && out_nat == IfaceNat::Masquerade as u8
+        && rw.addr != out_addr
+    {
+        let _ = CONNTRACK.remove(&rw.peer);
+        let _ = CONNTRACK.remove(&p.key);
+        return Err(Counter::DropNatStale);
+    }
+    if rewrite(ctx, p, src, rw.addr, rw.port).is_err() {
+        return Err(Counter::DropNatRewriteFailed);
+    }
+    count(if src {
+        Counter::NatSrcRewritten
+    } else {
+        Counter::NatDstRewritten
+    });
+    Ok(true)
+}
