@@ -402,104 +402,9 @@ fn attach_inner(
 ) -> Result<(), LoadError> {
     std::fs::create_dir_all(pins.links_dir()).map_err(|e| pin_err(&pins.links_dir(), e))?;
     for i in ifaces {
-        let xdp_path = pins.link(LinkKind::Xdp, &i.name);
-        let xdp: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(LoadError::MissingProgram(XDP_PROGRAM))?
-            .try_into()
-            .map_err(|_| LoadError::MissingProgram(XDP_PROGRAM))?;
-        let attach_err = |what, source| LoadError::Attach {
-            what,
-            iface: i.name.clone(),
-            source,
-        };
-        if xdp_path.exists() {
-            let pinned = PinnedLink::from_pin(&xdp_path).map_err(|e| pin_err(&xdp_path, e))?;
-            let link =
-                XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(&xdp_path, e))?;
-            let id = xdp.attach_to_link(link).map_err(|e| attach_err("XDP", e))?;
-            // The pin keeps the link alive; dropping our fd does not detach.
-            drop(xdp.take_link(id));
-            done.replaced.push(i.name.clone());
-            info!("{}: replaced XDP program in place", i.name);
-        } else {
-            let id = xdp
-                .attach(&i.name, i.mode)
-                .map_err(|e| attach_err("XDP", e))?;
-            let link = xdp.take_link(id).map_err(|e| attach_err("XDP", e))?;
-            let fd: FdLink = link
-                .try_into()
-                .map_err(|e: aya::programs::links::LinkError| pin_err(&xdp_path, e))?;
-            fd.pin(&xdp_path).map_err(|e| pin_err(&xdp_path, e))?;
-            done.created.push(xdp_path.clone());
-            info!("{}: XDP attached in {} mode", i.name, mode_name(i.mode));
-        }
-
-        let tc_path = pins.link(LinkKind::Tc, &i.name);
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(TC_PROGRAM)
-            .ok_or(LoadError::MissingProgram(TC_PROGRAM))?
-            .try_into()
-            .map_err(|_| LoadError::MissingProgram(TC_PROGRAM))?;
-        if tc_path.exists() {
-            let pinned = PinnedLink::from_pin(&tc_path).map_err(|e| pin_err(&tc_path, e))?;
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                .map_err(|e| pin_err(&tc_path, e))?;
-            let id = tc
-                .attach_to_link(link)
-                .map_err(|e| attach_err("tc egress", e))?;
-            drop(tc.take_link(id));
-            info!("{}: replaced tc egress program in place", i.name);
-        } else {
-            let id = tc
-                .attach_with_options(
-                    &i.name,
-                    TcAttachType::Egress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(|e| attach_err("tc egress", e))?;
-            let link = tc.take_link(id).map_err(|e| attach_err("tc egress", e))?;
-            let fd: FdLink = link
-                .try_into()
-                .map_err(|e: aya::programs::links::LinkError| pin_err(&tc_path, e))?;
-            fd.pin(&tc_path).map_err(|e| pin_err(&tc_path, e))?;
-            done.created.push(tc_path.clone());
-            info!("{}: tcx egress attached", i.name);
-        }
-
-        let tcin_path = pins.link(LinkKind::TcIngress, &i.name);
-        let tcin: &mut SchedClassifier = ebpf
-            .program_mut(TC_INGRESS_PROGRAM)
-            .ok_or(LoadError::MissingProgram(TC_INGRESS_PROGRAM))?
-            .try_into()
-            .map_err(|_| LoadError::MissingProgram(TC_INGRESS_PROGRAM))?;
-        if tcin_path.exists() {
-            let pinned = PinnedLink::from_pin(&tcin_path).map_err(|e| pin_err(&tcin_path, e))?;
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                .map_err(|e| pin_err(&tcin_path, e))?;
-            let id = tcin
-                .attach_to_link(link)
-                .map_err(|e| attach_err("tc ingress", e))?;
-            drop(tcin.take_link(id));
-            info!("{}: replaced tc ingress program in place", i.name);
-        } else {
-            let id = tcin
-                .attach_with_options(
-                    &i.name,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(|e| attach_err("tc ingress", e))?;
-            let link = tcin
-                .take_link(id)
-                .map_err(|e| attach_err("tc ingress", e))?;
-            let fd: FdLink = link
-                .try_into()
-                .map_err(|e: aya::programs::links::LinkError| pin_err(&tcin_path, e))?;
-            fd.pin(&tcin_path).map_err(|e| pin_err(&tcin_path, e))?;
-            done.created.push(tcin_path.clone());
-            info!("{}: tcx ingress attached", i.name);
-        }
+        attach_xdp(ebpf, pins, i, done)?;
+        attach_tcx(ebpf, pins, i, LinkKind::Tc, done)?;
+        attach_tcx(ebpf, pins, i, LinkKind::TcIngress, done)?;
     }
     // Interfaces dropped from the config lose their links.
     let wanted: HashSet<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
@@ -507,10 +412,124 @@ fn attach_inner(
         for name in pins.linked_interfaces(kind) {
             if !wanted.contains(name.as_str()) {
                 detach_link(&pins.link(kind, &name));
-                info!("{name}: detached (no longer configured)");
+                info!(
+                    "{name}: {} detached (no longer configured)",
+                    kind.describe()
+                );
             }
         }
     }
+    Ok(())
+}
+
+/// Re-points an existing pinned link at the new program. Returns false when
+/// the pin is stale (its interface went away, e.g. with its namespace): the
+/// pin is then removed so the caller attaches afresh.
+fn try_replace<L, F>(path: &Path, iface: &str, kind: LinkKind, update: F) -> Result<bool, LoadError>
+where
+    L: TryFrom<FdLink>,
+    <L as TryFrom<FdLink>>::Error: std::fmt::Display,
+    F: FnOnce(L) -> Result<(), ProgramError>,
+{
+    if !path.exists() {
+        return Ok(false);
+    }
+    let pinned = PinnedLink::from_pin(path).map_err(|e| pin_err(path, e))?;
+    let link = L::try_from(FdLink::from(pinned)).map_err(|e| pin_err(path, e))?;
+    match update(link) {
+        Ok(()) => {
+            info!("{iface}: replaced {} program in place", kind.describe());
+            Ok(true)
+        }
+        Err(e) => {
+            warn!(
+                "{iface}: pinned {} link is unusable ({e}); attaching afresh",
+                kind.describe()
+            );
+            detach_link(path);
+            Ok(false)
+        }
+    }
+}
+
+fn attach_xdp(
+    ebpf: &mut Ebpf,
+    pins: &PinDir,
+    i: &Iface,
+    done: &mut Attached,
+) -> Result<(), LoadError> {
+    let path = pins.link(LinkKind::Xdp, &i.name);
+    let xdp: &mut Xdp = ebpf
+        .program_mut(XDP_PROGRAM)
+        .ok_or(LoadError::MissingProgram(XDP_PROGRAM))?
+        .try_into()
+        .map_err(|_| LoadError::MissingProgram(XDP_PROGRAM))?;
+    let attach_err = |source| LoadError::Attach {
+        what: "XDP",
+        iface: i.name.clone(),
+        source,
+    };
+    let replaced = try_replace(&path, &i.name, LinkKind::Xdp, |link: XdpLink| {
+        // The pin keeps the link alive; dropping our fd does not detach.
+        xdp.attach_to_link(link).map(|id| drop(xdp.take_link(id)))
+    })?;
+    if replaced {
+        done.replaced.push(i.name.clone());
+        return Ok(());
+    }
+    let id = xdp.attach(&i.name, i.mode).map_err(attach_err)?;
+    let link = xdp.take_link(id).map_err(attach_err)?;
+    let fd: FdLink = link
+        .try_into()
+        .map_err(|e: aya::programs::links::LinkError| pin_err(&path, e))?;
+    fd.pin(&path).map_err(|e| pin_err(&path, e))?;
+    done.created.push(path);
+    info!("{}: XDP attached in {} mode", i.name, mode_name(i.mode));
+    Ok(())
+}
+
+fn attach_tcx(
+    ebpf: &mut Ebpf,
+    pins: &PinDir,
+    i: &Iface,
+    kind: LinkKind,
+    done: &mut Attached,
+) -> Result<(), LoadError> {
+    let (program, attach_type) = match kind {
+        LinkKind::TcIngress => (TC_INGRESS_PROGRAM, TcAttachType::Ingress),
+        _ => (TC_PROGRAM, TcAttachType::Egress),
+    };
+    let path = pins.link(kind, &i.name);
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(|_| LoadError::MissingProgram(program))?;
+    let attach_err = |source| LoadError::Attach {
+        what: kind.describe(),
+        iface: i.name.clone(),
+        source,
+    };
+    let replaced = try_replace(&path, &i.name, kind, |link: SchedClassifierLink| {
+        tc.attach_to_link(link).map(|id| drop(tc.take_link(id)))
+    })?;
+    if replaced {
+        return Ok(());
+    }
+    let id = tc
+        .attach_with_options(
+            &i.name,
+            attach_type,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(attach_err)?;
+    let link = tc.take_link(id).map_err(attach_err)?;
+    let fd: FdLink = link
+        .try_into()
+        .map_err(|e: aya::programs::links::LinkError| pin_err(&path, e))?;
+    fd.pin(&path).map_err(|e| pin_err(&path, e))?;
+    done.created.push(path);
+    info!("{}: {} attached", i.name, kind.describe());
     Ok(())
 }
 
@@ -532,17 +551,10 @@ fn detach_link(path: &Path) {
 /// Removes everything an instance attached and pinned. Idempotent.
 pub fn down(pins: &PinDir) -> Result<Vec<String>, LoadError> {
     let mut removed = Vec::new();
-    for kind in [LinkKind::Xdp, LinkKind::Tc] {
+    for kind in LinkKind::ALL {
         for name in pins.linked_interfaces(kind) {
             detach_link(&pins.link(kind, &name));
-            removed.push(format!(
-                "{} on {name}",
-                if kind == LinkKind::Xdp {
-                    "XDP"
-                } else {
-                    "tc egress"
-                }
-            ));
+            removed.push(format!("{} on {name}", kind.describe()));
         }
     }
     for name in MAP_NAMES {

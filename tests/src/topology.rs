@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! router:  [lan] eth0 ──veth── lan0 [rtr] wan0 ──veth── eth0 [wan]
-//!          10.0.1.2     10.0.1.1        10.0.2.1     10.0.2.2
-//!          fd00:1::2    fd00:1::1       fd00:2::1    fd00:2::2
+//!          10.0.1.2     10.0.1.1    │   10.0.2.1     10.0.2.2
+//!          fd00:1::2    fd00:1::1   │   fd00:2::1    fd00:2::2
+//!                                   │
+//!   (option) [lan2] eth0 ──veth── lan1
+//!          10.0.3.2     10.0.3.1
+//!          fd00:3::2    fd00:3::1
 //!
 //! host:    [host] eth0 ──veth── eth0 [peer]
 //!          10.0.3.1             10.0.3.2
@@ -34,6 +38,16 @@ pub const ROUTER_WAN: DualAddr = DualAddr {
     v4: "10.0.2.1",
     v6: "fd00:2::1",
 };
+/// The second LAN host of the router topology ([`RouterOptions::second_lan_host`]).
+pub const LAN2_HOST: DualAddr = DualAddr {
+    v4: "10.0.3.2",
+    v6: "fd00:3::2",
+};
+/// The router's `lan1`, facing [`LAN2_HOST`].
+pub const ROUTER_LAN1: DualAddr = DualAddr {
+    v4: "10.0.3.1",
+    v6: "fd00:3::1",
+};
 /// The WAN host of the router topology.
 pub const WAN_HOST: DualAddr = DualAddr {
     v4: "10.0.2.2",
@@ -50,10 +64,14 @@ pub const PEER: DualAddr = DualAddr {
     v6: "fd00:3::2",
 };
 
-/// A LAN host, a router (where the firewall runs) and a WAN host.
+/// A LAN host, a router (where the firewall runs) and a WAN host; optionally a second
+/// LAN host on its own router interface.
 pub struct RouterTopology {
     pub prefix: String,
     pub lan: Netns,
+    /// The second LAN host, behind the router's `lan1`; only with
+    /// [`RouterOptions::second_lan_host`].
+    pub lan2: Option<Netns>,
     pub rtr: Netns,
     pub wan: Netns,
 }
@@ -61,15 +79,37 @@ pub struct RouterTopology {
 /// Options of [`router_with`].
 #[derive(Debug, Clone, Copy)]
 pub struct RouterOptions {
-    /// Give the WAN host routes back to the LAN subnets. Without them the LAN is
-    /// reachable from the WAN only through NAT.
+    /// Give the WAN host routes back to the LAN subnets, IPv4 and IPv6. Without them
+    /// the LAN is reachable from the WAN only through NAT.
     pub wan_return_routes: bool,
+    /// Give the WAN host the IPv6 routes back to the LAN subnets even without
+    /// `wan_return_routes`. IPv6 is never translated, so a masquerading router carries
+    /// IPv6 only if the WAN side routes the LAN prefixes to it, as a real upstream
+    /// routes a delegated prefix.
+    pub wan_v6_return_routes: bool,
+    /// Add `lan2` ([`LAN2_HOST`]) behind a second router interface `lan1`
+    /// ([`ROUTER_LAN1`]), so that two LAN hosts can use the same source port.
+    pub second_lan_host: bool,
 }
 
 impl Default for RouterOptions {
     fn default() -> Self {
         Self {
             wan_return_routes: true,
+            wan_v6_return_routes: false,
+            second_lan_host: false,
+        }
+    }
+}
+
+impl RouterOptions {
+    /// The router as NAT needs it: over IPv4 the WAN host reaches the LAN only through
+    /// the router's translation, over IPv6 directly.
+    pub fn nat() -> Self {
+        Self {
+            wan_return_routes: false,
+            wan_v6_return_routes: true,
+            second_lan_host: false,
         }
     }
 }
@@ -80,10 +120,19 @@ pub fn router(tag: &str) -> Result<RouterTopology> {
 }
 
 pub fn router_with(tag: &str, options: RouterOptions) -> Result<RouterTopology> {
-    let RouterOptions { wan_return_routes } = options;
+    let RouterOptions {
+        wan_return_routes,
+        wan_v6_return_routes,
+        second_lan_host,
+    } = options;
     let prefix = unique_prefix(tag);
     let topology = RouterTopology {
         lan: namespace(&format!("{prefix}-lan"))?,
+        lan2: if second_lan_host {
+            Some(namespace(&format!("{prefix}-lan2"))?)
+        } else {
+            None
+        },
         rtr: namespace(&format!("{prefix}-rtr"))?,
         wan: namespace(&format!("{prefix}-wan"))?,
         prefix,
@@ -91,6 +140,7 @@ pub fn router_with(tag: &str, options: RouterOptions) -> Result<RouterTopology> 
     let RouterTopology {
         prefix,
         lan,
+        lan2,
         rtr,
         wan,
     } = &topology;
@@ -107,16 +157,38 @@ pub fn router_with(tag: &str, options: RouterOptions) -> Result<RouterTopology> 
         configure(rtr, "lan0", "10.0.1.1/24", "fd00:1::1/64")?;
         configure(rtr, "wan0", "10.0.2.1/24", "fd00:2::1/64")?;
         configure(wan, "eth0", "10.0.2.2/24", "fd00:2::2/64")?;
+        let mut links = vec![(lan, "eth0"), (rtr, "lan0"), (rtr, "wan0"), (wan, "eth0")];
+        if let Some(lan2) = lan2 {
+            lan2.ip(&format!(
+                "link add eth0 type veth peer name lan1 netns {}",
+                rtr.name()
+            ))?;
+            configure(lan2, "eth0", "10.0.3.2/24", "fd00:3::2/64")?;
+            configure(rtr, "lan1", "10.0.3.1/24", "fd00:3::1/64")?;
+            links.extend([(lan2, "eth0"), (rtr, "lan1")]);
+        }
         rtr.sysctl("net.ipv4.ip_forward", "1")?;
         rtr.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-        for (netns, ifname) in [(lan, "eth0"), (rtr, "lan0"), (rtr, "wan0"), (wan, "eth0")] {
+        for (netns, ifname) in links {
             wait_until_ready(netns, ifname)?;
         }
         lan.ip("route add default via 10.0.1.1")?;
         lan.ip("-6 route add default via fd00:1::1")?;
-        if wan_return_routes {
-            wan.ip("route add 10.0.1.0/24 via 10.0.2.1")?;
-            wan.ip("-6 route add fd00:1::/64 via fd00:2::1")?;
+        if let Some(lan2) = lan2 {
+            lan2.ip("route add default via 10.0.3.1")?;
+            lan2.ip("-6 route add default via fd00:3::1")?;
+        }
+        let mut lan_subnets = vec![("10.0.1.0/24", "fd00:1::/64")];
+        if second_lan_host {
+            lan_subnets.push(("10.0.3.0/24", "fd00:3::/64"));
+        }
+        for (v4, v6) in lan_subnets {
+            if wan_return_routes {
+                wan.ip(&format!("route add {v4} via 10.0.2.1"))?;
+            }
+            if wan_return_routes || wan_v6_return_routes {
+                wan.ip(&format!("-6 route add {v6} via fd00:2::1"))?;
+            }
         }
         Ok(())
     })()

@@ -59,6 +59,7 @@ fn wan_without_return_routes_cannot_reach_lan() -> Result<()> {
         "topo",
         topology::RouterOptions {
             wan_return_routes: false,
+            ..topology::RouterOptions::default()
         },
     )?;
     for family in [Family::V4, Family::V6] {

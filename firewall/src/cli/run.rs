@@ -75,13 +75,16 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
     );
 
     rt.block_on(async {
-        let mut next = ager::MIN_INTERVAL;
+        // The ager's wake-up is a deadline, not a sleep re-armed on every
+        // loop turn: the address check ticks every second and would
+        // otherwise postpone a longer ager interval forever.
+        let mut ager_at = tokio::time::Instant::now() + ager::MIN_INTERVAL;
         let mut addr_check = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(next) => {
+                _ = tokio::time::sleep_until(ager_at) => {
                     let s = ager::sweep(&mut maps);
-                    next = s.next;
+                    ager_at = tokio::time::Instant::now() + s.next;
                 }
                 _ = addr_check.tick() => {
                     for name in loader::refresh_masquerade(&mut maps, &ifaces) {
