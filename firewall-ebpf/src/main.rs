@@ -126,6 +126,9 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
         // XDP already judged the packet; nothing here to translate.
         return TC_ACT_UNSPEC;
     };
+    if p.kind == L4Kind::IcmpError {
+        return icmp_error_nat(&ctx, p, NatRewrite::Dst);
+    }
     if !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
         return TC_ACT_UNSPEC;
     }
@@ -138,6 +141,37 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
         Ok(_) => TC_ACT_UNSPEC,
         Err(c) => {
             count(c);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+/// An ICMP error about a translated connection: the quoted packet and the
+/// outer address are translated back, like the connection's own packets
+/// (`nf_nat_icmp_reply_translation`). `want` is the rewrite this hook does.
+#[inline(always)]
+fn icmp_error_nat(ctx: &TcContext, p: &Packet, want: NatRewrite) -> i32 {
+    // The quoted tuple inverted is the key of the direction the error
+    // travels (see conntrack::related).
+    let Some(e) = CONNTRACK.get_ptr(&p.inner.inverted()) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let rw = Rewrite::of(unsafe { &*e });
+    if rw.kind != want as u8 {
+        return TC_ACT_UNSPEC;
+    }
+    match nat::icmp_error(ctx, p, want == NatRewrite::Src, rw.addr, rw.port) {
+        Ok(()) => {
+            count(if want == NatRewrite::Src {
+                Counter::NatSrcRewritten
+            } else {
+                Counter::NatDstRewritten
+            });
+            TC_ACT_UNSPEC
+        }
+        Err(()) => {
+            count(Counter::DropNatRewriteFailed);
             TC_ACT_SHOT as i32
         }
     }
@@ -177,6 +211,20 @@ fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
         return drop_with(Counter::DropMalformed);
     };
     let out = iface(ifindex);
+    if p.kind == L4Kind::IcmpError {
+        let Some(e) = CONNTRACK.get_ptr(&p.inner.inverted()) else {
+            return untranslated_guard(p, &out);
+        };
+        // SAFETY: map value pointer, valid for this run.
+        if unsafe { (*e).nat } == NatRewrite::Src as u8 {
+            return if icmp_error_nat(ctx, p, NatRewrite::Src) == TC_ACT_UNSPEC {
+                Verdict::Pass
+            } else {
+                Verdict::Drop
+            };
+        }
+        return untranslated_guard(p, &out);
+    }
     if matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
         if let Some(e) = CONNTRACK.get_ptr(&p.key) {
             // SAFETY: map value pointer, valid for this run.
@@ -196,6 +244,12 @@ fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
             }
         }
     }
+    untranslated_guard(p, &out)
+}
+
+/// A packet never leaves a NAT interface untranslated.
+#[inline(always)]
+fn untranslated_guard(p: &Packet, out: &IfaceConfig) -> Verdict {
     if out.nat != IfaceNat::None as u8 && p.key.family == FAMILY_V4 && p.key.src[0] != out.nat_addr
     {
         return drop_with(Counter::DropNatUntranslated);
@@ -338,12 +392,10 @@ fn process<C: EbpfContext + LoadBytes>(
             return (v, none);
         }
         L4Kind::IcmpError => {
-            let v = if conntrack::related(p, now) {
-                pass_with(Counter::AcceptRelated)
-            } else {
-                drop_with(Counter::DropIcmpErrorNoConn)
+            return match conntrack::related(p, now) {
+                Some(rw) => (pass_with(Counter::AcceptRelated), rw),
+                None => (drop_with(Counter::DropIcmpErrorNoConn), none),
             };
-            return (v, none);
         }
         _ => {}
     }

@@ -112,3 +112,105 @@ pub fn apply(
     });
     Ok(true)
 }
+
+/// Translates an ICMPv4 error about a translated connection
+/// (`nf_nat_icmp_reply_translation`): the outer source (`src`, egress) or
+/// destination (ingress) address, and the opposite side of the quoted
+/// packet — its destination address and port when the outer source
+/// changes, its source when the outer destination changes — together with
+/// the quoted IP header's checksum, the quoted transport checksum when the
+/// quote includes it, and the ICMP checksum over the whole message.
+///
+/// Quoted checksums are full checksums (no offload applies to a quote), so
+/// the software arithmetic of `firewall_common::csum` is right for them; the
+/// ICMP checksum is updated with the helper for every word that changed.
+#[inline(always)]
+pub fn icmp_error(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> Result<(), ()> {
+    use firewall_common::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, csum};
+
+    use crate::parse::LoadBytes;
+
+    if p.key.family != FAMILY_V4 {
+        return Err(());
+    }
+    let l3 = p.l3_off as usize;
+    let icmp_csum = p.l4_off as usize + 2;
+    let il3 = p.l4_off as usize + 8;
+    let il4 = p.inner_l4_off as usize;
+
+    // Outer address.
+    let (old_outer, outer_off) = if src {
+        (p.key.src[0], l3 + 12)
+    } else {
+        (p.key.dst[0], l3 + 16)
+    };
+    if old_outer != addr {
+        ctx.store(outer_off, &addr, 0).map_err(|_| ())?;
+        ctx.l3_csum_replace(l3 + 10, old_outer as u64, addr as u64, 4)
+            .map_err(|_| ())?;
+    }
+
+    // Quoted address: the side that faces the translation.
+    let (old_inner, inner_off) = if src {
+        (p.inner.dst[0], il3 + 16)
+    } else {
+        (p.inner.src[0], il3 + 12)
+    };
+    let store16 = |off: usize, old: u16, new: u16| -> Result<(), ()> {
+        ctx.store(off, &new, 0).map_err(|_| ())?;
+        ctx.l4_csum_replace(icmp_csum, old as u64, new as u64, 2)
+            .map_err(|_| ())
+    };
+    if old_inner != addr {
+        ctx.store(inner_off, &addr, 0).map_err(|_| ())?;
+        ctx.l4_csum_replace(icmp_csum, old_inner as u64, addr as u64, 4)
+            .map_err(|_| ())?;
+        let ck = u16::from_ne_bytes(LoadBytes::load::<2>(ctx, il3 + 10).map_err(|_| ())?);
+        store16(il3 + 10, ck, csum::replace_u32(ck, old_inner, addr))?;
+    }
+
+    // Quoted port (ICMP: identifier) and the quoted transport checksum.
+    let proto = p.inner.proto;
+    let (old_port, port_off) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            if src {
+                (p.inner.dport, il4 + 2)
+            } else {
+                (p.inner.sport, il4)
+            }
+        }
+        IPPROTO_ICMP => (p.inner.sport, il4 + 4),
+        _ => return Ok(()),
+    };
+    if old_port != port {
+        store16(port_off, old_port, port)?;
+    }
+    let l4_csum_off = match proto {
+        IPPROTO_TCP => il4 + 16,
+        IPPROTO_UDP => il4 + 6,
+        _ => il4 + 2,
+    };
+    // The quote may stop before a TCP checksum (RFC 792 promises 8 bytes).
+    let Ok(raw) = LoadBytes::load::<2>(ctx, l4_csum_off) else {
+        return Ok(());
+    };
+    if l4_csum_off + 2 > p.l3_off as usize + p.l3_len as usize {
+        return Ok(());
+    }
+    let old_ck = u16::from_ne_bytes(raw);
+    let new_ck = match proto {
+        IPPROTO_UDP => csum::udp_replace_u16(
+            csum::udp_replace_u32(old_ck, old_inner, addr),
+            old_port,
+            port,
+        ),
+        IPPROTO_TCP => {
+            csum::replace_u16(csum::replace_u32(old_ck, old_inner, addr), old_port, port)
+        }
+        _ => csum::replace_u16(old_ck, old_port, port),
+    };
+    if new_ck != old_ck {
+        store16(l4_csum_off, old_ck, new_ck)?;
+    }
+    Ok(())
+}

@@ -76,6 +76,9 @@ pub struct Packet {
     /// NAT rewrites.
     pub l3_off: u16,
     pub l4_off: u16,
+    /// For ICMP errors: offset of the quoted packet's transport header (its
+    /// IP header starts at `l4_off + 8`).
+    pub inner_l4_off: u16,
 }
 
 /// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
@@ -158,6 +161,7 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     p.l3_len = l3_len;
     p.l3_off = 0;
     p.l4_off = 0;
+    p.inner_l4_off = 0;
 }
 
 fn parse_v4<L: LoadBytes>(
@@ -315,7 +319,7 @@ fn parse_l4<L: LoadBytes>(
                 IcmpClass::Untracked => p.kind = L4Kind::IcmpUntracked,
                 IcmpClass::Invalid => p.kind = L4Kind::IcmpInvalid,
                 IcmpClass::Error => {
-                    parse_inner(l, l3_end, l4 + 8, p.key.family, &mut p.inner)?;
+                    p.inner_l4_off = parse_inner(l, l3_end, l4 + 8, p.key.family, &mut p.inner)?;
                     p.kind = L4Kind::IcmpError;
                 }
             }
@@ -334,7 +338,7 @@ fn parse_inner<L: LoadBytes>(
     off: usize,
     family: u8,
     k: &mut CtKey,
-) -> Result<(), ParseError> {
+) -> Result<u16, ParseError> {
     *k = CtKey {
         family,
         ..CtKey::default()
@@ -374,5 +378,5 @@ fn parse_inner<L: LoadBytes>(
         }
         _ => {}
     }
-    Ok(())
+    Ok(l4 as u16)
 }
