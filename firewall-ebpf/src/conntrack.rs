@@ -23,26 +23,9 @@ pub struct Rewrite {
     /// Network order.
     pub port: u16,
     pub ifindex: u32,
-    pub peer: CtKey,
 }
 
 impl Rewrite {
-    pub const NONE: Rewrite = Rewrite {
-        kind: NatRewrite::None as u8,
-        addr: 0,
-        port: 0,
-        ifindex: 0,
-        peer: CtKey {
-            src: [0; 4],
-            dst: [0; 4],
-            sport: 0,
-            dport: 0,
-            proto: 0,
-            family: 0,
-            _pad: [0; 2],
-        },
-    };
-
     #[inline(always)]
     pub fn of(e: &CtEntry) -> Rewrite {
         Rewrite {
@@ -50,16 +33,20 @@ impl Rewrite {
             addr: e.nat_addr[0],
             port: e.nat_port,
             ifindex: e.nat_ifindex,
-            peer: e.peer,
         }
     }
 }
 
+/// `NatRewrite::None` as u8, for the per-packet paths that only pass the
+/// kind along (the rewrite itself is read back from the entry where it is
+/// applied: carrying it through the call chain overflowed the BPF stack).
+pub const NO_REWRITE: u8 = NatRewrite::None as u8;
+
 /// What tracking concluded about a packet before policy.
 pub enum Tracked {
     /// Belongs to a live connection. `state` is the packet's ctstate;
-    /// `rewrite` the translation its entry carries.
-    Hit { state: CtState, rewrite: Rewrite },
+    /// `nat` the kind of translation its entry carries.
+    Hit { state: CtState, nat: u8 },
     /// No live connection; creating one is allowed if policy accepts.
     Miss,
     /// INVALID, with the reason to count.
@@ -127,7 +114,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
     let reply = e.is_reply();
     let seen_reply = e.seen_reply();
     let state = state_of_hit(reply, seen_reply);
-    let rewrite = Rewrite::of(e);
+    let nat = e.nat;
     e.packets += 1;
     e.bytes += p.l3_len as u64;
 
@@ -157,11 +144,14 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
                     }
                     if idx == TcpFlagIndex::Rst && !seen_reply {
                         // "If only reply is a RST, we can consider ourselves
-                        // not to have an established connection": delete now.
-                        let peer = e.peer;
-                        delete_pair(&p.key, &peer);
+                        // not to have an established connection": the pair
+                        // is gone from now on. It is expired rather than
+                        // deleted so the TC hooks can still translate this
+                        // RST (the client must see its refusal); the next
+                        // lookup or the ager removes it.
+                        write_both(e, e.tcp_state, e.flags, now.saturating_sub(1));
                         count(Counter::CtClosedByRst);
-                        return Tracked::Hit { state, rewrite };
+                        return Tracked::Hit { state, nat };
                     }
                     let now_seen = new_flags & flags::SEEN_REPLY != 0;
                     if new == TcpState::Established && now_seen {
@@ -202,7 +192,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
             }
         }
     }
-    Tracked::Hit { state, rewrite }
+    Tracked::Hit { state, nat }
 }
 
 /// Whether the first packet of an unknown flow may start a connection, and
@@ -260,7 +250,7 @@ pub fn create(
     s: &Settings,
     now: u64,
     nat: NatSpec,
-) -> Result<(), Counter> {
+) -> Result<u8, Counter> {
     let t = &s.timeouts;
     let secs = match p.kind {
         L4Kind::Tcp => match TcpState::from_u8(tcp_state) {
@@ -294,12 +284,12 @@ pub fn create(
             if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
                 // Another CPU created it first; its entries stand.
                 count(Counter::CtInsertFailed);
-                return Ok(());
+                return Ok(NO_REWRITE);
             }
             if CONNTRACK.insert(&orig.peer, &reply, 0).is_err() {
                 let _ = CONNTRACK.remove(&p.key);
                 count(Counter::CtInsertFailed);
-                return Ok(());
+                return Ok(NO_REWRITE);
             }
         }
         NatSpec::Dest { addr, port } => {
@@ -322,7 +312,7 @@ pub fn create(
             if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
                 let _ = CONNTRACK.remove(&orig.peer);
                 count(Counter::CtInsertFailed);
-                return Ok(());
+                return Ok(NO_REWRITE);
             }
         }
         NatSpec::Source {
@@ -379,12 +369,12 @@ pub fn create(
             if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
                 let _ = CONNTRACK.remove(&orig.peer);
                 count(Counter::CtInsertFailed);
-                return Ok(());
+                return Ok(NO_REWRITE);
             }
         }
     }
     count(Counter::CtCreated);
-    Ok(())
+    Ok(orig.nat)
 }
 
 /// RELATED: an ICMP error whose quoted packet belongs to a live connection,
@@ -400,14 +390,14 @@ pub fn create(
 /// to such errors (`nf_ct_attach`), and the fallback lookup of the quoted
 /// tuple as it is does the same here. It needs no rewrite.
 #[inline(always)]
-pub fn related(p: &Packet, now: u64) -> Option<Rewrite> {
+pub fn related(p: &Packet, now: u64) -> Option<u8> {
     if p.inner.src != p.key.dst {
         return None;
     }
     let inverse = p.inner.inverted();
     if let Some(e) = lookup_alive(&inverse, now) {
         // SAFETY: valid map value pointer for this run.
-        return Some(Rewrite::of(unsafe { &*e }));
+        return Some(unsafe { (*e).nat });
     }
-    lookup_alive(&p.inner, now).map(|_| Rewrite::NONE)
+    lookup_alive(&p.inner, now).map(|_| NO_REWRITE)
 }

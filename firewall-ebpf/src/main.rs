@@ -34,7 +34,7 @@ use firewall_common::{
 };
 
 use crate::{
-    conntrack::{NatSpec, Rewrite, Tracked},
+    conntrack::{NO_REWRITE, NatSpec, Rewrite, Tracked},
     maps::{CONNTRACK, IFACES, PORT_FWD, SCRATCH, SETTINGS, count},
     parse::{L4Kind, LoadBytes, Packet, ParseError},
     rules::{Fallback, PolicyVerdict},
@@ -132,12 +132,7 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
     if !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
         return TC_ACT_UNSPEC;
     }
-    let Some(e) = CONNTRACK.get_ptr(&p.key) else {
-        return TC_ACT_UNSPEC;
-    };
-    // SAFETY: map value pointer, valid for this run.
-    let rw = Rewrite::of(unsafe { &*e });
-    match nat::apply(&ctx, p, &rw, NatRewrite::Dst as u8, 0, 0, 0) {
+    match nat::apply(&ctx, p, NatRewrite::Dst as u8, 0, 0, 0) {
         Ok(_) => TC_ACT_UNSPEC,
         Err(c) => {
             count(c);
@@ -180,8 +175,8 @@ fn icmp_error_nat(ctx: &TcContext, p: &Packet, want: NatRewrite) -> i32 {
 /// Host-originated traffic: track and decide, then source-translate.
 #[inline(always)]
 fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
-    let (verdict, rw) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
-    if verdict == Verdict::Drop || rw.kind != NatRewrite::Src as u8 {
+    let (verdict, nat_kind) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
+    if verdict == Verdict::Drop || nat_kind != NatRewrite::Src as u8 {
         return verdict;
     }
     let Some(p) = scratch() else {
@@ -191,7 +186,6 @@ fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
     match nat::apply(
         ctx,
         p,
-        &rw,
         NatRewrite::Src as u8,
         out.nat,
         out.nat_addr,
@@ -226,22 +220,17 @@ fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
         return untranslated_guard(p, &out);
     }
     if matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
-        if let Some(e) = CONNTRACK.get_ptr(&p.key) {
-            // SAFETY: map value pointer, valid for this run.
-            let rw = Rewrite::of(unsafe { &*e });
-            match nat::apply(
-                ctx,
-                p,
-                &rw,
-                NatRewrite::Src as u8,
-                out.nat,
-                out.nat_addr,
-                ifindex,
-            ) {
-                Ok(true) => return Verdict::Pass,
-                Ok(false) => {}
-                Err(c) => return drop_with(c),
-            }
+        match nat::apply(
+            ctx,
+            p,
+            NatRewrite::Src as u8,
+            out.nat,
+            out.nat_addr,
+            ifindex,
+        ) {
+            Ok(true) => return Verdict::Pass,
+            Ok(false) => {}
+            Err(c) => return drop_with(c),
         }
     }
     untranslated_guard(p, &out)
@@ -360,8 +349,8 @@ fn process<C: EbpfContext + LoadBytes>(
     start: usize,
     end: usize,
     hook: Hook,
-) -> (Verdict, Rewrite) {
-    let none = Rewrite::NONE;
+) -> (Verdict, u8) {
+    let none = NO_REWRITE;
     let p = match parsed(ctx, start, end) {
         Ok(p) => p,
         Err(ParseError::NotIp) => return (pass_with(Counter::AcceptNonIp), none),
@@ -403,18 +392,18 @@ fn process<C: EbpfContext + LoadBytes>(
         Tracked::Invalid(reason) => (drop_with(reason), none),
         Tracked::Hit {
             state: CtState::Established,
-            rewrite,
-        } => (pass_with(Counter::AcceptEstablished), rewrite),
-        Tracked::Hit { state, rewrite } => {
+            nat,
+        } => (pass_with(Counter::AcceptEstablished), nat),
+        Tracked::Hit { state, nat } => {
             // An original-direction packet of a connection that has not
             // been answered yet is still NEW: policy decides again.
             let (chain, _) = route(ctx, p, settings, hook);
             match policy(p, settings, hook, chain, state, Fallback::Policy) {
-                PolicyVerdict::Accept(c) => (pass_with(c), rewrite),
+                PolicyVerdict::Accept(c) => (pass_with(c), nat),
                 PolicyVerdict::Drop(c) => (drop_with(c), none),
             }
         }
-        Tracked::Miss => (new_connection(ctx, p, settings, hook, now), none),
+        Tracked::Miss => new_connection(ctx, p, settings, hook, now),
     }
 }
 
@@ -427,10 +416,11 @@ fn new_connection<C: EbpfContext>(
     s: &Settings,
     hook: Hook,
     now: u64,
-) -> Verdict {
+) -> (Verdict, u8) {
+    let none = NO_REWRITE;
     let tcp_state = match conntrack::new_flow_state(p) {
         Ok(st) => st,
-        Err(reason) => return drop_with(reason),
+        Err(reason) => return (drop_with(reason), none),
     };
     if let Some(spec) = port_forward(p, s, hook) {
         return match policy(
@@ -442,10 +432,10 @@ fn new_connection<C: EbpfContext>(
             Fallback::Accept(Counter::AcceptPortForward),
         ) {
             PolicyVerdict::Accept(c) => match conntrack::create(p, tcp_state, s, now, spec) {
-                Ok(()) => pass_with(c),
-                Err(reason) => drop_with(reason),
+                Ok(rw) => (pass_with(c), rw),
+                Err(reason) => (drop_with(reason), none),
             },
-            PolicyVerdict::Drop(c) => drop_with(c),
+            PolicyVerdict::Drop(c) => (drop_with(c), none),
         };
     }
     let (chain, out_ifindex) = route(ctx, p, s, hook);
@@ -453,11 +443,11 @@ fn new_connection<C: EbpfContext>(
         PolicyVerdict::Accept(c) => {
             let spec = source_nat(p, s, chain, out_ifindex);
             match conntrack::create(p, tcp_state, s, now, spec) {
-                Ok(()) => pass_with(c),
-                Err(reason) => drop_with(reason),
+                Ok(rw) => (pass_with(c), rw),
+                Err(reason) => (drop_with(reason), none),
             }
         }
-        PolicyVerdict::Drop(c) => drop_with(c),
+        PolicyVerdict::Drop(c) => (drop_with(c), none),
     }
 }
 

@@ -68,24 +68,29 @@ pub fn rewrite(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> 
     Ok(())
 }
 
-/// Applies an entry's rewrite if it is of the kind this hook performs
-/// (`want`), after checking the binding is still sound: both halves present,
-/// and a masquerade address still the interface's. Returns the drop reason
-/// when the packet must not go out.
+/// Applies the rewrite of the packet's own entry if it is of the kind this
+/// hook performs (`want`), after checking the binding is still sound: both
+/// halves present, and a masquerade address still the interface's. Returns
+/// whether it rewrote, or the drop reason when the packet must not go out.
 #[inline(always)]
 pub fn apply(
     ctx: &TcContext,
     p: &Packet,
-    rw: &Rewrite,
     want: u8,
     out_nat: u8,
     out_addr: u32,
     out_ifindex: u32,
 ) -> Result<bool, Counter> {
-    if rw.kind != want {
+    let Some(e) = CONNTRACK.get_ptr(&p.key) else {
+        return Ok(false);
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let e = unsafe { &*e };
+    if e.nat != want {
         return Ok(false);
     }
-    if CONNTRACK.get_ptr(&rw.peer).is_none() {
+    let rw = Rewrite::of(e);
+    if CONNTRACK.get_ptr(&e.peer).is_none() {
         // The LRU evicted the other half: replies could no longer be
         // translated back. Drop this half too so the next packet starts a
         // fresh, complete pair.
@@ -98,7 +103,7 @@ pub fn apply(
         && out_nat == IfaceNat::Masquerade as u8
         && rw.addr != out_addr
     {
-        let _ = CONNTRACK.remove(&rw.peer);
+        let _ = CONNTRACK.remove(&e.peer);
         let _ = CONNTRACK.remove(&p.key);
         return Err(Counter::DropNatStale);
     }

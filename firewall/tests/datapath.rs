@@ -129,17 +129,29 @@ fn rst_in_established_moves_to_close_with_the_close_timeout() {
 }
 
 #[test]
-fn rst_answering_an_unreplied_syn_deletes_the_connection() {
+fn rst_answering_an_unreplied_syn_ends_the_connection_at_once() {
     let h = Harness::new("");
     let mut c = TcpConv::new(V4_CLIENT, V4_SERVER);
     assert_eq!(h.ingress_lan(&c.client_sends(TCP_SYN, &[])), Verdict::Pass);
     h.assert_conn(&c.key(), TcpState::SynSent, UNREPLIED);
 
     // The RST is the reply direction of a known tuple (ESTABLISHED_REPLY in
-    // netfilter), so it passes; "if only reply is a RST" the entry goes.
+    // netfilter), so it passes; "if only reply is a RST" the connection is
+    // over. Both entries expire now rather than vanish, so the TC hooks can
+    // still translate this very RST; the datapath treats them as gone.
     assert_eq!(
         h.ingress_wan(&c.server_sends(TCP_RST | TCP_ACK, &[])),
         Verdict::Pass
+    );
+    for k in [c.key(), c.key().inverted()] {
+        let e = h.entry(&k).expect("the expired half is still in the map");
+        assert_eq!(expires_in(&e), Duration::ZERO, "{k:?} must be expired");
+    }
+
+    // The next packet finds no connection: a SYN-ACK cannot start one.
+    assert_eq!(
+        h.ingress_wan(&c.server_sends(TCP_SYN | TCP_ACK, &[])),
+        Verdict::Drop
     );
     h.assert_no_conn(&c.key());
     assert_eq!(h.conntrack_len(), 0);
@@ -148,6 +160,8 @@ fn rst_answering_an_unreplied_syn_deletes_the_connection() {
         (CtCreated, 1),
         (AcceptEstablished, 1),
         (CtClosedByRst, 1),
+        (CtExpiredInPath, 1),
+        (DropInvalidTcpNew, 1),
     ]);
 }
 

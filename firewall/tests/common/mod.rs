@@ -10,6 +10,13 @@
 //! namespace is anonymous (`unshare(CLONE_NEWNET)` on the test thread): the
 //! kernel frees it with its interfaces when the thread leaves it, so nothing
 //! can leak, even when a test is killed.
+//!
+//! A test may also bring its own `[[interface]]` blocks (NAT keys on `wan0`)
+//! and a routing setup through [`Setup`]: the namespace is prepared before
+//! the config is written to the maps, as the daemon would find the host.
+
+// Each test crate (`datapath`, `nat`) uses its own subset of the harness.
+#![allow(dead_code)]
 
 use std::{
     fs::File,
@@ -28,7 +35,7 @@ use etherparse::{
     EtherType, Ethernet2Header, Icmpv4Type, Icmpv6Type, IpHeaders, IpNumber, Ipv4Header,
     Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep, TcpHeader, icmpv4, icmpv6,
 };
-use firewall::{TC_PROGRAM, XDP_PROGRAM, config, loader, maps::Maps};
+use firewall::{TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM, config, loader, maps::Maps};
 use firewall_common::{
     CtDir, CtEntry, CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, TcpState,
     ct::flags,
@@ -58,12 +65,45 @@ const TC_ACT_SHOT: i32 = 2;
 /// The ifindex of a packet the host itself sends (`__sk_buff.ingress_ifindex`).
 pub const HOST_ORIGINATED: u32 = 0;
 
+/// The `[[interface]]` blocks every test gets unless it brings its own:
+/// `wan0` as wan, `lan0` as lan, no NAT.
+pub const DEFAULT_INTERFACES: &str = "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\n\
+                                      [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n";
+
+/// How a test's namespace and interfaces look before the config is
+/// written to the maps.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup<'a> {
+    /// The `[[interface]]` blocks, naming `wan0` and/or `lan0` (the only
+    /// interfaces that exist), with any NAT keys.
+    pub interfaces: &'a str,
+    /// `ip` commands (addresses, links up, routes, neighbours), run once
+    /// both interfaces exist: masquerade reads `wan0`'s address when the
+    /// config is written.
+    pub ip: &'a [&'a str],
+    /// Sysctls (`net.ipv4.conf.all.forwarding`…) written after `ip`.
+    pub sysctls: &'a [(&'a str, &'a str)],
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            interfaces: DEFAULT_INTERFACES,
+            ip: &[],
+            sysctls: &[],
+        }
+    }
+}
+
 /// A loaded, configured firewall instance and the interfaces it manages.
 pub struct Harness {
     ebpf: Ebpf,
     pub maps: Maps,
     pub wan: u32,
     pub lan: u32,
+    /// The interfaces as the loader resolved them (what the daemon keeps
+    /// to refresh masquerade addresses).
+    pub ifaces: Vec<loader::Iface>,
     /// Last, so the thread leaves the namespace after everything else is
     /// gone.
     netns: PrivateNetns,
@@ -73,16 +113,25 @@ impl Harness {
     /// Loads the programs and writes `config_toml` (everything but the
     /// interfaces, which the harness supplies: `wan0` as wan, `lan0` as lan).
     pub fn new(config_toml: &str) -> Harness {
+        Harness::with_setup(&Setup::default(), config_toml)
+    }
+
+    /// Prepares the namespace as `setup` says, then loads the programs and
+    /// writes `setup.interfaces` followed by `config_toml`.
+    pub fn with_setup(setup: &Setup, config_toml: &str) -> Harness {
         let netns = PrivateNetns::enter();
         // A veth pair: this kernel has no dummy driver, and the test only
         // needs two ifindexes (nothing is sent between the ends).
         netns.ip("link add wan0 type veth peer name lan0");
         let wan = ifindex("wan0");
         let lan = ifindex("lan0");
-        let text = format!(
-            "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\n\
-             [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n\n{config_toml}"
-        );
+        for words in setup.ip {
+            netns.ip(words);
+        }
+        for (key, value) in setup.sysctls {
+            write_sysctl(key, value);
+        }
+        let text = format!("{}\n{config_toml}", setup.interfaces);
         let cfg = config::parse(&text, "datapath-test.toml").expect("test config parses");
         let mut ebpf = loader::load_object(None, TEST_CT_ENTRIES).expect("object loads");
         let mut maps = Maps::from_ebpf(&mut ebpf).expect("maps open");
@@ -93,8 +142,16 @@ impl Harness {
             maps,
             wan,
             lan,
+            ifaces,
             netns,
         }
+    }
+
+    /// What the daemon does when an interface's address changes: brings
+    /// every masquerading interface's translation address in `IFACES` up
+    /// to date. Returns the interfaces whose address changed.
+    pub fn refresh_masquerade(&mut self) -> Vec<String> {
+        loader::refresh_masquerade(&mut self.maps, &self.ifaces)
     }
 
     /// Runs `ip <words>` in the harness's namespace.
@@ -104,10 +161,7 @@ impl Harness {
 
     /// Writes a sysctl in the harness's namespace.
     pub fn sysctl(&self, key: &str, value: &str) {
-        // /proc/sys/net shows the namespace of the task that opens it: this
-        // thread's.
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        write_sysctl(key, value);
     }
 
     /// The XDP program on the WAN interface.
@@ -163,25 +217,72 @@ impl Harness {
     /// [`HOST_ORIGINATED`] for the host's own traffic, an interface's index
     /// for traffic the host forwards.
     pub fn tc_egress(&self, ingress_ifindex: u32, frame: &[u8]) -> Verdict {
+        self.tc_egress_on(ingress_ifindex, 0, frame).0
+    }
+
+    /// The TC egress program on the interface `ifindex`
+    /// (`__sk_buff.ifindex`; 0 leaves the kernel's choice, `lo`), for a
+    /// packet that arrived on `ingress_ifindex` ([`HOST_ORIGINATED`] for the
+    /// host's own). Returns the verdict and the frame as the program left
+    /// it.
+    pub fn tc_egress_on(
+        &self,
+        ingress_ifindex: u32,
+        ifindex: u32,
+        frame: &[u8],
+    ) -> (Verdict, Vec<u8>) {
+        self.tc(TC_PROGRAM, ingress_ifindex, ifindex, frame)
+    }
+
+    /// A packet forwarded from `lan0` out of `wan0`, at `wan0`'s TC egress.
+    pub fn forward_to_wan(&self, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        self.tc_egress_on(self.lan, self.wan, frame)
+    }
+
+    /// A packet forwarded from `wan0` out of `lan0`, at `lan0`'s TC egress.
+    pub fn forward_to_lan(&self, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        self.tc_egress_on(self.wan, self.lan, frame)
+    }
+
+    /// The TC ingress program on the interface `ifindex` (after XDP let the
+    /// packet in). Returns the verdict and the frame as the program left it.
+    pub fn tc_ingress(&self, ifindex: u32, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        // skb_iif of a received packet is the interface it arrived on.
+        self.tc(TC_INGRESS_PROGRAM, ifindex, ifindex, frame)
+    }
+
+    fn tc(
+        &self,
+        program: &str,
+        ingress_ifindex: u32,
+        ifindex: u32,
+        frame: &[u8],
+    ) -> (Verdict, Vec<u8>) {
         let prog: &SchedClassifier = self
             .ebpf
-            .program(TC_PROGRAM)
+            .program(program)
             .expect("TC program")
             .try_into()
             .expect("TC program type");
-        let ctx = sk_buff_ctx(ingress_ifindex);
+        let ctx = sk_buff_ctx(ingress_ifindex, ifindex);
+        // The programs never grow a packet; the slack only makes a change
+        // of length show up as a mismatch instead of ENOSPC.
+        let mut out = vec![0u8; frame.len() + 256];
         let res = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
+                data_out: Some(&mut out),
                 ctx_in: Some(&ctx),
                 ..TestRunOptions::default()
             })
-            .expect("TC test run");
-        match res.return_value as i32 {
+            .unwrap_or_else(|e| panic!("{program} test run: {e}"));
+        out.truncate(res.data_size_out as usize);
+        let verdict = match res.return_value as i32 {
             TC_ACT_UNSPEC => Verdict::Pass,
             TC_ACT_SHOT => Verdict::Drop,
-            other => panic!("TC program returned {other}"),
-        }
+            other => panic!("{program} returned {other}"),
+        };
+        (verdict, out)
     }
 
     pub fn entry(&self, key: &CtKey) -> Option<CtEntry> {
@@ -235,7 +336,20 @@ impl Harness {
     /// Returns (original, reply).
     #[track_caller]
     pub fn assert_conn(&self, orig: &CtKey, state: TcpState, ct_flags: u8) -> (CtEntry, CtEntry) {
-        let reply = orig.inverted();
+        self.assert_pair(orig, &orig.inverted(), state, ct_flags)
+    }
+
+    /// As [`Harness::assert_conn`] for a connection whose reply key is not
+    /// the mechanical inverse of `orig` (NAT stores the translated tuple).
+    #[track_caller]
+    pub fn assert_pair(
+        &self,
+        orig: &CtKey,
+        reply: &CtKey,
+        state: TcpState,
+        ct_flags: u8,
+    ) -> (CtEntry, CtEntry) {
+        let reply = *reply;
         let o = self
             .entry(orig)
             .unwrap_or_else(|| panic!("no original entry for {orig:?}"));
@@ -338,15 +452,26 @@ impl XdpMd {
     }
 }
 
-/// The start of a `struct __sk_buff`, up to and including `ingress_ifindex`
-/// (offset 36): the kernel accepts a shorter context and zero-fills the
-/// rest. Of these fields it lets a test set only `mark`, `priority` and
-/// `ingress_ifindex` (copied to `skb->skb_iif`); the others must be zero.
-fn sk_buff_ctx(ingress_ifindex: u32) -> Vec<u8> {
+/// The start of a `struct __sk_buff`, up to and including `ifindex`
+/// (offset 40): the kernel accepts a shorter context and zero-fills the
+/// rest. Of these fields it lets a test set only `mark`, `priority`,
+/// `ingress_ifindex` (copied to `skb->skb_iif`) and `ifindex` (the skb's
+/// device, looked up in the caller's namespace; 0 or 1 means `lo`); the
+/// others must be zero (`convert___skb_to_skb` in net/bpf/test_run.c).
+fn sk_buff_ctx(ingress_ifindex: u32, ifindex: u32) -> Vec<u8> {
     const INGRESS_IFINDEX_OFFSET: usize = 36;
-    let mut ctx = vec![0u8; INGRESS_IFINDEX_OFFSET + 4];
-    ctx[INGRESS_IFINDEX_OFFSET..].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    const IFINDEX_OFFSET: usize = 40;
+    let mut ctx = vec![0u8; IFINDEX_OFFSET + 4];
+    ctx[INGRESS_IFINDEX_OFFSET..IFINDEX_OFFSET].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx[IFINDEX_OFFSET..].copy_from_slice(&ifindex.to_ne_bytes());
     ctx
+}
+
+/// Writes a sysctl in the calling thread's namespace: /proc/sys/net shows
+/// the namespace of the task that opens it.
+fn write_sysctl(key: &str, value: &str) {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::write(&path, value).unwrap_or_else(|e| panic!("writing {path}: {e}"));
 }
 
 fn ifindex(name: &str) -> u32 {
