@@ -134,6 +134,11 @@ pub mod flags {
     pub const SEEN_REPLY: u8 = 1 << 0;
     /// `IPS_ASSURED`.
     pub const ASSURED: u8 = 1 << 1;
+    /// The FTP helper watches this (control) connection.
+    pub const HELPER_FTP: u8 = 1 << 2;
+    /// `IPS_EXPECTED`: created by an expectation (an FTP data connection);
+    /// its original-direction packets are RELATED until a reply is seen.
+    pub const EXPECTED: u8 = 1 << 3;
 }
 
 /// Value of the `CONNTRACK` map. Both entries of a connection hold the same
@@ -170,9 +175,11 @@ pub struct CtEntry {
     pub nat_ifindex: u32,
     /// The new address, same layout as `CtKey::src`.
     pub nat_addr: [u32; 4],
-    pub _pad1: [u8; 4],
+    /// Sequence correction for this direction after a helper changed a
+    /// segment's length (`nf_ct_seqadj`); identity otherwise.
+    pub seqadj: crate::ftp::SeqAdj,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 104);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 112);
 
 impl CtEntry {
     pub fn is_reply(&self) -> bool {
@@ -210,6 +217,19 @@ pub fn state_of_hit(entry_is_reply: bool, seen_reply: bool) -> CtState {
         CtState::Established
     } else {
         CtState::New
+    }
+}
+
+/// As [`state_of_hit`], for an entry with `ct_flags`: an expected
+/// connection's original-direction packets are RELATED until the reply
+/// (`IPS_EXPECTED` in `resolve_normal_ct`).
+#[inline(always)]
+pub fn state_of_entry(entry_is_reply: bool, ct_flags: u8) -> CtState {
+    let seen_reply = ct_flags & flags::SEEN_REPLY != 0;
+    if !entry_is_reply && !seen_reply && ct_flags & flags::EXPECTED != 0 {
+        CtState::Related
+    } else {
+        state_of_hit(entry_is_reply, seen_reply)
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod csum;
 pub mod ct;
+pub mod ftp;
 pub mod nat;
 pub mod rule;
 pub mod stats;
@@ -36,6 +37,10 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 pub const MAX_RULES: u32 = 256;
 /// Interfaces the firewall can manage at once.
 pub const MAX_IFACES: u32 = 64;
+/// Pending expectations (FTP data connections announced but not yet seen).
+pub const MAX_EXPECTATIONS: u32 = 4096;
+/// Helper assignments (proto, port).
+pub const MAX_HELPERS: u32 = 64;
 /// Port-forward map capacity (one entry per forwarded port).
 pub const MAX_PORT_FORWARDS: u32 = 16_384;
 /// Default conntrack capacity (entries, i.e. two per connection).
@@ -86,7 +91,9 @@ pub struct Settings {
     /// [`settings_nat`] bits: which NAT machinery any interface uses, so
     /// the datapath skips NAT lookups entirely when there is none.
     pub nat: u8,
-    pub _pad: [u8; 7],
+    /// Non-zero when any conntrack helper is configured.
+    pub helpers: u8,
+    pub _pad: [u8; 6],
 }
 
 /// `Settings::nat` bits.
@@ -110,7 +117,8 @@ impl Default for Settings {
                 RuleAction::Drop as u8,   // unused slot
             ],
             nat: 0,
-            _pad: [0; 7],
+            helpers: 0,
+            _pad: [0; 6],
         }
     }
 }
@@ -127,4 +135,7 @@ mod pod {
     unsafe impl aya::Pod for super::rule::RuleCounter {}
     unsafe impl aya::Pod for super::nat::PortFwdKey {}
     unsafe impl aya::Pod for super::nat::PortFwdTarget {}
+    unsafe impl aya::Pod for super::ftp::ExpectKey {}
+    unsafe impl aya::Pod for super::ftp::Expectation {}
+    unsafe impl aya::Pod for super::ftp::SeqAdj {}
 }

@@ -55,6 +55,24 @@ pub enum Counter {
     DropNatRewriteFailed,
     /// A connection kept its address but had to change its source port.
     NatPortRemapped,
+    /// First packets of connections an FTP command announced (RELATED).
+    AcceptExpected,
+    /// Expectations the FTP helper created.
+    FtpExpectCreated,
+    /// FTP commands whose address/port NAT rewrote.
+    FtpRewritten,
+    /// PORT/EPRT naming another host than the client (anti-bounce): no
+    /// expectation, as in netfilter.
+    FtpBounceRefused,
+    /// A command split across segments (netfilter drops these; the sender
+    /// retransmits).
+    DropFtpPartial,
+    /// A recognised command with malformed arguments.
+    DropFtpInvalid,
+    /// A command needing NAT that cannot be rewritten in place (segment too
+    /// long, no port for the data connection): dropped rather than leaked
+    /// untranslated.
+    DropFtpUnmangleable,
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new
@@ -64,7 +82,7 @@ pub const STATS_SLOTS: u32 = 64;
 const _: () = assert!(Counter::COUNT <= STATS_SLOTS);
 
 impl Counter {
-    pub const COUNT: u32 = 33;
+    pub const COUNT: u32 = 40;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::AcceptNew,
         Counter::AcceptEstablished,
@@ -99,6 +117,13 @@ impl Counter {
         Counter::DropNatPairBroken,
         Counter::DropNatRewriteFailed,
         Counter::NatPortRemapped,
+        Counter::AcceptExpected,
+        Counter::FtpExpectCreated,
+        Counter::FtpRewritten,
+        Counter::FtpBounceRefused,
+        Counter::DropFtpPartial,
+        Counter::DropFtpInvalid,
+        Counter::DropFtpUnmangleable,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -136,6 +161,13 @@ impl Counter {
             Counter::DropNatPairBroken => "drop_nat_pair_broken",
             Counter::DropNatRewriteFailed => "drop_nat_rewrite_failed",
             Counter::NatPortRemapped => "nat_port_remapped",
+            Counter::AcceptExpected => "accept_expected",
+            Counter::FtpExpectCreated => "ftp_expect_created",
+            Counter::FtpRewritten => "ftp_rewritten",
+            Counter::FtpBounceRefused => "ftp_bounce_refused",
+            Counter::DropFtpPartial => "drop_ftp_partial",
+            Counter::DropFtpInvalid => "drop_ftp_invalid",
+            Counter::DropFtpUnmangleable => "drop_ftp_unmangleable",
         }
     }
 }

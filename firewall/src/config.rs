@@ -13,6 +13,10 @@
 //! NAT is IPv4 only: source NAT per `wan` interface (`masquerade` or `snat`)
 //! and destination NAT through `[[port_forward]]` blocks. IPv6 traffic stays
 //! stateful but untranslated, and asking to translate it is an error.
+//!
+//! Conntrack helpers are off by default. As with modern netfilter (`ct helper
+//! set`, `-j CT --helper`, no automatic assignment by port), a helper only
+//! watches a port that a `[[helper]]` block assigns it to.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -82,6 +86,9 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// Destination NAT, in file order; empty unless some interface is `wan`.
     pub port_forwards: Vec<PortForward>,
+    /// Conntrack helper assignments, in file order; empty unless the file
+    /// has `[[helper]]` blocks. No two share a protocol and port.
+    pub helpers: Vec<Helper>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +174,56 @@ impl PortForward {
             out += &format!(" /* {} */", one_line(c));
         }
         out
+    }
+}
+
+/// A connection-tracking helper: the protocol parser that finds the data
+/// connections a control connection announces and lets them in as RELATED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelperKind {
+    /// FTP (`nf_conntrack_ftp`/`nf_nat_ftp`): PORT, EPRT, 227 and 229.
+    Ftp,
+}
+
+impl HelperKind {
+    /// The one IP protocol this helper works on.
+    pub fn proto(self) -> u8 {
+        match self {
+            HelperKind::Ftp => IPPROTO_TCP,
+        }
+    }
+}
+
+impl fmt::Display for HelperKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(name_of(HELPER_KINDS, *self))
+    }
+}
+
+/// One validated `[[helper]]`: connections to `proto`/`port` are watched by
+/// the `kind` helper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Helper {
+    /// Always `kind.proto()` (`IPPROTO_TCP` for FTP).
+    pub proto: u8,
+    /// Destination (server) port of the control connection; never 0.
+    pub port: u16,
+    pub kind: HelperKind,
+    /// 1-based line of the `[[helper]]` header.
+    pub line: usize,
+    /// 1-based position among the helpers (`helper[N]`).
+    pub index: usize,
+}
+
+impl Helper {
+    /// Human one-line summary, e.g. `tcp 21 -> ftp helper`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} -> {} helper",
+            proto_name(self.proto),
+            self.port,
+            self.kind
+        )
     }
 }
 
@@ -489,11 +546,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })?;
     let config = parse(&text, &origin)?;
     log::debug!(
-        "{origin}: {} interface(s), {} rule(s), {} port forward(s), conntrack {} entries, \
-         xdp mode {}",
+        "{origin}: {} interface(s), {} rule(s), {} port forward(s), {} helper(s), \
+         conntrack {} entries, xdp mode {}",
         config.interfaces.len(),
         config.rules.len(),
         config.port_forwards.len(),
+        config.helpers.len(),
         config.max_entries,
         config.xdp_mode
     );
@@ -525,6 +583,8 @@ struct RawConfig {
     rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
     port_forward: Vec<Spanned<RawPortForward>>,
+    #[serde(default)]
+    helper: Vec<Spanned<RawHelper>>,
 }
 
 #[derive(Deserialize)]
@@ -544,6 +604,14 @@ struct RawPortForward {
     port: Field,
     to: Field,
     comment: Field,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHelper {
+    proto: Field,
+    port: Field,
+    kind: Field,
 }
 
 #[derive(Deserialize)]
@@ -629,6 +697,8 @@ struct Skeleton {
     rule: Vec<Spanned<IgnoredAny>>,
     #[serde(default)]
     port_forward: Vec<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    helper: Vec<Spanned<IgnoredAny>>,
     conntrack: Option<Spanned<IgnoredAny>>,
     timeouts: Option<Spanned<IgnoredAny>>,
     policy: Option<Spanned<IgnoredAny>>,
@@ -646,6 +716,7 @@ impl Skeleton {
         indexed("interface", &self.interface)
             .or_else(|| indexed("rule", &self.rule))
             .or_else(|| indexed("port_forward", &self.port_forward))
+            .or_else(|| indexed("helper", &self.helper))
             .or_else(|| {
                 [
                     ("conntrack", &self.conntrack),
@@ -899,6 +970,7 @@ const ACTIONS: &[(&str, RuleAction)] =
     &[("accept", RuleAction::Accept), ("drop", RuleAction::Drop)];
 const ROLES: &[(&str, Role)] = &[("lan", Role::Lan), ("wan", Role::Wan)];
 const FORWARD_PROTOS: &[(&str, u8)] = &[("tcp", IPPROTO_TCP), ("udp", IPPROTO_UDP)];
+const HELPER_KINDS: &[(&str, HelperKind)] = &[("ftp", HelperKind::Ftp)];
 const XDP_MODES: &[(&str, XdpMode)] = &[
     ("auto", XdpMode::Auto),
     ("native", XdpMode::Native),
@@ -1049,6 +1121,7 @@ impl RawConfig {
             .collect::<Result<Vec<_>, _>>()?;
 
         let port_forwards = validate_port_forwards(doc, &self.port_forward, &interfaces)?;
+        let helpers = validate_helpers(doc, &self.helper)?;
 
         Ok(Config {
             xdp_mode,
@@ -1058,6 +1131,7 @@ impl RawConfig {
             policy,
             rules,
             port_forwards,
+            helpers,
         })
     }
 }
@@ -1293,6 +1367,111 @@ fn validate_port_forward<'r>(
             to_addr,
             to_port,
             comment,
+            line,
+            index,
+        },
+        port_v,
+    ))
+}
+
+/// The `[[helper]]` blocks: each valid on its own, and no protocol and port
+/// given a helper twice.
+fn validate_helpers(doc: &Doc, raws: &[Spanned<RawHelper>]) -> Result<Vec<Helper>, ConfigError> {
+    let mut helpers: Vec<Helper> = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.iter().enumerate() {
+        let (helper, port_v) = validate_helper(doc, raw, i + 1)?;
+        if let Some(first) = helpers
+            .iter()
+            .find(|h| (h.proto, h.port) == (helper.proto, helper.port))
+        {
+            return Err(doc.at(
+                port_v,
+                &format!("helper[{}].port", helper.index),
+                format!(
+                    "{} port {} is assigned twice: helper[{}] (line {}) already gives it the \
+                     {} helper, and a port takes one helper",
+                    proto_name(helper.proto),
+                    helper.port,
+                    first.index,
+                    first.line,
+                    first.kind
+                ),
+            ));
+        }
+        helpers.push(helper);
+    }
+    Ok(helpers)
+}
+
+/// One `[[helper]]` on its own, with the `port` value for the duplicate
+/// check.
+fn validate_helper<'r>(
+    doc: &Doc,
+    spanned: &'r Spanned<RawHelper>,
+    index: usize,
+) -> Result<(Helper, &'r Spanned<Value>), ConfigError> {
+    let line = doc.line(spanned.span().start);
+    let raw = spanned.get_ref();
+    let key = |k: &str| format!("helper[{index}].{k}");
+    let missing = |k: &str| doc.invalid(line, key(k), "missing (required)");
+
+    let proto_v = raw.proto.as_ref().ok_or_else(|| missing("proto"))?;
+    let proto = doc.keyword(proto_v, &key("proto"), FORWARD_PROTOS)?;
+
+    let port_v = raw.port.as_ref().ok_or_else(|| missing("port"))?;
+    let port = match port_v.get_ref() {
+        Value::Integer(_) => doc.ranged(port_v, &key("port"), 1, u16::MAX.into())? as u16,
+        Value::String(s) if s.contains('-') => {
+            return Err(doc.at(
+                port_v,
+                &key("port"),
+                format!(
+                    "{s:?} is a range; a helper is assigned to a single port \
+                     (one [[helper]] per port)"
+                ),
+            ));
+        }
+        other => {
+            return Err(doc.at(
+                port_v,
+                &key("port"),
+                format!("expected a port number 1-65535, found {}", other.type_str()),
+            ));
+        }
+    };
+
+    let kind_v = raw.kind.as_ref().ok_or_else(|| missing("kind"))?;
+    let name = doc.string(kind_v, &key("kind"))?;
+    let kind = HELPER_KINDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, k)| k)
+        .ok_or_else(|| {
+            let names: Vec<&str> = HELPER_KINDS.iter().map(|(n, _)| *n).collect();
+            doc.at(
+                kind_v,
+                &key("kind"),
+                format!("unknown helper {name:?} (supported: {})", names.join(", ")),
+            )
+        })?;
+
+    if proto != kind.proto() {
+        return Err(doc.at(
+            proto_v,
+            &key("proto"),
+            format!(
+                "the {kind} helper works on {}, not {}",
+                proto_name(kind.proto()),
+                proto_name(proto)
+            ),
+        ));
+    }
+
+    Ok((
+        Helper {
+            proto,
+            port,
+            kind,
             line,
             index,
         },
@@ -1655,6 +1834,8 @@ comment = "ssh"
         );
         assert!(c.rules.is_empty());
         assert!(c.port_forwards.is_empty());
+        // Helpers are off unless a [[helper]] assigns one.
+        assert!(c.helpers.is_empty());
         assert_eq!(c.interfaces[0].nat, None);
         assert_eq!(
             c.interfaces[0].nat_ports,
@@ -2515,6 +2696,198 @@ to = "192.168.1.10:65535"
         assert_err(
             &text,
             &["fw.toml:5: port_forward[1]: port forwarding needs an [[interface]] with role wan"],
+        );
+    }
+
+    /// A `[[helper]]` block of four lines.
+    fn helper(proto: &str, port: &str, kind: &str) -> String {
+        format!("[[helper]]\nproto = {proto}\nport = {port}\nkind = {kind}\n")
+    }
+
+    /// One ftp helper with `proto`, `port` and `kind` given as TOML values;
+    /// the header is on line 4, proto on 5, port on 6 and kind on 7.
+    fn one_helper(proto: &str, port: &str, kind: &str) -> String {
+        with_ifaces(&helper(proto, port, kind))
+    }
+
+    #[test]
+    fn helpers_parse() {
+        let text = with_ifaces(&format!(
+            "{}\n[[helper]]\nkind = \"ftp\"\nport = 2121\nproto = \"tcp\"\n",
+            helper("\"tcp\"", "21", "\"ftp\"")
+        ));
+        let c = parse(&text, "fw.toml").unwrap();
+        assert_eq!(
+            c.helpers,
+            vec![
+                Helper {
+                    proto: IPPROTO_TCP,
+                    port: 21,
+                    kind: HelperKind::Ftp,
+                    line: 4,
+                    index: 1,
+                },
+                Helper {
+                    proto: IPPROTO_TCP,
+                    port: 2121,
+                    kind: HelperKind::Ftp,
+                    line: 9,
+                    index: 2,
+                },
+            ]
+        );
+        assert_eq!(HelperKind::Ftp.to_string(), "ftp");
+        assert_eq!(HelperKind::Ftp.proto(), IPPROTO_TCP);
+        assert_eq!(c.helpers[0].summary(), "tcp 21 -> ftp helper");
+
+        // Both ends of the port space.
+        for port in [1, 65535] {
+            let c = parse(
+                &one_helper("\"tcp\"", &port.to_string(), "\"ftp\""),
+                "fw.toml",
+            );
+            assert_eq!(c.unwrap().helpers[0].port, port);
+        }
+
+        // Helpers need no wan interface and sit beside the other sections.
+        let text = format!(
+            "[[interface]]\nname = \"eth1\"\nrole = \"lan\"\n{}[[rule]]\nchain = \"input\"\n\
+             action = \"drop\"\n",
+            helper("\"tcp\"", "21", "\"ftp\"")
+        );
+        let c = parse(&text, "fw.toml").unwrap();
+        assert_eq!((c.helpers.len(), c.rules.len()), (1, 1));
+    }
+
+    #[test]
+    fn helper_unknown_kind() {
+        assert_err(
+            &one_helper("\"tcp\"", "21", "\"sip\""),
+            &["fw.toml:7: helper[1].kind: unknown helper \"sip\" (supported: ftp)"],
+        );
+        assert_err(
+            &one_helper("\"tcp\"", "21", "\"FTP\""),
+            &["fw.toml:7: helper[1].kind: unknown helper \"FTP\" (supported: ftp)"],
+        );
+        assert_err(
+            &one_helper("\"tcp\"", "21", "1"),
+            &["fw.toml:7: helper[1].kind: expected a string, found integer"],
+        );
+    }
+
+    #[test]
+    fn helper_bad_port() {
+        let bad = |port: &str, expected: &str| {
+            assert_err(&one_helper("\"tcp\"", port, "\"ftp\""), &[expected]);
+        };
+        bad(
+            "0",
+            "fw.toml:6: helper[1].port: 0 is out of range (1-65535)",
+        );
+        bad(
+            "65536",
+            "fw.toml:6: helper[1].port: 65536 is out of range (1-65535)",
+        );
+        bad(
+            "-21",
+            "fw.toml:6: helper[1].port: -21 is out of range (1-65535)",
+        );
+        bad(
+            "\"21-22\"",
+            "fw.toml:6: helper[1].port: \"21-22\" is a range; a helper is assigned to a single \
+             port",
+        );
+        bad(
+            "\"21\"",
+            "fw.toml:6: helper[1].port: expected a port number 1-65535, found string",
+        );
+        bad(
+            "21.0",
+            "fw.toml:6: helper[1].port: expected a port number 1-65535, found float",
+        );
+        // The second of two blocks is numbered and located as such.
+        let text = with_ifaces(&format!(
+            "{}{}",
+            helper("\"tcp\"", "21", "\"ftp\""),
+            helper("\"tcp\"", "\"2121-2122\"", "\"ftp\"")
+        ));
+        assert_err(
+            &text,
+            &["fw.toml:10: helper[2].port: \"2121-2122\" is a range"],
+        );
+    }
+
+    #[test]
+    fn helper_duplicate_port() {
+        let text = with_ifaces(&format!(
+            "{}{}{}",
+            helper("\"tcp\"", "21", "\"ftp\""),
+            helper("\"tcp\"", "2121", "\"ftp\""),
+            helper("\"tcp\"", "21", "\"ftp\"")
+        ));
+        assert_err(
+            &text,
+            &[
+                "fw.toml:14: helper[3].port: tcp port 21 is assigned twice: helper[1] (line 4) \
+                 already gives it the ftp helper, and a port takes one helper",
+            ],
+        );
+    }
+
+    #[test]
+    fn helper_wrong_proto() {
+        assert_err(
+            &one_helper("\"udp\"", "21", "\"ftp\""),
+            &["fw.toml:5: helper[1].proto: the ftp helper works on tcp, not udp"],
+        );
+        assert_err(
+            &one_helper("\"icmp\"", "21", "\"ftp\""),
+            &["fw.toml:5: helper[1].proto: unknown value \"icmp\" (expected tcp or udp)"],
+        );
+        assert_err(
+            &one_helper("6", "21", "\"ftp\""),
+            &["fw.toml:5: helper[1].proto: expected a string, found integer"],
+        );
+    }
+
+    #[test]
+    fn helper_missing_keys() {
+        // Reported on the [[helper]] header (line 5 here, after a blank line).
+        for (body, k) in [
+            ("port = 21\nkind = \"ftp\"\n", "proto"),
+            ("proto = \"tcp\"\nkind = \"ftp\"\n", "port"),
+            ("proto = \"tcp\"\nport = 21\n", "kind"),
+        ] {
+            assert_err(
+                &with_ifaces(&format!("\n[[helper]]\n{body}")),
+                &[&format!("fw.toml:5: helper[1].{k}: missing (required)")],
+            );
+        }
+        assert_err(
+            &with_ifaces("[[helper]]\n"),
+            &["fw.toml:4: helper[1].proto: missing (required)"],
+        );
+    }
+
+    #[test]
+    fn helper_unknown_key() {
+        assert_err(
+            &with_ifaces(&format!(
+                "{}comment = \"ftp\"\n",
+                helper("\"tcp\"", "21", "\"ftp\"")
+            )),
+            &[
+                "fw.toml:8: helper[1].comment: unknown key (expected one of `proto`, `port`, \
+                 `kind`)",
+            ],
+        );
+        assert_err(
+            &with_ifaces(&format!(
+                "{}{}iif = \"eth0\"\n",
+                helper("\"tcp\"", "21", "\"ftp\""),
+                helper("\"tcp\"", "2121", "\"ftp\"")
+            )),
+            &["fw.toml:12: helper[2].iif: unknown key"],
         );
     }
 }

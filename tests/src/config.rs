@@ -14,12 +14,35 @@ pub struct Config {
     pub policy: Option<Policy>,
     #[serde(rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    #[serde(rename = "port_forward", skip_serializing_if = "Vec::is_empty")]
+    pub port_forwards: Vec<PortForward>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Interface {
     pub name: String,
     pub role: Role,
+    /// Source NAT to the interface's current IPv4 address (`wan` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masquerade: Option<bool>,
+    /// Source NAT to this fixed IPv4 address (`wan` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snat: Option<String>,
+    /// `"lo-hi"`: where NAT picks a port when the original one is taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_ports: Option<String>,
+}
+
+impl Interface {
+    pub fn new(name: &str, role: Role) -> Self {
+        Self {
+            name: name.to_owned(),
+            role,
+            masquerade: None,
+            snat: None,
+            nat_ports: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -155,6 +178,33 @@ pub struct Rule {
     pub action: Action,
 }
 
+/// A `[[port_forward]]`: new connections from a wan interface to `port` go to `to`
+/// (`ADDR` keeps the port, `ADDR:PORT` changes it).
+#[derive(Debug, Clone, Serialize)]
+pub struct PortForward {
+    pub proto: String,
+    pub port: u16,
+    pub to: String,
+}
+
+impl PortForward {
+    pub fn tcp(port: u16, to: &str) -> Self {
+        Self {
+            proto: "tcp".to_owned(),
+            port,
+            to: to.to_owned(),
+        }
+    }
+
+    pub fn udp(port: u16, to: &str) -> Self {
+        Self {
+            proto: "udp".to_owned(),
+            port,
+            to: to.to_owned(),
+        }
+    }
+}
+
 impl Rule {
     /// `chain=CHAIN proto="tcp" dport=PORT action="accept"`.
     pub fn accept_tcp_port(chain: Chain, dport: u16) -> Self {
@@ -177,14 +227,8 @@ impl Config {
     pub fn router() -> Self {
         Self {
             interfaces: vec![
-                Interface {
-                    name: "lan0".to_owned(),
-                    role: Role::Lan,
-                },
-                Interface {
-                    name: "wan0".to_owned(),
-                    role: Role::Wan,
-                },
+                Interface::new("lan0", Role::Lan),
+                Interface::new("wan0", Role::Wan),
             ],
             ..Self::default()
         }
@@ -193,12 +237,47 @@ impl Config {
     /// The host of [`crate::topology::HostTopology`]: its only interface `eth0` is wan.
     pub fn host() -> Self {
         Self {
-            interfaces: vec![Interface {
-                name: "eth0".to_owned(),
-                role: Role::Wan,
-            }],
+            interfaces: vec![Interface::new("eth0", Role::Wan)],
             ..Self::default()
         }
+    }
+
+    /// Adds an interface, e.g. the router's `lan1` of
+    /// [`crate::topology::RouterOptions::second_lan_host`].
+    pub fn with_interface(mut self, name: &str, role: Role) -> Self {
+        self.interfaces.push(Interface::new(name, role));
+        self
+    }
+
+    /// `masquerade = true` on interface `name`.
+    pub fn with_masquerade(mut self, name: &str) -> Self {
+        self.interface_mut(name).masquerade = Some(true);
+        self
+    }
+
+    /// `snat = ADDR` on interface `name`.
+    pub fn with_snat(mut self, name: &str, addr: &str) -> Self {
+        self.interface_mut(name).snat = Some(addr.to_owned());
+        self
+    }
+
+    /// `nat_ports = "LO-HI"` on interface `name`.
+    pub fn with_nat_ports(mut self, name: &str, lo: u16, hi: u16) -> Self {
+        self.interface_mut(name).nat_ports = Some(format!("{lo}-{hi}"));
+        self
+    }
+
+    pub fn with_port_forward(mut self, forward: PortForward) -> Self {
+        self.port_forwards.push(forward);
+        self
+    }
+
+    /// A test that configures an interface it did not add is wrong, not failing.
+    fn interface_mut(&mut self, name: &str) -> &mut Interface {
+        self.interfaces
+            .iter_mut()
+            .find(|interface| interface.name == name)
+            .unwrap_or_else(|| panic!("the config has no interface {name:?}"))
     }
 
     pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
@@ -237,5 +316,36 @@ mod tests {
         assert_eq!(parsed["rule"][0]["dport"].as_integer(), Some(8081));
         assert_eq!(parsed["rule"][0]["action"].as_str(), Some("accept"));
         assert!(parsed.get("policy").is_none());
+        assert!(parsed.get("port_forward").is_none());
+        assert!(parsed["interface"][1].get("masquerade").is_none());
+    }
+
+    #[test]
+    fn nat_config_is_the_documented_toml() {
+        let config = Config::router()
+            .with_interface("lan1", Role::Lan)
+            .with_masquerade("wan0")
+            .with_nat_ports("wan0", 20000, 29999)
+            .with_port_forward(PortForward::tcp(8080, "10.0.1.2:80"))
+            .with_port_forward(PortForward::udp(6000, "10.0.1.2"));
+        let text = config.to_toml();
+        let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
+        let wan = &parsed["interface"][1];
+        assert_eq!(wan["name"].as_str(), Some("wan0"));
+        assert_eq!(wan["masquerade"].as_bool(), Some(true));
+        assert_eq!(wan["nat_ports"].as_str(), Some("20000-29999"));
+        assert!(wan.get("snat").is_none());
+        assert_eq!(parsed["interface"][2]["name"].as_str(), Some("lan1"));
+        assert_eq!(parsed["port_forward"][0]["proto"].as_str(), Some("tcp"));
+        assert_eq!(parsed["port_forward"][0]["port"].as_integer(), Some(8080));
+        assert_eq!(
+            parsed["port_forward"][0]["to"].as_str(),
+            Some("10.0.1.2:80")
+        );
+        assert_eq!(parsed["port_forward"][1]["to"].as_str(), Some("10.0.1.2"));
+
+        let snat = Config::router().with_snat("wan0", "10.0.2.1").to_toml();
+        let parsed: toml::Value = toml::from_str(&snat).expect("valid TOML");
+        assert_eq!(parsed["interface"][1]["snat"].as_str(), Some("10.0.2.1"));
     }
 }

@@ -378,7 +378,7 @@ impl CtEntry {
 }
 
 /// A direction's tuple: ports for TCP and UDP, `id` and `type` for ICMP.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CtTuple {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -390,6 +390,32 @@ pub struct CtTuple {
     pub id: Option<u16>,
     #[serde(default, rename = "type")]
     pub icmp_type: Option<u8>,
+}
+
+impl CtTuple {
+    /// A TCP or UDP tuple, to compare a listed one with.
+    pub fn ports(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Self {
+        Self {
+            src,
+            dst,
+            sport: Some(sport),
+            dport: Some(dport),
+            id: None,
+            icmp_type: None,
+        }
+    }
+
+    /// An ICMP query tuple, to compare a listed one with.
+    pub fn icmp(src: IpAddr, dst: IpAddr, id: u16, icmp_type: u8) -> Self {
+        Self {
+            src,
+            dst,
+            sport: None,
+            dport: None,
+            id: Some(id),
+            icmp_type: Some(icmp_type),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -30,7 +30,9 @@ use std::{
 pub use crate::{
     bpf::{attached_tcx_programs, attachments, has_xdp_program},
     cmd::{Process, exec, run, spawn},
-    config::{Action, Chain, Config, Interface, Policy, Role, Rule, Timeouts, Verdict},
+    config::{
+        Action, Chain, Config, Interface, Policy, PortForward, Role, Rule, Timeouts, Verdict,
+    },
     firewall::{
         AgerStats, ConntrackSummary, CtCounters, CtEntry, CtTuple, Firewall, RuleStats, Stats,
         firewall_bin, mount_test_bpffs,

@@ -3,7 +3,11 @@
 //!
 //! curl gets `--noproxy '*'`: a proxy in the environment must never see test traffic.
 
-use std::{net::IpAddr, path::Path, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -94,7 +98,41 @@ pub fn wait_for_listener(
 
 /// GETs `url` with curl and returns the body; any failure is an error.
 pub fn http_get(netns: &Netns, url: &str) -> Result<Vec<u8>> {
-    let output = netns.run([
+    Ok(curl(netns, url, &[])?.stdout)
+}
+
+/// Like [`http_get`], from local port `local_port`.
+pub fn http_get_from_port(netns: &Netns, url: &str, local_port: u16) -> Result<Vec<u8>> {
+    let port = local_port.to_string();
+    Ok(curl(netns, url, &["--local-port", &port])?.stdout)
+}
+
+/// GETs `url` and returns the body with the address and port curl's connection
+/// ended at (`%{remote_ip}:%{remote_port}`): the peer whose replies it accepted.
+pub fn http_get_with_peer(netns: &Netns, url: &str) -> Result<(Vec<u8>, SocketAddr)> {
+    // `%{stderr}` sends the rest of the write-out to stderr, away from the body; with
+    // `--fail` curl writes nothing else there on success.
+    let output = curl(
+        netns,
+        url,
+        &["--write-out", "%{stderr}%{remote_ip} %{remote_port}"],
+    )?;
+    let peer = String::from_utf8_lossy(&output.stderr);
+    let peer = parse_peer(&peer).with_context(|| format!("curl's peer of {url}"))?;
+    Ok((output.stdout, peer))
+}
+
+/// Downloads `url` into the file `target` with no time limit worth the name
+/// (`--max-time 120`), for large transfers.
+pub fn http_download(netns: &Netns, url: &str, target: &Path) -> Result<()> {
+    let target = target.to_str().context("non-UTF-8 path")?;
+    curl(netns, url, &["--max-time", "120", "--output", target]).map(drop)
+}
+
+/// curl with the suite's fixed options, `extra` (a later `--max-time` wins), then
+/// `url`; a failed transfer is an error quoting curl's message.
+fn curl(netns: &Netns, url: &str, extra: &[&str]) -> Result<std::process::Output> {
+    let mut args = vec![
         "curl",
         "--silent",
         "--show-error",
@@ -104,8 +142,10 @@ pub fn http_get(netns: &Netns, url: &str) -> Result<Vec<u8>> {
         "*",
         "--max-time",
         "10",
-        url,
-    ])?;
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let output = netns.run(args)?;
     if !output.status.success() {
         bail!(
             "curl {url} from {} failed ({}): {}",
@@ -114,7 +154,21 @@ pub fn http_get(netns: &Netns, url: &str) -> Result<Vec<u8>> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(output.stdout)
+    Ok(output)
+}
+
+/// `ADDR PORT` (as curl's write-out and [`peer_address_server`] print them) as a
+/// socket address.
+pub fn parse_peer(text: &str) -> Result<SocketAddr> {
+    let mut words = text.split_whitespace();
+    let (Some(addr), Some(port), None) = (words.next(), words.next(), words.next()) else {
+        bail!("expected `ADDR PORT`, got {text:?}");
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .with_context(|| format!("address in {text:?}"))?;
+    let port: u16 = port.parse().with_context(|| format!("port in {text:?}"))?;
+    Ok(SocketAddr::new(addr, port))
 }
 
 /// What happened to a TCP connection attempt.
@@ -161,15 +215,101 @@ pub fn try_connect(netns: &Netns, addr: IpAddr, port: u16) -> Result<ConnectOutc
 /// Sends `payload` to `addr:port` over UDP with socat and returns what came back within
 /// a second (empty if nothing did).
 pub fn udp_request(netns: &Netns, addr: IpAddr, port: u16, payload: &str) -> Result<String> {
-    let target = match addr {
-        IpAddr::V4(addr) => format!("UDP4:{addr}:{port}"),
-        IpAddr::V6(addr) => format!("UDP6:[{addr}]:{port}"),
+    socat_request(netns, Transport::Udp, addr, port, None, payload)
+}
+
+/// Like [`udp_request`], from source port `sport`.
+pub fn udp_request_from_port(
+    netns: &Netns,
+    addr: IpAddr,
+    port: u16,
+    sport: u16,
+    payload: &str,
+) -> Result<String> {
+    socat_request(netns, Transport::Udp, addr, port, Some(sport), payload)
+}
+
+/// Connects to `addr:port` over TCP, sends `payload`, half-closes, and returns what
+/// came back before the server closed (or within a second of the half-close).
+pub fn tcp_request(netns: &Netns, addr: IpAddr, port: u16, payload: &str) -> Result<String> {
+    socat_request(netns, Transport::Tcp, addr, port, None, payload)
+}
+
+fn socat_request(
+    netns: &Netns,
+    transport: Transport,
+    addr: IpAddr,
+    port: u16,
+    sport: Option<u16>,
+    payload: &str,
+) -> Result<String> {
+    let scheme = match transport {
+        Transport::Tcp => "TCP",
+        Transport::Udp => "UDP",
     };
+    let mut target = match addr {
+        IpAddr::V4(addr) => format!("{scheme}4:{addr}:{port}"),
+        IpAddr::V6(addr) => format!("{scheme}6:[{addr}]:{port}"),
+    };
+    if let Some(sport) = sport {
+        target.push_str(&format!(",sourceport={sport}"));
+    }
+    if let Transport::Tcp = transport {
+        target.push_str(&format!(",connect-timeout={CONNECT_TIMEOUT_SECS}"));
+    }
     // After stdin's EOF socat waits `-t` seconds for the reply, then exits.
     netns
         .exec_with_input(["socat", "-t", "1", "-", &target], payload.as_bytes())
-        .with_context(|| format!("UDP request to {addr}:{port} from {}", netns.name()))
+        .with_context(|| format!("{transport:?} request to {target} from {}", netns.name()))
 }
+
+/// A server on IPv4 `port` that answers every TCP connection or UDP datagram with the
+/// address and port it came from, `ADDR PORT\n` ([`parse_peer`]): what a server beyond
+/// a NAT router sees. Returns once it listens.
+pub fn peer_address_server(netns: &Netns, transport: Transport, port: u16) -> Result<Process> {
+    let transport_text = match transport {
+        Transport::Tcp => "tcp",
+        Transport::Udp => "udp",
+    };
+    let mut server = netns.spawn([
+        "/usr/bin/python3",
+        "-c",
+        PEER_ADDRESS_SERVER,
+        transport_text,
+        &port.to_string(),
+    ])?;
+    wait_for_listener(netns, transport, port, &mut server)?;
+    Ok(server)
+}
+
+/// [`peer_address_server`]. Python rather than socat's `SYSTEM:`, whose child can die of
+/// EPIPE writing the request to a command that has already exited, losing the answer.
+/// TCP: the answer, a half-close, then the client's data is drained so closing does not
+/// reset the connection.
+const PEER_ADDRESS_SERVER: &str = r#"
+import socket, sys
+transport, port = sys.argv[1], int(sys.argv[2])
+kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+server = socket.socket(socket.AF_INET, kind)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", port))
+if transport == "udp":
+    while True:
+        _, peer = server.recvfrom(65535)
+        server.sendto(f"{peer[0]} {peer[1]}\n".encode(), peer)
+server.listen()
+while True:
+    conn, peer = server.accept()
+    with conn:
+        conn.settimeout(5)
+        try:
+            conn.sendall(f"{peer[0]} {peer[1]}\n".encode())
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+"#;
 
 /// One echo request with a 2 s wait; `true` if the reply came.
 pub fn ping(netns: &Netns, addr: IpAddr) -> Result<bool> {
@@ -186,6 +326,43 @@ pub fn ping(netns: &Netns, addr: IpAddr) -> Result<bool> {
             String::from_utf8_lossy(&output.stderr).trim()
         ),
     }
+}
+
+/// Sends `count` echo requests with identifier `id`, 0.2 s apart, and returns how many
+/// replies came back (ping counts only replies that carry its identifier).
+pub fn ping_with_id(netns: &Netns, addr: IpAddr, id: u16, count: u32) -> Result<u32> {
+    let (addr_text, id_text, count_text) = (addr.to_string(), id.to_string(), count.to_string());
+    let output = netns.run([
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        &count_text,
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        "-e",
+        &id_text,
+        &addr_text,
+    ])?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // `3 packets transmitted, 3 received, 0% packet loss, time 404ms`
+    let received = stdout
+        .lines()
+        .find_map(|line| {
+            let (_, rest) = line.split_once("transmitted, ")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .with_context(|| {
+            format!(
+                "ping {addr} from {} ({}): no summary in {stdout:?}; stderr {:?}",
+                netns.name(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })?;
+    Ok(received)
 }
 
 /// Contents of `hello.txt` in [`web_root`].

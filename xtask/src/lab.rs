@@ -1,6 +1,10 @@
 //! `cargo xtask lab`: a LAN host, a router running the firewall and a WAN host, with real
 //! traffic through it, then the firewall's own view of what happened.
 //!
+//! The router masquerades IPv4 on `wan0` and the WAN host has no IPv4 route back to the
+//! LAN, as behind a home router: IPv4 works only through the translation, and the table
+//! shows the translated reply tuples (`dst=10.0.2.1`). IPv6 is routed untranslated.
+//!
 //! Everything lives in guards from the `tests` harness, so the lab is torn down when it
 //! ends, fails, or is interrupted with Ctrl-C.
 
@@ -12,7 +16,7 @@ use std::sync::{
 use anyhow::{Context as _, Result, bail};
 use tests::{
     Config, Family, Firewall,
-    topology::{self, LAN_HOST, WAN_HOST},
+    topology::{self, LAN_HOST, ROUTER_WAN, RouterOptions, WAN_HOST},
     traffic::{self, ConnectOutcome},
 };
 
@@ -56,20 +60,22 @@ pub fn run() -> Result<()> {
 
 fn lab(step: &dyn Fn(&str) -> Result<()>) -> Result<()> {
     step("topology")?;
-    let topo = topology::router("lab")?;
+    let topo = topology::router_with("lab", RouterOptions::nat())?;
     println!(
-        "[{lan}] eth0 {lan4} {lan6}  <->  lan0 [{rtr}] wan0  <->  eth0 {wan4} {wan6} [{wan}]",
+        "[{lan}] eth0 {lan4} {lan6}  <->  lan0 [{rtr}] wan0 {rtr4}  <->  eth0 {wan4} {wan6} [{wan}]",
         lan = topo.lan.name(),
         rtr = topo.rtr.name(),
         wan = topo.wan.name(),
         lan4 = LAN_HOST.v4,
         lan6 = LAN_HOST.v6,
+        rtr4 = ROUTER_WAN.v4,
         wan4 = WAN_HOST.v4,
         wan6 = WAN_HOST.v6,
     );
+    println!("the WAN host routes only IPv6 back to the LAN: IPv4 needs the router's masquerade");
 
-    step("firewall run (router mode)")?;
-    let config = Config::router();
+    step("firewall run (router mode, masquerade on wan0)")?;
+    let config = Config::router().with_masquerade("wan0");
     let fw = Firewall::start(&topo.rtr, &config)?;
     println!("config {}:", fw.config_path().display());
     print!("{}", config.to_toml());
@@ -107,8 +113,9 @@ fn lab(step: &dyn Fn(&str) -> Result<()>) -> Result<()> {
     }
 
     step("inbound TCP: curl WAN -> LAN server (must be blocked)")?;
-    for family in [Family::V4, Family::V6] {
-        let target = LAN_HOST.get(family);
+    // Over IPv4 the WAN sees only the router's address, and no port is forwarded there;
+    // over IPv6 the LAN host is routed, and only the firewall stands in the way.
+    for target in [ROUTER_WAN.get(Family::V4), LAN_HOST.get(Family::V6)] {
         match traffic::try_connect(&topo.wan, target, HTTP_PORT)? {
             ConnectOutcome::TimedOut => println!("{target}:{HTTP_PORT}: blocked as expected"),
             outcome => bail!("{target}:{HTTP_PORT} from the WAN: {outcome:?}, not blocked"),

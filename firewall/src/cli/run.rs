@@ -78,12 +78,13 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         // The ager's wake-up is a deadline, not a sleep re-armed on every
         // loop turn: the address check ticks every second and would
         // otherwise postpone a longer ager interval forever.
+        let ager_cap = ager::max_sleep(&cfg.timeouts);
         let mut ager_at = tokio::time::Instant::now() + ager::MIN_INTERVAL;
         let mut addr_check = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(ager_at) => {
-                    let s = ager::sweep(&mut maps);
+                    let s = ager::sweep(&mut maps, ager_cap);
                     ager_at = tokio::time::Instant::now() + s.next;
                 }
                 _ = addr_check.tick() => {
