@@ -5,6 +5,7 @@
 pub mod ager;
 pub mod config;
 pub mod describe;
+pub mod iptables;
 pub mod loader;
 pub mod maps;
 pub mod pins;

@@ -3,6 +3,7 @@
 mod check;
 mod conntrack;
 mod down;
+mod import;
 mod run;
 mod stats;
 mod status;
@@ -38,6 +39,8 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Validate a config file without touching the kernel.
     Check(check::CheckArgs),
+    /// Translate an iptables-save dump into a config (printed on stdout).
+    Import(import::ImportArgs),
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -49,5 +52,6 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Conntrack(a) => conntrack::conntrack(&pins, a),
         Command::Stats(a) => stats::stats(&pins, a),
         Command::Check(a) => check::check(a),
+        Command::Import(a) => import::import(a),
     }
 }
