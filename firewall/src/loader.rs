@@ -99,6 +99,19 @@ impl Iface {
     }
 }
 
+/// Refuses what the config accepts but this datapath cannot do yet, rather
+/// than loading a firewall that silently ignores part of its config.
+pub fn check_supported(cfg: &Config) -> Result<(), LoadError> {
+    if let Some(h) = cfg.helpers.first() {
+        return Err(LoadError::Other(format!(
+            "helper[{}] (line {}): the {} conntrack helper is not implemented in the datapath \
+             of this version; remove the [[helper]] section",
+            h.index, h.line, h.kind
+        )));
+    }
+    Ok(())
+}
+
 pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
     cfg.interfaces
         .iter()

@@ -10,6 +10,7 @@ pub struct CheckArgs {
 
 pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&a.config)?;
+    firewall::loader::check_supported(&cfg)?;
     // Interfaces are resolved at `run`; here only report which are missing
     // on this machine, without failing (the config may be for another box).
     for i in &cfg.interfaces {
