@@ -47,6 +47,45 @@ impl Timeouts {
         _pad: [0; 2],
     };
 
+    /// Every timeout, for callers that need an aggregate (the shortest
+    /// bounds how long the ager may sleep). Destructured so a new field
+    /// cannot be forgotten here.
+    pub fn all(&self) -> [u32; 14] {
+        let Timeouts {
+            tcp_syn_sent,
+            tcp_syn_recv,
+            tcp_established,
+            tcp_fin_wait,
+            tcp_close_wait,
+            tcp_last_ack,
+            tcp_time_wait,
+            tcp_close,
+            tcp_syn_sent2,
+            tcp_unack,
+            udp,
+            udp_stream,
+            icmp,
+            generic,
+            _pad,
+        } = *self;
+        [
+            tcp_syn_sent,
+            tcp_syn_recv,
+            tcp_established,
+            tcp_fin_wait,
+            tcp_close_wait,
+            tcp_last_ack,
+            tcp_time_wait,
+            tcp_close,
+            tcp_syn_sent2,
+            tcp_unack,
+            udp,
+            udp_stream,
+            icmp,
+            generic,
+        ]
+    }
+
     /// Timeout for a TCP connection now in `state`.
     ///
     /// Before any reply has been seen an ESTABLISHED state can only come from

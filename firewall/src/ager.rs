@@ -29,42 +29,7 @@ pub struct Sweep {
 /// The longest the ager may sleep: the shortest timeout any new entry can
 /// get, within [MIN_INTERVAL, MAX_INTERVAL].
 pub fn max_sleep(t: &firewall_common::Timeouts) -> Duration {
-    let firewall_common::Timeouts {
-        tcp_syn_sent,
-        tcp_syn_recv,
-        tcp_established,
-        tcp_fin_wait,
-        tcp_close_wait,
-        tcp_last_ack,
-        tcp_time_wait,
-        tcp_close,
-        tcp_syn_sent2,
-        tcp_unack,
-        udp,
-        udp_stream,
-        icmp,
-        generic,
-        _pad,
-    } = *t;
-    let shortest = [
-        tcp_syn_sent,
-        tcp_syn_recv,
-        tcp_established,
-        tcp_fin_wait,
-        tcp_close_wait,
-        tcp_last_ack,
-        tcp_time_wait,
-        tcp_close,
-        tcp_syn_sent2,
-        tcp_unack,
-        udp,
-        udp_stream,
-        icmp,
-        generic,
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(u32::MAX);
+    let shortest = t.all().into_iter().min().unwrap_or(u32::MAX);
     Duration::from_secs(u64::from(shortest)).clamp(MIN_INTERVAL, MAX_INTERVAL)
 }
 
