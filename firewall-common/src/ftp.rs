@@ -708,6 +708,7 @@ pub enum Located {
 /// Stage 1 of [`parse_command`]: the verb, and the text before the argument
 /// (spaces after PORT/EPRT, the text of a 227 up to the first digit, of a
 /// 229 up to and including `(`).
+#[inline(always)]
 pub fn locate_command(dir: CtDir, payload: &[u8; MAX_CMD_LEN], len: usize) -> Located {
     if len == 0 {
         return Located::NoMatch;
@@ -738,6 +739,7 @@ pub const ANY_FAMILY: u8 = 0;
 /// `FAMILY_V4` the verifier never walks the IPv6 address parser, which on
 /// its own exceeds the 1M-instruction budget (see the module docs).
 /// [`ANY_FAMILY`] accepts both.
+#[inline(always)]
 pub fn parse_argument(
     kind: FtpCmd,
     family: u8,

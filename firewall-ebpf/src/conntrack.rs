@@ -3,7 +3,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
 use firewall_common::{
     Counter, CtEntry, CtKey, CtState, IPPROTO_ICMP, IPPROTO_ICMPV6, Settings, TcpState,
-    ct::{CtDir, flags, icmp_type_starts_connection, state_of_hit},
+    ct::{CtDir, flags, icmp_type_starts_connection, state_of_entry},
     nat::{NatRewrite, PORT_TRIES, port_candidate},
     tcp::{self, TcpFlagIndex, TcpTransition},
     timeouts::{NS_PER_SEC, UDP_STREAM_AFTER_NS},
@@ -113,7 +113,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
     let e = unsafe { &mut *e };
     let reply = e.is_reply();
     let seen_reply = e.seen_reply();
-    let state = state_of_hit(reply, seen_reply);
+    let state = state_of_entry(reply, e.flags);
     let nat = e.nat;
     e.packets += 1;
     e.bytes += p.l3_len as u64;
@@ -250,6 +250,7 @@ pub fn create(
     s: &Settings,
     now: u64,
     nat: NatSpec,
+    ct_flags: u8,
 ) -> Result<u8, Counter> {
     let t = &s.timeouts;
     let secs = match p.kind {
@@ -269,6 +270,7 @@ pub fn create(
         bytes: p.l3_len as u64,
         dir: CtDir::Original as u8,
         tcp_state,
+        flags: ct_flags,
         ..CtEntry::default()
     };
     let mut reply = CtEntry {

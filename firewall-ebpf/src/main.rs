@@ -11,6 +11,7 @@
 #![no_main]
 
 mod conntrack;
+mod ftp;
 mod maps;
 mod nat;
 mod parse;
@@ -29,13 +30,15 @@ use aya_ebpf::{
 };
 use firewall_common::{
     Chain, Counter, CtState, FAMILY_V4, IfaceConfig, Role, Settings,
+    ct::flags,
+    ftp::{ExpectKey, expect_flags},
     nat::{IfaceNat, NatRewrite, PortFwdKey},
     settings_nat,
 };
 
 use crate::{
     conntrack::{NO_REWRITE, NatSpec, Rewrite, Tracked},
-    maps::{CONNTRACK, IFACES, PORT_FWD, SCRATCH, SETTINGS, count},
+    maps::{CONNTRACK, EXPECT, HELPERS, IFACES, JUMP, PORT_FWD, SCRATCH, SETTINGS, count},
     parse::{L4Kind, LoadBytes, Packet, ParseError},
     rules::{Fallback, PolicyVerdict},
 };
@@ -95,7 +98,9 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
 pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the program run.
     let (ingress, ifindex) = unsafe { ((*ctx.skb.skb).ingress_ifindex, (*ctx.skb.skb).ifindex) };
-    let nat_on = SETTINGS.get(0).is_some_and(|s| s.nat != 0);
+    let nat_on = SETTINGS
+        .get(0)
+        .is_some_and(|s| s.nat != 0 || s.helpers != 0);
     let forwarded = ingress != 0 && unsafe { IFACES.get(&ingress) }.is_some();
     if forwarded && !nat_on {
         // Transit traffic: the XDP program on its way in already decided
@@ -118,7 +123,10 @@ pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
-    if !SETTINGS.get(0).is_some_and(|s| s.nat != 0) {
+    let Some(settings) = SETTINGS.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    if settings.nat == 0 && settings.helpers == 0 {
         return TC_ACT_UNSPEC;
     }
     pull_headers(&ctx);
@@ -131,6 +139,12 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
     }
     if !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
         return TC_ACT_UNSPEC;
+    }
+    if settings.helpers != 0 && p.kind == L4Kind::Tcp {
+        if let Err(c) = ftp_ingress(&ctx, p) {
+            count(c);
+            return TC_ACT_SHOT as i32;
+        }
     }
     match nat::apply(&ctx, p, NatRewrite::Dst as u8, 0, 0, 0) {
         Ok(_) => TC_ACT_UNSPEC,
@@ -172,16 +186,65 @@ fn icmp_error_nat(ctx: &TcContext, p: &Packet, want: NatRewrite) -> i32 {
     }
 }
 
+/// Acks of a helped connection whose other direction had a command
+/// rewritten go back to what that direction's sender counts.
+#[inline(always)]
+fn ftp_ingress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
+    let Some(e) = CONNTRACK.get_ptr(&p.key) else {
+        return Ok(());
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let e = unsafe { &*e };
+    if e.flags & flags::HELPER_FTP == 0 {
+        return Ok(());
+    }
+    let Some(other) = CONNTRACK.get_ptr(&e.peer) else {
+        return Ok(());
+    };
+    // SAFETY: as above.
+    let other = unsafe { &*other };
+    if other.seqadj.is_identity() {
+        return Ok(());
+    }
+    ftp::adjust(ctx, p, other, true)
+}
+
+/// A segment of a helped connection on its way out: the helper reads it
+/// (and may rewrite it), then its sequence number gets the correction.
+#[inline(always)]
+fn ftp_egress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
+    let Some(e) = CONNTRACK.get_ptr_mut(&p.key) else {
+        return Ok(());
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let e = unsafe { &mut *e };
+    if e.flags & flags::HELPER_FTP == 0 {
+        return Ok(());
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    ftp::help(ctx, p, e, now)?;
+    if e.seqadj.is_identity() {
+        return Ok(());
+    }
+    ftp::adjust(ctx, p, e, false)
+}
+
 /// Host-originated traffic: track and decide, then source-translate.
 #[inline(always)]
 fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
     let (verdict, nat_kind) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
-    if verdict == Verdict::Drop || nat_kind != NatRewrite::Src as u8 {
+    if verdict == Verdict::Drop {
         return verdict;
     }
     let Some(p) = scratch() else {
         return drop_with(Counter::DropMalformed);
     };
+    if p.kind == L4Kind::Tcp && helped(p) {
+        return to_ftp_program(ctx);
+    }
+    if nat_kind != NatRewrite::Src as u8 {
+        return verdict;
+    }
     let out = iface(ifindex);
     match nat::apply(
         ctx,
@@ -219,6 +282,16 @@ fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
         }
         return untranslated_guard(p, &out);
     }
+    if p.kind == L4Kind::Tcp && helped(p) {
+        return to_ftp_program(ctx);
+    }
+    egress_forwarded_nat(ctx, p, &out, ifindex)
+}
+
+/// The source translation of a forwarded packet, and the guard that no
+/// packet leaves a NAT interface untranslated.
+#[inline(always)]
+fn egress_forwarded_nat(ctx: &TcContext, p: &Packet, out: &IfaceConfig, ifindex: u32) -> Verdict {
     if matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
         match nat::apply(
             ctx,
@@ -233,7 +306,68 @@ fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
             Err(c) => return drop_with(c),
         }
     }
-    untranslated_guard(p, &out)
+    untranslated_guard(p, out)
+}
+
+/// Whether the packet belongs to a connection the FTP helper watches.
+#[inline(always)]
+fn helped(p: &Packet) -> bool {
+    if !SETTINGS.get(0).is_some_and(|s| s.helpers != 0) {
+        return false;
+    }
+    CONNTRACK
+        .get_ptr(&p.key)
+        // SAFETY: map value pointer, valid for this run.
+        .is_some_and(|e| unsafe { (*e).flags } & flags::HELPER_FTP != 0)
+}
+
+/// Continues in `firewall_tc_ftp` (a tail call: a program of its own, so
+/// the helper's parser has its own verifier budget and stack). Returns only
+/// if the jump fails, and then drops: a command must not leave unhandled.
+#[inline(always)]
+fn to_ftp_program(ctx: &TcContext) -> Verdict {
+    // SAFETY: index 0 holds firewall_tc_ftp, installed by the loader.
+    unsafe { JUMP.tail_call(ctx, 0) };
+    drop_with(Counter::DropFtpUnmangleable)
+}
+
+/// Egress for segments of helped connections, reached by tail call from
+/// `firewall_tc_egress` after the packet was tracked and judged: the FTP
+/// helper, the sequence correction, then the same source translation as
+/// any other packet.
+#[classifier]
+pub fn firewall_tc_ftp(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the program run.
+    let (ingress, ifindex) = unsafe { ((*ctx.skb.skb).ingress_ifindex, (*ctx.skb.skb).ifindex) };
+    let forwarded = ingress != 0 && unsafe { IFACES.get(&ingress) }.is_some();
+    let Ok(p) = parsed(&ctx, ctx.data(), ctx.data_end()) else {
+        count(Counter::DropMalformed);
+        return TC_ACT_SHOT as i32;
+    };
+    if let Err(c) = ftp_egress(&ctx, p) {
+        count(c);
+        return TC_ACT_SHOT as i32;
+    }
+    let out = iface(ifindex);
+    let verdict = if forwarded {
+        egress_forwarded_nat(&ctx, p, &out, ifindex)
+    } else {
+        match nat::apply(
+            &ctx,
+            p,
+            NatRewrite::Src as u8,
+            out.nat,
+            out.nat_addr,
+            ifindex,
+        ) {
+            Ok(_) => Verdict::Pass,
+            Err(c) => drop_with(c),
+        }
+    };
+    match verdict {
+        Verdict::Pass => TC_ACT_UNSPEC,
+        Verdict::Drop => TC_ACT_SHOT as i32,
+    }
 }
 
 /// A packet never leaves a NAT interface untranslated.
@@ -422,6 +556,25 @@ fn new_connection<C: EbpfContext>(
         Ok(st) => st,
         Err(reason) => return (drop_with(reason), none),
     };
+    let mut ct_flags = 0;
+    if s.helpers != 0 && p.kind == L4Kind::Tcp {
+        if let Some(spec) = expected(p, now) {
+            // RELATED: an announced data connection; policy does not apply.
+            return match conntrack::create(p, tcp_state, s, now, spec, flags::EXPECTED) {
+                Ok(rw) => (pass_with(Counter::AcceptExpected), rw),
+                Err(reason) => (drop_with(reason), none),
+            };
+        }
+        let key = PortFwdKey {
+            proto: p.key.proto,
+            _pad: 0,
+            port: p.key.dport,
+        };
+        // SAFETY: read-only lookup of a plain value.
+        if unsafe { HELPERS.get(&key) }.is_some() {
+            ct_flags |= flags::HELPER_FTP;
+        }
+    }
     if let Some(spec) = port_forward(p, s, hook) {
         return match policy(
             p,
@@ -431,10 +584,12 @@ fn new_connection<C: EbpfContext>(
             CtState::New,
             Fallback::Accept(Counter::AcceptPortForward),
         ) {
-            PolicyVerdict::Accept(c) => match conntrack::create(p, tcp_state, s, now, spec) {
-                Ok(rw) => (pass_with(c), rw),
-                Err(reason) => (drop_with(reason), none),
-            },
+            PolicyVerdict::Accept(c) => {
+                match conntrack::create(p, tcp_state, s, now, spec, ct_flags) {
+                    Ok(rw) => (pass_with(c), rw),
+                    Err(reason) => (drop_with(reason), none),
+                }
+            }
             PolicyVerdict::Drop(c) => (drop_with(c), none),
         };
     }
@@ -442,13 +597,37 @@ fn new_connection<C: EbpfContext>(
     match policy(p, s, hook, chain, CtState::New, Fallback::Policy) {
         PolicyVerdict::Accept(c) => {
             let spec = source_nat(p, s, chain, out_ifindex);
-            match conntrack::create(p, tcp_state, s, now, spec) {
+            match conntrack::create(p, tcp_state, s, now, spec, ct_flags) {
                 Ok(rw) => (pass_with(c), rw),
                 Err(reason) => (drop_with(reason), none),
             }
         }
         PolicyVerdict::Drop(c) => (drop_with(c), none),
     }
+}
+
+/// The first packet of a data connection a helper announced: consumes the
+/// expectation and says how to translate the connection (like its master,
+/// `nf_nat_follow_master`).
+#[inline(always)]
+fn expected(p: &Packet, now: u64) -> Option<NatSpec> {
+    let ek = ExpectKey::of_packet(&p.key);
+    // SAFETY: read-only copy of a plain value.
+    let exp = unsafe { EXPECT.get(&ek) }.copied()?;
+    let _ = EXPECT.remove(&ek);
+    if exp.expires_ns < now {
+        return None;
+    }
+    Some(
+        if exp.flags & expect_flags::NAT != 0 && exp.nat_dst != p.key.dst {
+            NatSpec::Dest {
+                addr: exp.nat_dst[0],
+                port: exp.nat_dport,
+            }
+        } else {
+            NatSpec::None
+        },
+    )
 }
 
 /// A NEW TCP/UDP packet arriving on a WAN interface for a forwarded port.

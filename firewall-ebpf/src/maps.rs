@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
 };
 use firewall_common::{
-    CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_IFACES, MAX_PORT_FORWARDS, MAX_RULES,
-    Rule, Settings,
+    CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_EXPECTATIONS, MAX_HELPERS, MAX_IFACES,
+    MAX_PORT_FORWARDS, MAX_RULES, Rule, Settings,
+    ftp::{ExpectKey, Expectation},
     nat::{PortFwdKey, PortFwdTarget},
     rule::RuleCounter,
     stats::STATS_SLOTS,
@@ -32,6 +33,26 @@ pub static IFACES: HashMap<u32, IfaceConfig> = HashMap::with_max_entries(MAX_IFA
 #[map]
 pub static PORT_FWD: HashMap<PortFwdKey, PortFwdTarget> =
     HashMap::with_max_entries(MAX_PORT_FORWARDS, 0);
+
+/// (proto, port) of a control connection's server → helper kind (1 = FTP).
+#[map]
+pub static HELPERS: HashMap<PortFwdKey, u8> = HashMap::with_max_entries(MAX_HELPERS, 0);
+
+/// Data connections a helper announced, keyed by the tuple their first
+/// packet will carry minus its source port (netfilter's wildcard). LRU so a
+/// flood of commands evicts the stalest, never blocks new ones.
+#[map]
+pub static EXPECT: LruHashMap<ExpectKey, Expectation> =
+    LruHashMap::with_max_entries(MAX_EXPECTATIONS, 0);
+
+/// Tail-call targets: 0 = `firewall_tc_ftp`. Not pinned: each load fills
+/// its own.
+#[map]
+pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// Per-CPU buffers for the FTP helper (too big for the stack).
+#[map]
+pub static FTP_SCRATCH: PerCpuArray<crate::ftp::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);

@@ -79,6 +79,8 @@ pub struct Packet {
     /// For ICMP errors: offset of the quoted packet's transport header (its
     /// IP header starts at `l4_off + 8`).
     pub inner_l4_off: u16,
+    /// For TCP: offset of the payload.
+    pub payload_off: u16,
 }
 
 /// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
@@ -162,6 +164,7 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     p.l3_off = 0;
     p.l4_off = 0;
     p.inner_l4_off = 0;
+    p.payload_off = 0;
 }
 
 fn parse_v4<L: LoadBytes>(
@@ -291,6 +294,7 @@ fn parse_l4<L: LoadBytes>(
             p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
             p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
             p.tcp_flags = h[13];
+            p.payload_off = (l4 + doff) as u16;
             p.kind = L4Kind::Tcp;
         }
         IPPROTO_UDP => {

@@ -22,13 +22,17 @@ pub fn ebpf_object() -> &'static [u8] {
 pub const XDP_PROGRAM: &str = "firewall_xdp";
 pub const TC_PROGRAM: &str = "firewall_tc_egress";
 pub const TC_INGRESS_PROGRAM: &str = "firewall_tc_ingress";
+/// Reached only by tail call from [`TC_PROGRAM`], never attached.
+pub const TC_FTP_PROGRAM: &str = "firewall_tc_ftp";
 
 /// Every map the object defines, in the order `down` removes them.
-pub const MAP_NAMES: [&str; 8] = [
+pub const MAP_NAMES: [&str; 10] = [
     "CONNTRACK",
     "SETTINGS",
     "IFACES",
     "PORT_FWD",
+    "HELPERS",
+    "EXPECT",
     "RULES",
     "RULE_STATS",
     "STATS",

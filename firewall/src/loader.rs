@@ -26,7 +26,7 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    MAP_NAMES, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM,
+    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM,
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
@@ -99,16 +99,10 @@ impl Iface {
     }
 }
 
-/// Refuses what the config accepts but this datapath cannot do yet, rather
-/// than loading a firewall that silently ignores part of its config.
-pub fn check_supported(cfg: &Config) -> Result<(), LoadError> {
-    if let Some(h) = cfg.helpers.first() {
-        return Err(LoadError::Other(format!(
-            "helper[{}] (line {}): the {} conntrack helper is not implemented in the datapath \
-             of this version; remove the [[helper]] section",
-            h.index, h.line, h.kind
-        )));
-    }
+/// Refuses what the config accepts but this datapath cannot do yet,
+/// rather than loading a firewall that silently ignores part of its config.
+/// (Nothing at the moment; kept as the one place for such checks.)
+pub fn check_supported(_cfg: &Config) -> Result<(), LoadError> {
     Ok(())
 }
 
@@ -170,10 +164,37 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         .verifier_log_level(VerifierLogLevel::default())
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
-    for program in [XDP_PROGRAM, TC_PROGRAM, TC_INGRESS_PROGRAM] {
+    for program in [XDP_PROGRAM, TC_PROGRAM, TC_INGRESS_PROGRAM, TC_FTP_PROGRAM] {
         load_program(&mut ebpf, program)?;
     }
+    install_tail_calls(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// Fills `JUMP` (index 0: the FTP helper's egress program).
+fn install_tail_calls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let fd = {
+        let prog: &SchedClassifier = ebpf
+            .program(TC_FTP_PROGRAM)
+            .ok_or(LoadError::MissingProgram(TC_FTP_PROGRAM))?
+            .try_into()
+            .map_err(|_| LoadError::MissingProgram(TC_FTP_PROGRAM))?;
+        prog.fd()
+            .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+            .map_err(|e| LoadError::Other(format!("program {TC_FTP_PROGRAM}: {e}")))?
+    };
+    let map = ebpf
+        .map_mut("JUMP")
+        .ok_or_else(|| LoadError::Other("map JUMP missing from the object".into()))?;
+    let mut jump =
+        aya::maps::ProgramArray::try_from(map).map_err(|source| LoadError::MapWrite {
+            map: "JUMP",
+            source,
+        })?;
+    jump.set(0, &fd, 0).map_err(|source| LoadError::MapWrite {
+        map: "JUMP",
+        source,
+    })
 }
 
 fn verifier_reason(e: ProgramError) -> String {
@@ -253,6 +274,7 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
     if !cfg.port_forwards.is_empty() {
         settings.nat |= settings_nat::PORT_FORWARD;
     }
+    settings.helpers = u8::from(!cfg.helpers.is_empty());
 
     // Interfaces first: an attached program that meets an unknown ifindex
     // fails closed.
@@ -307,6 +329,32 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
             wanted_fwd.insert(key);
         }
     }
+    // Helper assignments, likewise.
+    let mut wanted_helpers = HashSet::new();
+    for h in &cfg.helpers {
+        let key = PortFwdKey {
+            proto: h.proto,
+            _pad: 0,
+            port: h.port.to_be(),
+        };
+        maps.helpers
+            .insert(key, 1, 0)
+            .map_err(|source| LoadError::MapWrite {
+                map: "HELPERS",
+                source,
+            })?;
+        wanted_helpers.insert(key);
+    }
+    let stale_helpers: Vec<PortFwdKey> = maps
+        .helpers
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted_helpers.contains(k))
+        .collect();
+    for k in stale_helpers {
+        let _ = maps.helpers.remove(&k);
+    }
+
     let stale_fwd: Vec<PortFwdKey> = maps
         .port_fwd
         .keys()

@@ -8,6 +8,7 @@ use aya::{
 };
 use firewall_common::{
     CtEntry, CtKey, IfaceConfig, Rule, Settings,
+    ftp::{ExpectKey, Expectation},
     nat::{PortFwdKey, PortFwdTarget},
     rule::RuleCounter,
 };
@@ -35,6 +36,9 @@ pub struct Maps {
     pub settings: Array<MapData, Settings>,
     pub ifaces: HashMap<MapData, u32, IfaceConfig>,
     pub port_fwd: HashMap<MapData, PortFwdKey, PortFwdTarget>,
+    /// (proto, port) → helper kind (1 = FTP).
+    pub helpers: HashMap<MapData, PortFwdKey, u8>,
+    pub expect: HashMap<MapData, ExpectKey, Expectation>,
     pub rules: Array<MapData, Rule>,
     pub rule_stats: PerCpuArray<MapData, RuleCounter>,
     pub stats: PerCpuArray<MapData, u64>,
@@ -78,6 +82,8 @@ impl Maps {
             settings: typed!("SETTINGS"),
             ifaces: typed!("IFACES"),
             port_fwd: typed!("PORT_FWD"),
+            helpers: typed!("HELPERS"),
+            expect: typed!("EXPECT"),
             rules: typed!("RULES"),
             rule_stats: typed!("RULE_STATS"),
             stats: typed!("STATS"),

@@ -1,0 +1,497 @@
+//! The FTP helper in the datapath: watching helped control connections,
+//! creating expectations, rewriting commands under NAT, and keeping TCP
+//! sequence numbers right afterwards. The parsing, formatting and
+//! sequence arithmetic are `firewall_common::ftp`, host-tested.
+//!
+//! Commands are read at TC egress, where a command leaving a NAT interface
+//! gets its source translation: the announced address is rewritten to the
+//! translated one in the same place (`nf_nat_ftp`). Sequence numbers of the
+//! rewritten direction are shifted at egress; the other direction's acks
+//! are shifted back at TC ingress, before routing.
+
+use aya_ebpf::{
+    bindings::{BPF_F_PSEUDO_HDR, BPF_NOEXIST},
+    cty::c_void,
+    helpers::generated::{
+        bpf_csum_diff, bpf_loop, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes,
+    },
+    programs::TcContext,
+};
+use firewall_common::{
+    Counter, CtEntry, FAMILY_V4,
+    ct::CtDir,
+    ftp::{
+        ARG_LEN, EXPECT_TIMEOUT_NS, ExpectKey, Expectation, FMT_LEN, FtpAddr, FtpCmd, Located,
+        MAX_CMD_LEN, Parse, bounce_ok, key_addr_v4, locate_command, nat_announce_addr,
+        parse_argument,
+    },
+    nat::NatRewrite,
+};
+
+use crate::{
+    maps::{EXPECT, FTP_SCRATCH, count},
+    parse::{LoadBytes, Packet},
+};
+
+/// How many data ports NAT tries for one command (`nf_nat_ftp` walks up
+/// from the original port until one is free).
+const DATA_PORT_TRIES: u16 = 16;
+const BUF: usize = 128;
+
+#[repr(C)]
+pub struct Scratch {
+    pub old: [u8; BUF],
+    pub new: [u8; BUF],
+    pub arg: [u8; ARG_LEN],
+    pub text: [u8; FMT_LEN],
+    /// Bytes of payload in `old`.
+    pub len: u32,
+    /// `old[start..end]` is replaced by `text[..text_len]`.
+    pub start: u32,
+    pub end: u32,
+    pub text_len: u32,
+    /// Stage 1's result, handed to stage 2 through map memory (see
+    /// `firewall_common::ftp`: the verifier then checks stage 2 once).
+    pub kind: u8,
+    pub more: u8,
+    pub arg_off: u16,
+    pub arg_len: u16,
+    /// The expectation being created, and its key (kept off the stack).
+    pub exp: Expectation,
+    pub ek: ExpectKey,
+}
+
+/// A helper size argument the verifier can see is in `1..=BUF` (callers
+/// have excluded 0): `((n - 1) & (BUF - 1)) + 1`.
+#[inline(always)]
+fn nonzero_len(n: usize) -> u32 {
+    // Launder n so LLVM cannot fold the arithmetic back into `n`, whose
+    // range the verifier only knows as [0, ..].
+    // SAFETY: reading a live local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    ((n.wrapping_sub(1) & (BUF - 1)) + 1) as u32
+}
+
+#[inline(always)]
+fn tcp_word(ctx: &TcContext, off: usize) -> Option<u32> {
+    LoadBytes::load::<4>(ctx, off).ok().map(u32::from_ne_bytes)
+}
+
+/// Appends `v` in decimal at `pos`; returns the new position. Written for
+/// the verifier: no digit array on the stack (the shared formatter's
+/// partial stack writes trip "invalid size of register fill" here), every
+/// index masked into the buffer. The output equals
+/// `firewall_common::ftp::format_rewrite`'s, which the host tests check.
+#[inline(always)]
+fn put_dec(out: &mut [u8; FMT_LEN], mut pos: usize, v: u16) -> usize {
+    let v = v as u32;
+    let mut started = false;
+    for div in [10_000u32, 1_000, 100, 10, 1] {
+        let d = (v / div) % 10;
+        if d != 0 || started || div == 1 {
+            out[pos & (FMT_LEN - 1)] = b'0' + d as u8;
+            pos += 1;
+            started = true;
+        }
+    }
+    pos
+}
+
+#[inline(always)]
+fn put(out: &mut [u8; FMT_LEN], pos: usize, b: u8) -> usize {
+    out[pos & (FMT_LEN - 1)] = b;
+    pos + 1
+}
+
+/// The replacement text for a command under NAT (`nf_nat_ftp`'s formats):
+/// PORT/227 `a,b,c,d,p1,p2`, EPRT `|1|a.b.c.d|port|`, EPSV `|||port|`.
+#[inline(always)]
+fn write_rewrite(out: &mut [u8; FMT_LEN], kind: FtpCmd, a: [u8; 4], port: u16) -> usize {
+    let mut pos = 0;
+    match kind {
+        FtpCmd::Port | FtpCmd::Pasv227 => {
+            for b in a {
+                pos = put_dec(out, pos, b as u16);
+                pos = put(out, pos, b',');
+            }
+            pos = put_dec(out, pos, port >> 8);
+            pos = put(out, pos, b',');
+            pos = put_dec(out, pos, port & 0xff);
+        }
+        FtpCmd::Eprt => {
+            pos = put(out, pos, b'|');
+            pos = put(out, pos, b'1');
+            pos = put(out, pos, b'|');
+            for (i, b) in a.into_iter().enumerate() {
+                pos = put_dec(out, pos, b as u16);
+                pos = put(out, pos, if i == 3 { b'|' } else { b'.' });
+            }
+            pos = put_dec(out, pos, port);
+            pos = put(out, pos, b'|');
+        }
+        FtpCmd::Epsv229 => {
+            for _ in 0..3 {
+                pos = put(out, pos, b'|');
+            }
+            pos = put_dec(out, pos, port);
+            pos = put(out, pos, b'|');
+        }
+    }
+    pos
+}
+
+fn cmd_of(v: u8) -> Option<FtpCmd> {
+    match v {
+        1 => Some(FtpCmd::Port),
+        2 => Some(FtpCmd::Eprt),
+        3 => Some(FtpCmd::Pasv227),
+        4 => Some(FtpCmd::Epsv229),
+        _ => None,
+    }
+}
+
+/// Looks at a segment of a helped connection leaving through TC egress.
+/// `e` is the segment's own entry. Returns the drop reason for segments
+/// netfilter's helper drops.
+#[inline(always)]
+pub fn help(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), Counter> {
+    let payload_off = p.payload_off as usize;
+    let l3_end = p.l3_off as usize + p.l3_len as usize;
+    if payload_off >= l3_end {
+        return Ok(());
+    }
+    let payload_len = l3_end - payload_off;
+    let reply = e.is_reply();
+    {
+        // Stage 1: the verb, in the first MAX_CMD_LEN bytes.
+        let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+            return Ok(());
+        };
+        // SAFETY: this CPU's scratch slot.
+        let s = unsafe { &mut *s };
+        let len = if payload_len > MAX_CMD_LEN {
+            MAX_CMD_LEN
+        } else {
+            payload_len
+        };
+        // SAFETY: bounded length into map memory of BUF bytes.
+        let rc = unsafe {
+            bpf_skb_load_bytes(
+                ctx.skb.skb as *const c_void,
+                payload_off as u32,
+                s.old.as_mut_ptr() as *mut c_void,
+                nonzero_len(len),
+            )
+        };
+        if rc < 0 {
+            return Ok(());
+        }
+        let window: &[u8; MAX_CMD_LEN] = match s.old.first_chunk::<MAX_CMD_LEN>() {
+            Some(w) => w,
+            None => return Ok(()),
+        };
+        let dir = if reply { CtDir::Reply } else { CtDir::Original };
+        match locate_command(dir, window, len) {
+            Located::NoMatch => return Ok(()),
+            Located::Partial => return Err(Counter::DropFtpPartial),
+            Located::Invalid => return Err(Counter::DropFtpInvalid),
+            Located::Command { kind, arg } => {
+                let arg = arg as usize;
+                if arg >= payload_len {
+                    return Err(Counter::DropFtpPartial);
+                }
+                let rest = payload_len - arg;
+                s.kind = kind as u8;
+                s.arg_off = arg as u16;
+                s.arg_len = if rest > ARG_LEN { ARG_LEN } else { rest } as u16;
+                s.more = (rest > ARG_LEN) as u8;
+                s.len = len as u32;
+            }
+        }
+    }
+    stage2(ctx, p, e, now)
+}
+
+/// Stage 2, on values read back from map memory.
+#[inline(never)]
+fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), Counter> {
+    let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's scratch slot.
+    let s = unsafe { &mut *s };
+    let Some(kind) = cmd_of(s.kind) else {
+        return Ok(());
+    };
+    let arg_off = s.arg_off as usize & (BUF - 1);
+    let arg_len = s.arg_len as usize;
+    if arg_len == 0 || arg_len > ARG_LEN {
+        return Err(Counter::DropFtpPartial);
+    }
+    // SAFETY: bounded length into map memory of ARG_LEN bytes.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            p.payload_off as u32 + arg_off as u32,
+            s.arg.as_mut_ptr() as *mut c_void,
+            ((arg_len - 1) & (ARG_LEN - 1)) as u32 + 1,
+        )
+    };
+    if rc < 0 {
+        return Ok(());
+    }
+    let more = s.more != 0;
+    // The IPv6 address parser is too big for the verifier (see
+    // firewall_common::ftp): on IPv6 control connections only EPSV, which
+    // carries no address, is understood.
+    let parsed = if p.key.family == FAMILY_V4 {
+        parse_argument(kind, FAMILY_V4, &s.arg, arg_len, more)
+    } else if kind == FtpCmd::Epsv229 {
+        parse_argument(
+            FtpCmd::Epsv229,
+            firewall_common::FAMILY_V6,
+            &s.arg,
+            arg_len,
+            more,
+        )
+    } else {
+        return Ok(());
+    };
+    let (addr, port, start, end) = match parsed {
+        Parse::NoMatch => return Ok(()),
+        Parse::Partial => return Err(Counter::DropFtpPartial),
+        Parse::Invalid => return Err(Counter::DropFtpInvalid),
+        Parse::Match {
+            addr,
+            port,
+            start,
+            end,
+            ..
+        } => (addr, port, arg_off + start as usize, arg_off + end as usize),
+    };
+    // Anti-bounce: a PORT/EPRT may only name the client itself.
+    if matches!(kind, FtpCmd::Port | FtpCmd::Eprt) {
+        let ok = match addr {
+            FtpAddr::V4(a) => bounce_ok(a, key_addr_v4(&p.key.src)),
+            _ => false,
+        };
+        if !ok {
+            count(Counter::FtpBounceRefused);
+            return Ok(());
+        }
+    }
+    let expires = now + EXPECT_TIMEOUT_NS;
+    let peer = e.peer;
+    let reply = e.is_reply();
+    let dir = if reply { CtDir::Reply } else { CtDir::Original };
+    if e.nat != NatRewrite::Src as u8 {
+        // No translation on the way out: expect the data connection as
+        // announced.
+        s.ek = ExpectKey::for_command(&peer, port);
+        s.exp = Expectation::for_command(kind, dir, &p.key, &peer, false, port, expires);
+        let _ = EXPECT.insert(&s.ek, &s.exp, 0);
+        count(Counter::FtpExpectCreated);
+        return Ok(());
+    }
+
+    // NAT: the peer must connect to our translated address; claim a data
+    // port there (the announced one first), then rewrite the command.
+    let newaddr = key_addr_v4(&nat_announce_addr(&peer));
+    s.exp = Expectation::for_command(kind, dir, &p.key, &peer, true, port, expires);
+    let mut new_port = 0u16;
+    for i in 0..DATA_PORT_TRIES {
+        let candidate = port.wrapping_add(i);
+        if candidate == 0 {
+            continue;
+        }
+        s.ek = ExpectKey::for_command(&peer, candidate);
+        if EXPECT.insert(&s.ek, &s.exp, BPF_NOEXIST as u64).is_ok() {
+            new_port = candidate;
+            break;
+        }
+    }
+    if new_port == 0 {
+        return Err(Counter::DropFtpUnmangleable);
+    }
+    count(Counter::FtpExpectCreated);
+    let len = s.len as usize;
+    let l3_end = p.l3_off as usize + p.l3_len as usize;
+    let payload_len = l3_end - p.payload_off as usize;
+    if payload_len > len || end > len || start > end {
+        // The command line must fit the window to be rewritten in place.
+        s.ek = ExpectKey::for_command(&peer, new_port);
+        let _ = EXPECT.remove(&s.ek);
+        return Err(Counter::DropFtpUnmangleable);
+    }
+    s.text_len = write_rewrite(&mut s.text, kind, newaddr, new_port) as u32;
+    s.start = start as u32;
+    s.end = end as u32;
+    mangle(ctx, p, e, s)
+}
+
+/// `bpf_loop` callback for [`mangle`]: byte `i` of the new region. The
+/// region starts at the even offset `s.start & !1` of the payload (checksum
+/// words must keep their alignment): an odd start carries one byte of the
+/// old head, then comes the replacement text, then the old tail.
+#[inline(never)]
+extern "C" fn build_byte(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch slot, valid during the loop.
+    let s = unsafe { &mut *s };
+    let i = i as usize & (BUF - 1);
+    let head = (s.start & 1) as usize;
+    let tl = s.text_len as usize;
+    let b = if i < head {
+        s.old[(s.start as usize - 1) & (BUF - 1)]
+    } else if i < head + tl {
+        s.text[(i - head) & (FMT_LEN - 1)]
+    } else {
+        s.old[(i - head - tl + s.end as usize) & (BUF - 1)]
+    };
+    s.new[i] = b;
+    0
+}
+
+/// Replaces `old[start..end]` by `text[..text_len]` in the segment, resizing
+/// it, and fixes lengths, checksums and the sequence correction. The
+/// replacement is described by `s.start`, `s.end`, `s.len`, `s.text` and
+/// `s.text_len` (BPF functions take at most five arguments). Byte copies
+/// run under `bpf_loop`: an unrolled copy with a data-dependent bound would
+/// make the verifier explore every length.
+#[inline(never)]
+fn mangle(ctx: &TcContext, p: &Packet, e: &mut CtEntry, s: &mut Scratch) -> Result<(), Counter> {
+    let start = s.start as usize & (BUF - 1);
+    let end = s.end as usize & (BUF - 1);
+    let len = s.len as usize & (BUF - 1);
+    let text_len = s.text_len as usize & (FMT_LEN - 1);
+    if end > len || start > end {
+        return Err(Counter::DropFtpUnmangleable);
+    }
+    let region = start & !1;
+    let old_region = len - region;
+    let new_region = (start - region) + text_len + (len - end);
+    if new_region > BUF - 4 || old_region > BUF - 4 {
+        return Err(Counter::DropFtpUnmangleable);
+    }
+    let mut unused = 0u64;
+    // SAFETY: callback and stack context as bpf_loop expects.
+    unsafe {
+        bpf_loop(
+            new_region as u32,
+            build_byte as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        )
+    };
+    // Zero padding to a multiple of four, for bpf_csum_diff.
+    for k in 0..3 {
+        s.new[(new_region + k) & (BUF - 1)] = 0;
+        s.old[(len + k) & (BUF - 1)] = 0;
+    }
+    let delta = new_region as i32 - old_region as i32;
+    let region_off = p.payload_off as u32 + region as u32;
+    let skb = ctx.skb.skb;
+    let old_skb_len = ctx.len();
+    // SAFETY: helper calls on our skb with bounded lengths into map memory.
+    unsafe {
+        if delta > 0 && bpf_skb_change_tail(skb, (old_skb_len as i32 + delta) as u32, 0) < 0 {
+            return Err(Counter::DropFtpUnmangleable);
+        }
+        if new_region > 0
+            && bpf_skb_store_bytes(
+                skb,
+                region_off,
+                s.new.as_ptr() as *const c_void,
+                nonzero_len(new_region),
+                0,
+            ) < 0
+        {
+            return Err(Counter::DropFtpUnmangleable);
+        }
+        if delta < 0 && bpf_skb_change_tail(skb, (old_skb_len as i32 + delta) as u32, 0) < 0 {
+            return Err(Counter::DropFtpUnmangleable);
+        }
+    }
+    let l3 = p.l3_off as usize;
+    let l4 = p.l4_off as usize;
+    let csum_off = l4 + 16;
+    if delta != 0 {
+        // IPv4 total length / IPv6 payload length, and the TCP length in
+        // the pseudo-header.
+        let old_tot = p.l3_len as u16;
+        let new_tot = (p.l3_len as i32 + delta) as u16;
+        if p.key.family == firewall_common::FAMILY_V4 {
+            ctx.store(l3 + 2, &new_tot.to_be(), 0)
+                .map_err(|_| Counter::DropFtpUnmangleable)?;
+            ctx.l3_csum_replace(l3 + 10, old_tot.to_be() as u64, new_tot.to_be() as u64, 2)
+                .map_err(|_| Counter::DropFtpUnmangleable)?;
+        } else {
+            let new_pl = new_tot.wrapping_sub(40);
+            ctx.store(l3 + 4, &new_pl.to_be(), 0)
+                .map_err(|_| Counter::DropFtpUnmangleable)?;
+        }
+        let old_tcp = (p.l3_off as u32 + p.l3_len - l4 as u32) as u16;
+        let new_tcp = (old_tcp as i32 + delta) as u16;
+        ctx.l4_csum_replace(
+            csum_off,
+            old_tcp.to_be() as u64,
+            new_tcp.to_be() as u64,
+            BPF_F_PSEUDO_HDR as u64 | 2,
+        )
+        .map_err(|_| Counter::DropFtpUnmangleable)?;
+    }
+    // The payload's contribution: old words out, new words in. (Packets
+    // still carrying CHECKSUM_PARTIAL ignore this, correctly: their payload
+    // is summed when they leave.)
+    let old_words = ((old_region + 3) & !3) as u32;
+    let new_words = ((new_region + 3) & !3) as u32;
+    // SAFETY: both buffers are map memory of BUF bytes; sizes bounded and
+    // the old region stays inside `old` (region + old_words <= len + 3 < BUF).
+    let diff = unsafe {
+        bpf_csum_diff(
+            s.old.as_mut_ptr().add(region & (BUF / 2 - 1)) as *mut u32,
+            old_words & (BUF as u32 / 2 - 4),
+            s.new.as_mut_ptr() as *mut u32,
+            new_words & (BUF as u32 - 4),
+            0,
+        )
+    };
+    if diff < 0 {
+        return Err(Counter::DropFtpUnmangleable);
+    }
+    ctx.l4_csum_replace(csum_off, 0, diff as u64, 0)
+        .map_err(|_| Counter::DropFtpUnmangleable)?;
+    if let Some(seq) = tcp_word(ctx, l4 + 4) {
+        e.seqadj.record(u32::from_be(seq), delta);
+    }
+    count(Counter::FtpRewritten);
+    Ok(())
+}
+
+/// Shifts a segment's sequence number (`seq`, at egress, own entry `e`) or
+/// acknowledgement (`ack`, at ingress, `other` being the other direction's
+/// entry) by the recorded correction.
+#[inline(always)]
+pub fn adjust(ctx: &TcContext, p: &Packet, e: &CtEntry, ack: bool) -> Result<(), Counter> {
+    let l4 = p.l4_off as usize;
+    let off = if ack { l4 + 8 } else { l4 + 4 };
+    let Some(raw) = tcp_word(ctx, off) else {
+        return Ok(());
+    };
+    let old = u32::from_be(raw);
+    let new = if ack {
+        e.seqadj.adjust_ack(old)
+    } else {
+        e.seqadj.adjust_seq(old)
+    };
+    if new == old {
+        return Ok(());
+    }
+    ctx.store(off, &new.to_be(), 0)
+        .map_err(|_| Counter::DropFtpUnmangleable)?;
+    ctx.l4_csum_replace(l4 + 16, raw as u64, new.to_be() as u64, 4)
+        .map_err(|_| Counter::DropFtpUnmangleable)?;
+    Ok(())
+}
