@@ -103,6 +103,9 @@ pub struct Connection {
     pub flags: Vec<&'static str>,
     pub packets: Counters,
     pub bytes: Counters,
+    /// The conntrack helper watching this connection (`helper=ftp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helper: Option<&'static str>,
     #[serde(skip)]
     pub proto_num: u8,
 }
@@ -141,6 +144,9 @@ pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection>
         if any.flags & flags::ASSURED != 0 {
             fl.push("ASSURED");
         }
+        if any.flags & flags::EXPECTED != 0 {
+            fl.push("EXPECTED");
+        }
         out.push(Connection {
             proto: proto_name(orig_key.proto),
             family: if orig_key.family == FAMILY_V4 {
@@ -162,6 +168,7 @@ pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection>
                 orig: orig.map_or(0, |o| o.bytes),
                 reply: reply.map_or(0, |r| r.bytes),
             },
+            helper: (any.flags & flags::HELPER_FTP != 0).then_some("ftp"),
             proto_num: orig_key.proto,
         });
     }
@@ -223,8 +230,87 @@ pub fn conntrack_line(c: &Connection) -> String {
     if c.flags.contains(&"ASSURED") {
         s += " [ASSURED]";
     }
-    s += " mark=0 use=1";
+    s += " mark=0";
+    if let Some(h) = c.helper {
+        s += &format!(" helper={h}");
+    }
+    s += " use=1";
     s
+}
+
+/// One pending expectation, as `conntrack -L expect` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExpectView {
+    pub proto: String,
+    pub expires_in: u64,
+    /// The announced data connection: source (any port) → destination.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub dport: u16,
+    /// The control connection's original tuple.
+    pub master: Tuple,
+    pub helper: &'static str,
+    /// Where NAT sends the data connection, when the master is translated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_to: Option<String>,
+}
+
+pub fn expectations(
+    entries: &[(
+        firewall_common::ftp::ExpectKey,
+        firewall_common::ftp::Expectation,
+    )],
+    now_ns: u64,
+) -> Vec<ExpectView> {
+    let mut out: Vec<ExpectView> = entries
+        .iter()
+        .filter(|(_, e)| e.expires_ns >= now_ns)
+        .map(|(k, e)| ExpectView {
+            proto: proto_name(k.proto),
+            expires_in: (e.expires_ns - now_ns) / 1_000_000_000,
+            src: key_addr(&k.src, k.family),
+            dst: key_addr(&k.dst, k.family),
+            dport: u16::from_be(k.dport),
+            master: Tuple::from_key(&e.master),
+            helper: "ftp",
+            nat_to: (e.flags & firewall_common::ftp::expect_flags::NAT != 0).then(|| {
+                format!(
+                    "{}:{}",
+                    key_addr(&e.nat_dst, k.family),
+                    u16::from_be(e.nat_dport)
+                )
+            }),
+        })
+        .collect();
+    out.sort_by(|a, b| (a.src, a.dst, a.dport).cmp(&(b.src, b.dst, b.dport)));
+    out
+}
+
+/// `conntrack -L expect` style: `300 proto=6 src=… dst=… sport=0 dport=…`.
+pub fn expect_line(x: &ExpectView) -> String {
+    let mut s = format!(
+        "{} proto={} src={} dst={} sport=0 dport={} mask-src=all mask-dst=all sport=0 dport=65535 \
+         master-src={} master-dst={}",
+        x.expires_in,
+        table_proto_num(&x.proto),
+        x.src,
+        x.dst,
+        x.dport,
+        x.master.src,
+        x.master.dst,
+    );
+    if let (Some(sp), Some(dp)) = (x.master.sport, x.master.dport) {
+        s += &format!(" sport={sp} dport={dp}");
+    }
+    if let Some(n) = &x.nat_to {
+        s += &format!(" nat-to={n}");
+    }
+    s += &format!(" helper={}", x.helper);
+    s
+}
+
+fn table_proto_num(name: &str) -> u8 {
+    proto_number(name).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -282,6 +368,20 @@ mod tests {
              packets=3 bytes=180 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 \
              packets=2 bytes=120 [ASSURED] mark=0 use=1"
         );
+    }
+
+    #[test]
+    fn helped_connections_are_marked_like_conntrack() {
+        let entries = pair(
+            TcpState::Established,
+            flags::SEEN_REPLY | flags::ASSURED | flags::HELPER_FTP,
+            100 * 1_000_000_000,
+        );
+        let c = &connections(&entries, 0)[0];
+        assert_eq!(c.helper, Some("ftp"));
+        assert!(conntrack_line(c).ends_with("[ASSURED] mark=0 helper=ftp use=1"));
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(json["helper"], "ftp");
     }
 
     #[test]

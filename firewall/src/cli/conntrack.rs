@@ -19,6 +19,25 @@ pub struct ConntrackArgs {
 pub enum ConntrackCommand {
     /// List connections, like `conntrack -L`.
     List(ListArgs),
+    /// Pending expectations (announced data connections), like
+    /// `conntrack -L expect`.
+    Expect(ExpectArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExpectArgs {
+    #[command(subcommand)]
+    pub command: ExpectCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExpectCommand {
+    /// List live expectations.
+    List {
+        /// JSON array instead of conntrack lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,7 +65,12 @@ fn parse_proto(s: &str) -> Result<u8, String> {
 }
 
 pub fn conntrack(pins: &PinDir, a: ConntrackArgs) -> anyhow::Result<ExitCode> {
-    let ConntrackCommand::List(l) = a.command;
+    let l = match a.command {
+        ConntrackCommand::List(l) => l,
+        ConntrackCommand::Expect(ExpectArgs {
+            command: ExpectCommand::List { json },
+        }) => return expect_list(pins, json),
+    };
     sys::require_root()?;
     let maps = Maps::from_pins(pins).context("reading the connection table")?;
     let filter = Filter {
@@ -69,6 +93,22 @@ pub fn conntrack(pins: &PinDir, a: ConntrackArgs) -> anyhow::Result<ExitCode> {
         // Like conntrack(8), the trailer goes to stderr so pipes see only
         // entries.
         eprintln!("{} flow entries have been shown.", conns.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn expect_list(pins: &PinDir, json: bool) -> anyhow::Result<ExitCode> {
+    sys::require_root()?;
+    let maps = Maps::from_pins(pins).context("reading the expectation table")?;
+    let entries: Vec<_> = maps.expect.iter().filter_map(Result::ok).collect();
+    let list = table::expectations(&entries, sys::monotonic_ns());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for x in &list {
+            println!("{}", table::expect_line(x));
+        }
+        eprintln!("{} expectations have been shown.", list.len());
     }
     Ok(ExitCode::SUCCESS)
 }
