@@ -282,7 +282,7 @@ pub fn expectations(
             }),
         })
         .collect();
-    out.sort_by(|a, b| (a.src, a.dst, a.dport).cmp(&(b.src, b.dst, b.dport)));
+    out.sort_by_key(|x| (x.src, x.dst, x.dport));
     out
 }
 
