@@ -40,7 +40,9 @@ const BUF: usize = 128;
 
 #[repr(C)]
 pub struct Scratch {
-    pub old: [u8; BUF],
+    /// Twice the window, so a checksum region starting anywhere in the
+    /// window and running to its end stays inside for the verifier.
+    pub old: [u8; 2 * BUF],
     pub new: [u8; BUF],
     pub arg: [u8; ARG_LEN],
     pub text: [u8; FMT_LEN],
@@ -309,6 +311,17 @@ fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), 
             new_port = candidate;
             break;
         }
+        // Taken. By this control connection itself (a retransmitted
+        // command)? Then replace it and announce the same port again, as
+        // nf_ct_expect_related does: a retransmission must carry the same
+        // bytes.
+        // SAFETY: read-only lookup of a plain value.
+        let own = unsafe { EXPECT.get(&s.ek) }.is_some_and(|x| x.master == s.exp.master);
+        if own {
+            let _ = EXPECT.insert(&s.ek, &s.exp, 0);
+            new_port = candidate;
+            break;
+        }
     }
     if new_port == 0 {
         return Err(Counter::DropFtpUnmangleable);
@@ -447,12 +460,12 @@ fn mangle(ctx: &TcContext, p: &Packet, e: &mut CtEntry, s: &mut Scratch) -> Resu
     // is summed when they leave.)
     let old_words = ((old_region + 3) & !3) as u32;
     let new_words = ((new_region + 3) & !3) as u32;
-    // SAFETY: both buffers are map memory of BUF bytes; sizes bounded and
-    // the old region stays inside `old` (region + old_words <= len + 3 < BUF).
+    // SAFETY: map memory; the old region starts below BUF and is shorter
+    // than BUF, inside `old`'s 2 * BUF bytes.
     let diff = unsafe {
         bpf_csum_diff(
-            s.old.as_mut_ptr().add(region & (BUF / 2 - 1)) as *mut u32,
-            old_words & (BUF as u32 / 2 - 4),
+            s.old.as_mut_ptr().add(region & (BUF - 1)) as *mut u32,
+            old_words & (BUF as u32 - 4),
             s.new.as_mut_ptr() as *mut u32,
             new_words & (BUF as u32 - 4),
             0,
