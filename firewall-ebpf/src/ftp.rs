@@ -61,6 +61,13 @@ pub struct Scratch {
     /// The expectation being created, and its key (kept off the stack).
     pub exp: Expectation,
     pub ek: ExpectKey,
+    /// TCP options of the segment being corrected, and where its SACK
+    /// option sits in them (`sack_len` 0: none).
+    pub opts: [u8; 64],
+    pub opts_len: u32,
+    pub opt_pos: u32,
+    pub sack_at: u32,
+    pub sack_len: u32,
 }
 
 /// A helper size argument the verifier can see is in `1..=BUF` (callers
@@ -506,5 +513,109 @@ pub fn adjust(ctx: &TcContext, p: &Packet, e: &CtEntry, ack: bool) -> Result<(),
         .map_err(|_| Counter::DropFtpUnmangleable)?;
     ctx.l4_csum_replace(l4 + 16, raw as u64, new.to_be() as u64, 4)
         .map_err(|_| Counter::DropFtpUnmangleable)?;
+    Ok(())
+}
+
+/// `bpf_loop` callback over the TCP options copied to scratch: finds the
+/// SACK option (kind 5). EOL ends the list, NOP is one byte, everything
+/// else carries its length.
+#[inline(never)]
+extern "C" fn scan_option(_i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch slot, valid during the loop.
+    let s = unsafe { &mut *s };
+    let pos = s.opt_pos as usize;
+    if pos >= s.opts_len as usize || pos >= 40 {
+        return 1;
+    }
+    let kind = s.opts[pos & 63];
+    match kind {
+        0 => return 1,
+        1 => {
+            s.opt_pos += 1;
+            return 0;
+        }
+        _ => {}
+    }
+    let len = s.opts[(pos + 1) & 63] as u32;
+    if len < 2 {
+        return 1;
+    }
+    if kind == 5 {
+        s.sack_at = pos as u32;
+        s.sack_len = len;
+        return 1;
+    }
+    s.opt_pos += len;
+    0
+}
+
+/// `nf_ct_sack_adjust`: SACK blocks in a segment acknowledge the other
+/// direction's (adjusted) sequence numbers, so each edge goes back by the
+/// other direction's correction, like the ack.
+#[inline(never)]
+pub fn adjust_sack(ctx: &TcContext, p: &Packet, other: &CtEntry) -> Result<(), Counter> {
+    let l4 = p.l4_off as usize;
+    let opts_start = l4 + 20;
+    let opts_end = p.payload_off as usize;
+    if opts_end <= opts_start {
+        return Ok(());
+    }
+    let n = opts_end - opts_start;
+    if n > 40 {
+        return Ok(());
+    }
+    let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's scratch slot.
+    let s = unsafe { &mut *s };
+    // SAFETY: bounded length (1..=40) into 64 bytes of map memory.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const c_void,
+            opts_start as u32,
+            s.opts.as_mut_ptr() as *mut c_void,
+            ((n - 1) & 63) as u32 + 1,
+        )
+    };
+    if rc < 0 {
+        return Ok(());
+    }
+    s.opts_len = n as u32;
+    s.opt_pos = 0;
+    s.sack_len = 0;
+    let mut unused = 0u64;
+    // SAFETY: callback and stack context as bpf_loop expects.
+    unsafe {
+        bpf_loop(
+            20,
+            scan_option as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        )
+    };
+    let blocks = (s.sack_len.saturating_sub(2) / 8) as usize;
+    let at = opts_start + (s.sack_at as usize & 63) + 2;
+    for b in 0..4 {
+        if b >= blocks {
+            break;
+        }
+        for edge in 0..2 {
+            let off = at + b * 8 + edge * 4;
+            let Some(raw) = tcp_word(ctx, off) else {
+                return Ok(());
+            };
+            let new = other.seqadj.adjust_sack_edge(u32::from_be(raw)).to_be();
+            if new != raw {
+                ctx.store(off, &new, 0)
+                    .map_err(|_| Counter::DropFtpUnmangleable)?;
+                ctx.l4_csum_replace(l4 + 16, raw as u64, new as u64, 4)
+                    .map_err(|_| Counter::DropFtpUnmangleable)?;
+            }
+        }
+    }
     Ok(())
 }

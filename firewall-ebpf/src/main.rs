@@ -206,7 +206,8 @@ fn ftp_ingress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
     if other.seqadj.is_identity() {
         return Ok(());
     }
-    ftp::adjust(ctx, p, other, true)
+    ftp::adjust(ctx, p, other, true)?;
+    ftp::adjust_sack(ctx, p, other)
 }
 
 /// A segment of a helped connection on its way out: the helper reads it
