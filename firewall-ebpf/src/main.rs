@@ -214,7 +214,7 @@ fn ftp_ingress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
 /// (and may rewrite it), then its sequence number gets the correction.
 #[inline(always)]
 fn ftp_egress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
-    let Some(e) = CONNTRACK.get_ptr_mut(&p.key) else {
+    let Some(e) = ftp_entry(p) else {
         return Ok(());
     };
     // SAFETY: map value pointer, valid for this run.
@@ -316,10 +316,24 @@ fn helped(p: &Packet) -> bool {
     if !SETTINGS.get(0).is_some_and(|s| s.helpers != 0) {
         return false;
     }
-    CONNTRACK
-        .get_ptr(&p.key)
-        // SAFETY: map value pointer, valid for this run.
-        .is_some_and(|e| unsafe { (*e).flags } & flags::HELPER_FTP != 0)
+    // SAFETY: map value pointers, valid for this run.
+    ftp_entry(p).is_some_and(|e| unsafe { (*e).flags } & flags::HELPER_FTP != 0)
+}
+
+/// The entry of the direction a TCP segment travels. Usually keyed by the
+/// segment's own tuple; a reply whose destination tc ingress already
+/// translated back (a masqueraded connection's reply leaving towards the
+/// LAN) no longer carries its entry's key, but its inverse is the original
+/// entry, whose peer is the one we want.
+#[inline(always)]
+fn ftp_entry(p: &Packet) -> Option<*mut firewall_common::CtEntry> {
+    if let Some(e) = CONNTRACK.get_ptr_mut(&p.key) {
+        return Some(e);
+    }
+    let orig = CONNTRACK.get_ptr(&p.key.inverted())?;
+    // SAFETY: map value pointer, valid for this run.
+    let peer = unsafe { (*orig).peer };
+    CONNTRACK.get_ptr_mut(&peer)
 }
 
 /// Continues in `firewall_tc_ftp` (a tail call: a program of its own, so
@@ -341,6 +355,7 @@ pub fn firewall_tc_ftp(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the program run.
     let (ingress, ifindex) = unsafe { ((*ctx.skb.skb).ingress_ifindex, (*ctx.skb.skb).ifindex) };
     let forwarded = ingress != 0 && unsafe { IFACES.get(&ingress) }.is_some();
+    pull_headers(&ctx);
     let Ok(p) = parsed(&ctx, ctx.data(), ctx.data_end()) else {
         count(Counter::DropMalformed);
         return TC_ACT_SHOT as i32;
@@ -559,8 +574,15 @@ fn new_connection<C: EbpfContext>(
     };
     let mut ct_flags = 0;
     if s.helpers != 0 && p.kind == L4Kind::Tcp {
-        if let Some(spec) = expected(p, now) {
+        if let Some(mut spec) = expected(p, now) {
             // RELATED: an announced data connection; policy does not apply.
+            // Without a translation of its own (a passive data connection
+            // from inside), it still gets the source NAT of the interface it
+            // leaves through, like any connection.
+            if matches!(spec, NatSpec::None) {
+                let (chain, out_ifindex) = route(ctx, p, s, hook);
+                spec = source_nat(p, s, chain, out_ifindex);
+            }
             return match conntrack::create(p, tcp_state, s, now, spec, flags::EXPECTED) {
                 Ok(rw) => (pass_with(Counter::AcceptExpected), rw),
                 Err(reason) => (drop_with(reason), none),

@@ -16,6 +16,27 @@ pub struct Config {
     pub rules: Vec<Rule>,
     #[serde(rename = "port_forward", skip_serializing_if = "Vec::is_empty")]
     pub port_forwards: Vec<PortForward>,
+    #[serde(rename = "helper", skip_serializing_if = "Vec::is_empty")]
+    pub helpers: Vec<Helper>,
+}
+
+/// A `[[helper]]`: connections to (`proto`, `port`) get the conntrack helper `kind`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Helper {
+    pub proto: String,
+    pub port: u16,
+    pub kind: String,
+}
+
+impl Helper {
+    /// `proto = "tcp" port = PORT kind = "ftp"`.
+    pub fn ftp(port: u16) -> Self {
+        Self {
+            proto: "tcp".to_owned(),
+            port,
+            kind: "ftp".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,6 +301,11 @@ impl Config {
             .unwrap_or_else(|| panic!("the config has no interface {name:?}"))
     }
 
+    pub fn with_helper(mut self, helper: Helper) -> Self {
+        self.helpers.push(helper);
+        self
+    }
+
     pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
         Self { timeouts, ..self }
     }
@@ -317,6 +343,7 @@ mod tests {
         assert_eq!(parsed["rule"][0]["action"].as_str(), Some("accept"));
         assert!(parsed.get("policy").is_none());
         assert!(parsed.get("port_forward").is_none());
+        assert!(parsed.get("helper").is_none());
         assert!(parsed["interface"][1].get("masquerade").is_none());
     }
 
@@ -343,6 +370,12 @@ mod tests {
             Some("10.0.1.2:80")
         );
         assert_eq!(parsed["port_forward"][1]["to"].as_str(), Some("10.0.1.2"));
+
+        let ftp = Config::router().with_helper(Helper::ftp(21)).to_toml();
+        let parsed: toml::Value = toml::from_str(&ftp).expect("valid TOML");
+        assert_eq!(parsed["helper"][0]["proto"].as_str(), Some("tcp"));
+        assert_eq!(parsed["helper"][0]["port"].as_integer(), Some(21));
+        assert_eq!(parsed["helper"][0]["kind"].as_str(), Some("ftp"));
 
         let snat = Config::router().with_snat("wan0", "10.0.2.1").to_toml();
         let parsed: toml::Value = toml::from_str(&snat).expect("valid TOML");

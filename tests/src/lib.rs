@@ -17,6 +17,7 @@ mod netns;
 mod poll;
 pub mod topology;
 pub mod traffic;
+pub mod wan2;
 
 use std::{
     fmt,
@@ -31,7 +32,8 @@ pub use crate::{
     bpf::{attached_tcx_programs, attachments, has_xdp_program},
     cmd::{Process, exec, run, spawn},
     config::{
-        Action, Chain, Config, Interface, Policy, PortForward, Role, Rule, Timeouts, Verdict,
+        Action, Chain, Config, Helper, Interface, Policy, PortForward, Role, Rule, Timeouts,
+        Verdict,
     },
     firewall::{
         AgerStats, ConntrackSummary, CtCounters, CtEntry, CtTuple, Firewall, RuleStats, Stats,

@@ -1,5 +1,5 @@
 //! Servers and clients for real traffic: python's http.server and curl for TCP, socat
-//! for UDP, ping for ICMP.
+//! for UDP, ping for ICMP, vsftpd and curl for FTP.
 //!
 //! curl gets `--noproxy '*'`: a proxy in the environment must never see test traffic.
 
@@ -402,6 +402,181 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// The passive data ports [`FtpServer`] announces (`pasv_min_port`-`pasv_max_port`).
+pub const FTP_PASV_PORTS: (u16, u16) = (30000, 30100);
+
+/// `ftp://ADDR/PATH`, with brackets around an IPv6 address.
+pub fn ftp_url(addr: IpAddr, path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    match addr {
+        IpAddr::V4(addr) => format!("ftp://{addr}/{path}"),
+        IpAddr::V6(addr) => format!("ftp://[{addr}]/{path}"),
+    }
+}
+
+/// An anonymous FTP server: vsftpd in the foreground in a namespace, listening on one
+/// address, port 21, with its own config and root in a temp dir. Files to download go
+/// in [`FtpServer::pub_dir`] (`/pub`), uploads land in [`FtpServer::upload_dir`]
+/// (`/upload`). Killed on drop.
+pub struct FtpServer {
+    process: Process,
+    dir: tempfile::TempDir,
+}
+
+impl FtpServer {
+    /// Starts vsftpd on `addr` in `netns` (passive and active mode, anonymous downloads
+    /// and uploads) and returns once port 21 listens.
+    pub fn start(netns: &Netns, addr: IpAddr) -> Result<Self> {
+        use std::os::unix::fs::{PermissionsExt as _, chown};
+
+        let dir = tempfile::Builder::new()
+            .prefix("fw-ftp-")
+            .tempdir()
+            .context("creating the FTP server's directory")?;
+        let set_mode = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {mode:o} {}", path.display()))
+        };
+        // vsftpd refuses a chroot it can write to; the anonymous user (`ftp`) must be
+        // able to reach the root, read `pub` and write `upload`.
+        set_mode(dir.path(), 0o755)?;
+        let root = dir.path().join("root");
+        for sub in [root.clone(), root.join("pub"), root.join("upload")] {
+            std::fs::create_dir(&sub).with_context(|| format!("creating {}", sub.display()))?;
+            set_mode(&sub, 0o755)?;
+        }
+        let (uid, gid) = ftp_user()?;
+        chown(root.join("upload"), Some(uid), Some(gid)).context("chown ftp upload/")?;
+        std::fs::create_dir_all(SECURE_CHROOT_DIR)
+            .with_context(|| format!("creating {SECURE_CHROOT_DIR}"))?;
+
+        let listen = match addr {
+            IpAddr::V4(addr) => format!("listen=YES\nlisten_ipv6=NO\nlisten_address={addr}\n"),
+            IpAddr::V6(addr) => format!("listen=NO\nlisten_ipv6=YES\nlisten_address6={addr}\n"),
+        };
+        let (pasv_min, pasv_max) = FTP_PASV_PORTS;
+        let config = format!(
+            "{listen}\
+             anonymous_enable=YES\n\
+             local_enable=NO\n\
+             anon_root={root}\n\
+             no_anon_password=YES\n\
+             write_enable=YES\n\
+             anon_upload_enable=YES\n\
+             anon_other_write_enable=YES\n\
+             anon_umask=022\n\
+             pasv_enable=YES\n\
+             port_enable=YES\n\
+             connect_from_port_20=NO\n\
+             seccomp_sandbox=NO\n\
+             background=NO\n\
+             xferlog_enable=NO\n\
+             pasv_min_port={pasv_min}\n\
+             pasv_max_port={pasv_max}\n\
+             secure_chroot_dir={SECURE_CHROOT_DIR}\n",
+            root = root.display(),
+        );
+        let config_path = dir.path().join("vsftpd.conf");
+        std::fs::write(&config_path, config)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        // vsftpd refuses a config file that is not owned by root or is writable by others.
+        set_mode(&config_path, 0o600)?;
+        let mut process = netns.spawn([Path::new("/usr/sbin/vsftpd"), &config_path])?;
+        wait_for_listener(netns, Transport::Tcp, 21, &mut process)?;
+        Ok(Self { process, dir })
+    }
+
+    /// The directory served as `/pub`.
+    pub fn pub_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("root").join("pub")
+    }
+
+    /// The directory served as `/upload`, where anonymous uploads are stored.
+    pub fn upload_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("root").join("upload")
+    }
+
+    /// The vsftpd process.
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// Where vsftpd's unprivileged processes chroot (`secure_chroot_dir`).
+const SECURE_CHROOT_DIR: &str = "/var/run/vsftpd/empty";
+
+/// Uid and gid of the `ftp` user, vsftpd's anonymous user (Debian's package creates it).
+fn ftp_user() -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            match fields.as_slice() {
+                ["ftp", _, uid, gid, ..] => Some((uid.parse().ok()?, gid.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .context("no `ftp` user in /etc/passwd: install Debian's vsftpd package")
+}
+
+/// How the FTP client opens its data connection; curl's commands for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpMode {
+    /// The server listens: EPSV (229), curl's default.
+    Epsv,
+    /// The server listens: PASV (227) (`--disable-epsv`).
+    Pasv,
+    /// The client listens: EPRT (`-P -`), curl's default for active mode.
+    Eprt,
+    /// The client listens: PORT (`-P - --disable-eprt`).
+    Port,
+}
+
+impl FtpMode {
+    fn curl_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Epsv => &[],
+            Self::Pasv => &["--disable-epsv"],
+            Self::Eprt => &["--ftp-port", "-"],
+            Self::Port => &["--ftp-port", "-", "--disable-eprt"],
+        }
+    }
+}
+
+/// Seconds curl waits for a control or data connection before giving up.
+const FTP_CONNECT_TIMEOUT_SECS: &str = "3";
+
+/// Downloads `url` (`ftp://...`) into the file `target` in `mode`.
+pub fn ftp_download(netns: &Netns, url: &str, target: &Path, mode: FtpMode) -> Result<()> {
+    let target = target.to_str().context("non-UTF-8 path")?;
+    let mut extra = vec![
+        "--max-time",
+        "60",
+        "--connect-timeout",
+        FTP_CONNECT_TIMEOUT_SECS,
+        "--output",
+        target,
+    ];
+    extra.extend_from_slice(mode.curl_args());
+    curl(netns, url, &extra).map(drop)
+}
+
+/// Uploads the file `source` to `url` (`ftp://.../upload/NAME`) in `mode`.
+pub fn ftp_upload(netns: &Netns, source: &Path, url: &str, mode: FtpMode) -> Result<()> {
+    let source = source.to_str().context("non-UTF-8 path")?;
+    let mut extra = vec![
+        "--max-time",
+        "60",
+        "--connect-timeout",
+        FTP_CONNECT_TIMEOUT_SECS,
+        "--upload-file",
+        source,
+    ];
+    extra.extend_from_slice(mode.curl_args());
+    curl(netns, url, &extra).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +590,10 @@ mod tests {
         assert_eq!(
             url("10.0.2.2".parse().unwrap(), 80, ""),
             "http://10.0.2.2:80/"
+        );
+        assert_eq!(
+            ftp_url("fd00:2::2".parse().unwrap(), "/pub/f"),
+            "ftp://[fd00:2::2]/pub/f"
         );
     }
 }
