@@ -1,5 +1,6 @@
 //! `cargo xtask <verb>`: the one entry point for developers and CI.
 
+mod bench;
 mod lab;
 mod lint;
 mod setup;
@@ -28,6 +29,9 @@ enum Verb {
     Test,
     /// Build a LAN/router/WAN lab, run the firewall in it and show real traffic.
     Lab,
+    /// setup, release build, then per-packet (BPF_PROG_TEST_RUN), scale and end-to-end
+    /// benchmarks; a Markdown table, and JSON in target/bench/.
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Verb::Lint => lint::run(),
         Verb::Test => test::run(),
         Verb::Lab => lab::run(),
+        Verb::Bench => bench::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
