@@ -132,6 +132,11 @@ pub fn parse<L: LoadBytes>(
     end: usize,
     p: &mut Packet,
 ) -> Result<(), ParseError> {
+    // The slot still holds the previous packet. A frame that is not IP
+    // (ARP) returns before anything is written, and callers that look at
+    // the slot afterwards must not mistake it for that packet.
+    p.kind = L4Kind::Other;
+    p.key.family = 0;
     let eth: *const EthHdr = ptr_at(start, end, 0)?;
     // SAFETY: bounds-checked by ptr_at.
     let mut proto = be16(unsafe { (*eth).ether_type.to_ne_bytes() });

@@ -748,3 +748,19 @@ fn sack_blocks_are_corrected_back_like_the_ack_after_a_rewrite() {
         &sack_ack(server, client, SERVER_SEQ, CLIENT_SEQ, (later, later + 6)),
     );
 }
+
+#[test]
+fn arp_after_a_helped_segment_leaves_untouched() {
+    // The parsed-packet slot still described the helped TCP segment when
+    // the next frame, an ARP request, came through egress: it was taken
+    // for that segment, sent to the FTP program and dropped, so the router
+    // could not resolve its next hop. A non-IP frame must pass as such.
+    let (h, client, server) = host_server();
+    host_reply(&h, client, server, SERVER_SEQ, b"220 ready\r\n");
+    let arp = arp_request([10, 0, 1, 1], [10, 0, 1, 5]);
+    let (v, out) = h.tc_egress_on(HOST_ORIGINATED, h.lan, &arp);
+    assert_eq!(v, Verdict::Pass, "ARP at lan0 egress");
+    assert_eq!(out, arp, "ARP unchanged");
+    assert_eq!(h.counter(Counter::DropMalformed), 0);
+    assert!(h.counter(Counter::AcceptNonIp) >= 1);
+}

@@ -123,7 +123,6 @@ fn scratch_dir() -> Result<tempfile::TempDir> {
 }
 
 #[test]
-#[ignore = "known bug: under parallel load, forwarded IPv4 control connections through masquerade intermittently have their SYN dropped in firewall_tc_ftp (drop_malformed); see docs/ARCHITECTURE.md, Helpers: FTP"]
 fn passive_ftp_download_through_masquerade_is_intact() -> Result<()> {
     let topo = nat_topology()?;
     let fw = Firewall::start(&topo.rtr, &masquerade_with_ftp())?;
@@ -187,19 +186,16 @@ fn data_connection_from_the_wan(fw: &Firewall) -> Result<CtEntry> {
 }
 
 #[test]
-#[ignore = "known bug: under parallel load, forwarded IPv4 control connections through masquerade intermittently have their SYN dropped in firewall_tc_ftp (drop_malformed); see docs/ARCHITECTURE.md, Helpers: FTP"]
 fn active_ftp_download_with_eprt_through_masquerade_is_let_in_as_related() -> Result<()> {
     active_ftp_download_through_masquerade(FtpMode::Eprt)
 }
 
 #[test]
-#[ignore = "known bug: under parallel load, forwarded IPv4 control connections through masquerade intermittently have their SYN dropped in firewall_tc_ftp (drop_malformed); see docs/ARCHITECTURE.md, Helpers: FTP"]
 fn active_ftp_download_with_port_through_masquerade_is_let_in_as_related() -> Result<()> {
     active_ftp_download_through_masquerade(FtpMode::Port)
 }
 
 #[test]
-#[ignore = "known bug: under parallel load, forwarded IPv4 control connections through masquerade intermittently have their SYN dropped in firewall_tc_ftp (drop_malformed); see docs/ARCHITECTURE.md, Helpers: FTP"]
 fn passive_and_active_uploads_through_masquerade_are_stored_intact() -> Result<()> {
     let topo = nat_topology()?;
     let fw = Firewall::start(&topo.rtr, &masquerade_with_ftp())?;
@@ -234,7 +230,6 @@ fn passive_and_active_uploads_through_masquerade_are_stored_intact() -> Result<(
 }
 
 #[test]
-#[ignore = "known bug: under parallel load, forwarded IPv4 control connections through masquerade intermittently have their SYN dropped in firewall_tc_ftp (drop_malformed); see docs/ARCHITECTURE.md, Helpers: FTP"]
 fn ports_never_announced_stay_closed_after_an_ftp_session() -> Result<()> {
     let topo = nat_topology()?;
     let fw = Firewall::start(&topo.rtr, &masquerade_with_ftp())?;
