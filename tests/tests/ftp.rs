@@ -9,8 +9,8 @@ use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use tests::{
-    Chain, Config, CtEntry, DualAddr, Family, Firewall, Helper, Rule, Stats,
-    topology::{self, HOST, ROUTER_WAN, RouterOptions, RouterTopology, WAN_HOST},
+    Chain, Config, CtEntry, DualAddr, Family, Firewall, Helper, Probe, Rule, Stats, poll,
+    topology::{self, HOST, PEER, ROUTER_WAN, RouterOptions, RouterTopology, WAN_HOST},
     traffic::{self, ConnectOutcome, FtpMode, FtpServer},
 };
 
@@ -429,5 +429,61 @@ fn conntrack_list_shows_the_ftp_helper_of_the_control_connection() -> Result<()>
              form shows as helper=ftp: {control}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn conntrack_expect_list_shows_the_announced_data_connection() -> Result<()> {
+    let topo = topology::host("ftpx")?;
+    let fw = Firewall::start(&topo.host, &host_ftp_server_config(true))?;
+    let (_server, _sha) = server_with_file(&topo.host, HOST.get(Family::V4))?;
+    // A client that asks for passive mode and then waits, so the
+    // expectation stays pending while we look at it.
+    let script = format!(
+        "import ftplib, time\n\
+         f = ftplib.FTP()\n\
+         f.connect('{}', 21, timeout=5)\n\
+         f.login()\n\
+         print(f.sendcmd('PASV'), flush=True)\n\
+         time.sleep(8)\n",
+        HOST.get(Family::V4)
+    );
+    let client = topo.peer.spawn(["/usr/bin/python3", "-c", &script])?;
+    let shown = poll(
+        "an expectation in `conntrack expect list --json`",
+        std::time::Duration::from_secs(6),
+        || {
+            let out = fw.cli(["conntrack", "expect", "list", "--json"])?;
+            let list: serde_json::Value = serde_json::from_str(&out)?;
+            Ok(match list.as_array() {
+                Some(items) if !items.is_empty() => Probe::Ready(items.clone()),
+                _ => Probe::Pending(format!("{out}; client log: {}", client.log())),
+            })
+        },
+    )?;
+    // The 227 announced HOST:port; the expectation is peer → host:port.
+    let log = client.log();
+    let nums: Vec<u16> = log
+        .split(['(', ')'])
+        .nth(1)
+        .context("a 227 reply with numbers in parentheses")?
+        .split(',')
+        .map(|n| n.trim().parse::<u16>())
+        .collect::<std::result::Result<_, _>>()?;
+    ensure!(nums.len() == 6, "227 reply: {log}");
+    let port = nums[4] * 256 + nums[5];
+    let x = &shown[0];
+    ensure!(
+        x["dport"].as_u64() == Some(u64::from(port))
+            && x["dst"].as_str() == Some(&HOST.get(Family::V4).to_string())
+            && x["src"].as_str() == Some(&PEER.get(Family::V4).to_string())
+            && x["helper"].as_str() == Some("ftp"),
+        "expectation {x} for a 227 announcing port {port}"
+    );
+    let text = fw.cli(["conntrack", "expect", "list"])?;
+    ensure!(
+        text.contains(&format!("dport={port}")) && text.contains("helper=ftp"),
+        "text form: {text}"
+    );
     Ok(())
 }
