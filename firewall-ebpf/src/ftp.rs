@@ -21,8 +21,8 @@ use firewall_common::{
     Counter, CtEntry, FAMILY_V4,
     ct::CtDir,
     ftp::{
-        ARG_LEN, EXPECT_TIMEOUT_NS, ExpectKey, Expectation, FMT_LEN, FtpAddr, FtpCmd, Located,
-        MAX_CMD_LEN, Parse, bounce_ok, key_addr_v4, locate_command, nat_announce_addr,
+        ARG_LEN, EXPECT_TIMEOUT_NS, Eprt6Scanner, ExpectKey, Expectation, FMT_LEN, FtpAddr, FtpCmd,
+        Located, MAX_CMD_LEN, Parse, bounce_ok, key_addr_v4, locate_command, nat_announce_addr,
         parse_argument,
     },
     nat::NatRewrite,
@@ -58,6 +58,10 @@ pub struct Scratch {
     pub more: u8,
     pub arg_off: u16,
     pub arg_len: u16,
+    /// EPRT |2| parser state (IPv6 control connections), and the address
+    /// it found in `CtKey` layout.
+    pub e6: Eprt6Scanner,
+    pub addr6: [u32; 4],
     /// The expectation being created, and its key (kept off the stack).
     pub exp: Expectation,
     pub ek: ExpectKey,
@@ -221,6 +225,79 @@ pub fn help(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<()
     stage2(ctx, p, e, now)
 }
 
+/// `bpf_loop` callback: feeds argument byte `i` to the EPRT |2| scanner.
+#[inline(never)]
+extern "C" fn feed_eprt6(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch slot, valid during the loop.
+    let s = unsafe { &mut *s };
+    let b = s.arg[(i as usize) & (ARG_LEN - 1)];
+    i64::from(s.e6.feed(b))
+}
+
+/// EPRT on an IPv6 control connection, with the byte-fed scanner (the
+/// general parser's IPv6 address code is too big for the verifier). IPv6 is
+/// never translated, so this only creates the expectation (after the
+/// anti-bounce check), without going through [`Parse`] (whose 16-byte
+/// address would not fit the stack here).
+///
+/// The scanner state is read back through a fresh pointer after the loop:
+/// the callback changes it behind the `&mut Scratch` the caller holds, and
+/// through that `&mut` LLVM would assume the state is still what was stored
+/// before the loop.
+#[inline(never)]
+fn eprt6(p: &Packet, e: &CtEntry, arg_len: u32, more: u32, now: u64) -> Result<(), Counter> {
+    {
+        let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+            return Ok(());
+        };
+        // SAFETY: this CPU's scratch slot.
+        unsafe { (*s).e6 = Eprt6Scanner::new() };
+    }
+    let mut unused = 0u64;
+    // SAFETY: callback and stack context as bpf_loop expects.
+    unsafe {
+        bpf_loop(
+            arg_len,
+            feed_eprt6 as *mut c_void,
+            &mut unused as *mut u64 as *mut c_void,
+            0,
+        )
+    };
+    let Some(s) = FTP_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    // SAFETY: this CPU's scratch slot.
+    let s = unsafe { &mut *s };
+    let Some(port) = s.e6.result_words(&mut s.addr6) else {
+        return Err(if s.e6.is_done() || more != 0 {
+            Counter::DropFtpInvalid
+        } else {
+            Counter::DropFtpPartial
+        });
+    };
+    if s.addr6 != p.key.src {
+        count(Counter::FtpBounceRefused);
+        return Ok(());
+    }
+    let peer = e.peer;
+    s.ek = ExpectKey::for_command(&peer, port);
+    s.exp = Expectation::for_command(
+        FtpCmd::Eprt,
+        CtDir::Original,
+        &p.key,
+        &peer,
+        false,
+        port,
+        now + EXPECT_TIMEOUT_NS,
+    );
+    let _ = EXPECT.insert(&s.ek, &s.exp, 0);
+    count(Counter::FtpExpectCreated);
+    Ok(())
+}
+
 /// Stage 2, on values read back from map memory.
 #[inline(never)]
 fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), Counter> {
@@ -263,6 +340,8 @@ fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), 
             arg_len,
             more,
         )
+    } else if kind == FtpCmd::Eprt && !e.is_reply() {
+        return eprt6(p, e, arg_len as u32, more as u32, now);
     } else {
         return Ok(());
     };
@@ -282,7 +361,8 @@ fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), 
     if matches!(kind, FtpCmd::Port | FtpCmd::Eprt) {
         let ok = match addr {
             FtpAddr::V4(a) => bounce_ok(a, key_addr_v4(&p.key.src)),
-            _ => false,
+            FtpAddr::V6(_) => addr.key_addr() == Some(p.key.src),
+            FtpAddr::None => false,
         };
         if !ok {
             count(Counter::FtpBounceRefused);

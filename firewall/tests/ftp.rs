@@ -78,7 +78,12 @@ fn at(addr: &str, port: u16) -> SocketAddr {
 fn raw(a: IpAddr) -> [u32; 4] {
     match a {
         IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        IpAddr::V6(_) => panic!("{a} is not IPv4"),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            core::array::from_fn(|i| {
+                u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]])
+            })
+        }
     }
 }
 
@@ -106,7 +111,11 @@ fn expect_key(src: IpAddr, dst: SocketAddr) -> ExpectKey {
         dst: raw(dst.ip()),
         dport: dst.port().to_be(),
         proto: IPPROTO_TCP,
-        family: FAMILY_V4,
+        family: if src.is_ipv4() {
+            FAMILY_V4
+        } else {
+            firewall_common::FAMILY_V6
+        },
     }
 }
 
@@ -763,4 +772,56 @@ fn arp_after_a_helped_segment_leaves_untouched() {
     assert_eq!(out, arp, "ARP unchanged");
     assert_eq!(h.counter(Counter::DropMalformed), 0);
     assert!(h.counter(Counter::AcceptNonIp) >= 1);
+}
+
+#[test]
+fn eprt_over_ipv6_creates_an_expectation() {
+    let h = router("");
+    let client = sa("[fd00:1::5]:40000");
+    let server = sa("[2001:db8::7]:21");
+    // The handshake, by hand: the IPv4 helpers compare IPv4 frames.
+    let syn = tcp(client, server, TCP_SYN, CLIENT_SEQ - 1, 0, &[]);
+    assert_eq!(h.ingress_lan(&syn), Verdict::Pass);
+    assert_eq!(h.forward_to_wan(&syn).0, Verdict::Pass);
+    let syn_ack = tcp(
+        server,
+        client,
+        TCP_SYN | TCP_ACK,
+        SERVER_SEQ - 1,
+        CLIENT_SEQ,
+        &[],
+    );
+    assert_eq!(h.ingress_wan(&syn_ack), Verdict::Pass);
+    assert_eq!(h.tc_ingress(h.wan, &syn_ack).0, Verdict::Pass);
+    let ack = tcp(client, server, TCP_ACK, CLIENT_SEQ, SERVER_SEQ, &[]);
+    assert_eq!(h.ingress_lan(&ack), Verdict::Pass);
+    assert_eq!(h.forward_to_wan(&ack).0, Verdict::Pass);
+    let (v, _) = client_command(
+        &h,
+        client,
+        server,
+        CLIENT_SEQ,
+        b"EPRT |2|fd00:1::5|50004|\r\n",
+    );
+    let nz: Vec<_> = Counter::ALL
+        .iter()
+        .map(|c| (c.name(), h.counter(*c)))
+        .filter(|x| x.1 != 0)
+        .collect();
+    assert_eq!(v, Verdict::Pass, "{nz:?}");
+    let ek = expect_key(server.ip(), sa("[fd00:1::5]:50004"));
+    let exp = expectation(&h, &ek).expect("expectation for EPRT |2|");
+    assert_eq!(exp.cmd, FtpCmd::Eprt as u8);
+    assert_eq!(h.counter(FtpExpectCreated), 1);
+
+    // Anti-bounce holds for IPv6 too.
+    let (v, _) = client_command(
+        &h,
+        client,
+        server,
+        CLIENT_SEQ + 27,
+        b"EPRT |2|fd00:1::6|50005|\r\n",
+    );
+    assert_eq!(v, Verdict::Pass);
+    assert_eq!(h.counter(FtpBounceRefused), 1);
 }

@@ -487,3 +487,51 @@ fn conntrack_expect_list_shows_the_announced_data_connection() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn active_ftp_over_ipv6_eprt_data_connection_from_the_wan_is_let_in_as_related() -> Result<()> {
+    // IPv6 is not translated: the WAN server connects back to the LAN
+    // host's own address, which only the EPRT |2| expectation lets in.
+    // (curl cannot do active mode over IPv6 in these namespaces: it fails
+    // formatting its own address; Python's ftplib sends EPRT |2|.)
+    let topo = nat_topology()?;
+    let fw = Firewall::start(&topo.rtr, &masquerade_with_ftp())?;
+    let server_addr = WAN_HOST.get(Family::V6);
+    let (_server, sha) = server_with_file(&topo.wan, server_addr)?;
+    let scratch = scratch_dir()?;
+    let out = scratch.path().join("active6.bin");
+
+    let before = fw.stats()?;
+    let script = format!(
+        "import ftplib\n\
+         f = ftplib.FTP()\n\
+         f.connect('{server_addr}', 21, timeout=10)\n\
+         f.login()\n\
+         f.set_pasv(False)\n\
+         with open('{}', 'wb') as o:\n    f.retrbinary('RETR pub/{FILE_NAME}', o.write)\n\
+         f.quit()\n",
+        out.display()
+    );
+    topo.lan
+        .exec(["/usr/bin/python3", "-c", &script])
+        .with_context(|| {
+            format!(
+                "active IPv6 download; firewall drops so far: {}",
+                drops_seen(&fw)
+            )
+        })?;
+    ensure!(
+        traffic::sha256_file(&out)? == sha,
+        "the file downloaded over active IPv6 FTP differs"
+    );
+    let after = fw.stats()?;
+    ensure!(
+        grew(&before, &after, "accept_expected")? >= 1,
+        "the server's IPv6 data connection was not let in as expected: {after:?}"
+    );
+    ensure!(
+        grew(&before, &after, "ftp_rewritten")? == 0,
+        "an IPv6 command was rewritten, but IPv6 is never translated: {after:?}"
+    );
+    ensure_no_ftp_drops(&after)
+}
