@@ -825,3 +825,105 @@ fn eprt_over_ipv6_creates_an_expectation() {
     assert_eq!(v, Verdict::Pass);
     assert_eq!(h.counter(FtpBounceRefused), 1);
 }
+
+#[test]
+fn pasv_reply_of_a_port_forwarded_server_announces_the_wan_address() {
+    // The FTP server sits behind a port forward; its 227 names its LAN
+    // address, which the WAN client cannot reach: it must leave naming the
+    // router's WAN address, with the data connection forwarded back.
+    let interfaces = "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\n\
+                      [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n";
+    let config =
+        format!("{HELPER}\n[[port_forward]]\nproto = \"tcp\"\nport = 21\nto = \"10.0.1.10:21\"\n");
+    let h = Harness::with_setup(
+        &Setup {
+            interfaces,
+            ip: ROUTER,
+            sysctls: FORWARDING,
+        },
+        &config,
+    );
+    let client = sa("198.51.100.20:51000");
+    let public = at("10.0.2.1", 21);
+    let server = sa("10.0.1.10:21");
+
+    let syn = tcp(client, public, TCP_SYN, CLIENT_SEQ - 1, 0, &[]);
+    assert_eq!(h.ingress_wan(&syn), Verdict::Pass, "SYN to the forward");
+    let (v, out) = h.tc_ingress(h.wan, &syn);
+    assert_eq!(v, Verdict::Pass);
+    assert_frame(&out, &tcp(client, server, TCP_SYN, CLIENT_SEQ - 1, 0, &[]));
+    let syn_ack = tcp(
+        server,
+        client,
+        TCP_SYN | TCP_ACK,
+        SERVER_SEQ - 1,
+        CLIENT_SEQ,
+        &[],
+    );
+    assert_eq!(h.ingress_lan(&syn_ack), Verdict::Pass);
+    let (v, out) = h.forward_to_wan(&syn_ack);
+    assert_eq!(v, Verdict::Pass);
+    assert_frame(
+        &out,
+        &tcp(
+            public,
+            client,
+            TCP_SYN | TCP_ACK,
+            SERVER_SEQ - 1,
+            CLIENT_SEQ,
+            &[],
+        ),
+    );
+
+    let reply = b"227 Entering Passive Mode (10,0,1,10,117,48).\r\n";
+    let f = tcp(
+        server,
+        client,
+        TCP_PSH | TCP_ACK,
+        SERVER_SEQ,
+        CLIENT_SEQ,
+        reply,
+    );
+    assert_eq!(h.ingress_lan(&f), Verdict::Pass);
+    let (v, out) = h.forward_to_wan(&f);
+    assert_eq!(v, Verdict::Pass, "227 leaves wan0");
+    let new_reply = b"227 Entering Passive Mode (10,0,2,1,117,48).\r\n";
+    assert_frame(
+        &out,
+        &tcp(
+            public,
+            client,
+            TCP_PSH | TCP_ACK,
+            SERVER_SEQ,
+            CLIENT_SEQ,
+            new_reply,
+        ),
+    );
+    assert_eq!(h.counter(FtpRewritten), 1);
+
+    // The client's data connection to the announced WAN port is expected
+    // and forwarded to the server's own port.
+    let data_syn = tcp(
+        sa("198.51.100.20:52000"),
+        at("10.0.2.1", 30000),
+        TCP_SYN,
+        500,
+        0,
+        &[],
+    );
+    assert_eq!(h.ingress_wan(&data_syn), Verdict::Pass, "data SYN at wan0");
+    assert_eq!(h.counter(AcceptExpected), 1);
+    let (v, out) = h.tc_ingress(h.wan, &data_syn);
+    assert_eq!(v, Verdict::Pass);
+    assert_frame(
+        &out,
+        &tcp(
+            sa("198.51.100.20:52000"),
+            sa("10.0.1.10:30000"),
+            TCP_SYN,
+            500,
+            0,
+            &[],
+        ),
+    );
+}
