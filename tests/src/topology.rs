@@ -229,14 +229,14 @@ pub fn host(tag: &str) -> Result<HostTopology> {
 /// A namespace whose interfaces skip IPv6 duplicate address detection, so addresses
 /// (link-local ones too) are usable at once. `addrconf_dad_begin` skips DAD only when
 /// both `all` and the device's own `accept_dad` are 0; devices take `default`'s value.
-fn namespace(name: &str) -> Result<Netns> {
+pub(crate) fn namespace(name: &str) -> Result<Netns> {
     let netns = Netns::create(name)?;
     netns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
     netns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
     Ok(netns)
 }
 
-fn configure(netns: &Netns, ifname: &str, v4: &str, v6: &str) -> Result<()> {
+pub(crate) fn configure(netns: &Netns, ifname: &str, v4: &str, v6: &str) -> Result<()> {
     netns.ip(&format!("addr add {v4} dev {ifname}"))?;
     netns.ip(&format!("addr add {v6} dev {ifname} nodad"))?;
     netns.ip(&format!("link set {ifname} up"))?;
@@ -249,7 +249,7 @@ fn configure(netns: &Netns, ifname: &str, v4: &str, v6: &str) -> Result<()> {
 /// rate-limits to about one event per second. Until then even `nodad` addresses stay
 /// tentative: the device ignores neighbour solicitations for them, and the first
 /// packets to it are lost. A non-tentative link-local address shows readiness.
-fn wait_until_ready(netns: &Netns, ifname: &str) -> Result<()> {
+pub(crate) fn wait_until_ready(netns: &Netns, ifname: &str) -> Result<()> {
     let what = format!("{ifname} in {} to be ready for IPv6", netns.name());
     poll(&what, Duration::from_secs(5), || {
         let json = netns.ip(&format!("-j addr show dev {ifname}"))?;

@@ -12,11 +12,13 @@
 //! only through masquerade on `wan0`. IPv6 is never translated, so `wanr` routes
 //! fd00:1::/64 back to `rtr`. The far host's default routes point at `wanr`.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, Result};
 
-use crate::{DualAddr, Netns, Probe, poll, unique_prefix};
+use crate::{
+    DualAddr, Netns,
+    topology::{configure, namespace, wait_until_ready},
+    unique_prefix,
+};
 
 /// The LAN host.
 pub const LAN_HOST: DualAddr = crate::topology::LAN_HOST;
@@ -130,44 +132,4 @@ pub fn wan2(tag: &str) -> Result<Wan2Topology> {
     })()
     .with_context(|| format!("building the two-hop WAN topology {prefix}"))?;
     Ok(topology)
-}
-
-/// A namespace whose interfaces skip IPv6 duplicate address detection (as in
-/// [`crate::topology`]).
-fn namespace(name: &str) -> Result<Netns> {
-    let netns = Netns::create(name)?;
-    netns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
-    netns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
-    Ok(netns)
-}
-
-fn configure(netns: &Netns, ifname: &str, v4: &str, v6: &str) -> Result<()> {
-    netns.ip(&format!("addr add {v4} dev {ifname}"))?;
-    netns.ip(&format!("addr add {v6} dev {ifname} nodad"))?;
-    netns.ip(&format!("link set {ifname} up"))?;
-    Ok(())
-}
-
-/// Waits until `ifname` is up with a usable link-local address and no tentative one
-/// (see `topology::wait_until_ready` for why).
-fn wait_until_ready(netns: &Netns, ifname: &str) -> Result<()> {
-    let what = format!("{ifname} in {} to be ready for IPv6", netns.name());
-    poll(&what, Duration::from_secs(5), || {
-        let json = netns.ip(&format!("-j addr show dev {ifname}"))?;
-        let links: Vec<serde_json::Value> =
-            serde_json::from_str(&json).context("parsing `ip -j addr show`")?;
-        let link = links.first().context("no such link")?;
-        let addrs = link["addr_info"].as_array().cloned().unwrap_or_default();
-        let is_true = |addr: &serde_json::Value, key: &str| addr[key].as_bool() == Some(true);
-        let up = link["operstate"].as_str() == Some("UP");
-        let tentative = addrs.iter().any(|addr| is_true(addr, "tentative"));
-        let link_local = addrs.iter().any(|addr| {
-            addr["family"].as_str() == Some("inet6") && addr["scope"].as_str() == Some("link")
-        });
-        Ok(if up && !tentative && link_local {
-            Probe::Ready(())
-        } else {
-            Probe::Pending(json)
-        })
-    })
 }
