@@ -63,6 +63,18 @@ pub enum LoadError {
         map: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(
+        "pinned map {map} at {dir} was made by an incompatible version ({what} {have} bytes, \
+         this version needs {want}); its state cannot be adopted: run \
+         `firewall --pin-dir {dir} down` first"
+    )]
+    Incompatible {
+        map: &'static str,
+        dir: String,
+        what: &'static str,
+        have: u32,
+        want: u32,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -144,7 +156,80 @@ fn mode_name(m: AyaXdpMode) -> &'static str {
 /// Loads the object. With `pins`, every map is pinned under (or adopted
 /// from) the instance's directory; without, the maps are private to this
 /// process (BPF_PROG_TEST_RUN tests).
+/// Key and value sizes of every pinned map, as this version lays them out.
+fn expected_layout(name: &str) -> Option<(u32, u32)> {
+    use std::mem::size_of;
+
+    use firewall_common::{
+        CtEntry, CtKey,
+        ftp::{ExpectKey, Expectation},
+        rule::RuleCounter,
+    };
+    let u32s = size_of::<u32>() as u32;
+    let sz = |n: usize| n as u32;
+    Some(match name {
+        "CONNTRACK" => (sz(size_of::<CtKey>()), sz(size_of::<CtEntry>())),
+        "SETTINGS" => (u32s, sz(size_of::<Settings>())),
+        "IFACES" => (u32s, sz(size_of::<IfaceConfig>())),
+        "PORT_FWD" => (sz(size_of::<PortFwdKey>()), sz(size_of::<PortFwdTarget>())),
+        "HELPERS" => (sz(size_of::<PortFwdKey>()), 1),
+        "EXPECT" => (sz(size_of::<ExpectKey>()), sz(size_of::<Expectation>())),
+        "RULES" => (u32s, sz(size_of::<Rule>())),
+        "RULE_STATS" => (u32s, sz(size_of::<RuleCounter>())),
+        "STATS" | "DAEMON_STATE" => (u32s, 8),
+        _ => return None,
+    })
+}
+
+/// Refuses to adopt pinned maps whose layout differs from this version's:
+/// the programs would read them with the wrong offsets.
+fn check_pinned_layout(pins: &PinDir, max_entries: u32) -> Result<(), LoadError> {
+    for name in MAP_NAMES {
+        let path = pins.map(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some((key, value)) = expected_layout(name) else {
+            continue;
+        };
+        let info = aya::maps::MapData::from_pin(&path)
+            .and_then(|m| m.info())
+            .map_err(|e| LoadError::Pin {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let dir = pins.root().display().to_string();
+        for (what, have, want) in [
+            ("key", info.key_size(), key),
+            ("value", info.value_size(), value),
+        ] {
+            if have != want {
+                return Err(LoadError::Incompatible {
+                    map: name,
+                    dir,
+                    what,
+                    have,
+                    want,
+                });
+            }
+        }
+        if name == "CONNTRACK" && info.max_entries() != max_entries {
+            warn!(
+                "the pinned connection table holds {} entries, the config asks for {}; \
+                 keeping {} (tracked connections survive) until `firewall down`",
+                info.max_entries(),
+                max_entries,
+                info.max_entries()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, LoadError> {
+    if let Some(p) = pins {
+        check_pinned_layout(p, max_entries)?;
+    }
     let mut loader = EbpfLoader::new();
     loader.map_max_entries("CONNTRACK", max_entries);
     let paths: Vec<(&str, std::path::PathBuf)> = match pins {

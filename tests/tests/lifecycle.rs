@@ -291,3 +291,59 @@ fn check_accepts_a_valid_config_and_rejects_an_unknown_role() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn run_refuses_to_adopt_pins_of_an_incompatible_layout() -> Result<()> {
+    // Pins left by a version whose connection entries had another size: the
+    // new programs would read them with the wrong offsets, so `run` must
+    // refuse with a clear error and attach nothing.
+    let topo = topology::router("lc")?;
+    let fw = Firewall::prepare(&topo.rtr, &Config::router())?;
+    let maps = fw.pin_dir().join("maps");
+    std::fs::create_dir_all(&maps)?;
+    let conntrack = maps.join("CONNTRACK");
+    let path = conntrack.to_string_lossy().into_owned();
+    topo.rtr.exec([
+        "bpftool",
+        "map",
+        "create",
+        &path,
+        "type",
+        "lru_hash",
+        "key",
+        "40",
+        "value",
+        "104",
+        "entries",
+        "1024",
+        "name",
+        "CONNTRACK",
+    ])?;
+
+    let out = fw.command(["run", "--config", &fw.config_path().to_string_lossy()])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success(),
+        "run adopted an incompatible table: {stderr}"
+    );
+    ensure!(
+        stderr.contains("incompatible version")
+            && stderr.contains("value 104 bytes")
+            && stderr.contains("down"),
+        "unclear error: {stderr}"
+    );
+    ensure!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("firewall: error:"))
+            .count()
+            == 1,
+        "the error is not one line: {stderr}"
+    );
+    check_nothing_attached(&topo)?;
+    ensure!(
+        conntrack.exists(),
+        "the old pins must be left for the user to remove"
+    );
+    Ok(())
+}
