@@ -72,7 +72,8 @@ fn restarted_daemon_adopts_a_live_transfer(family: Family) -> Result<()> {
     // Keep the client's receive buffer small: with autotuning it can grow
     // to hold most of the file, the server then finishes sending before the
     // restart, and the connection is already closing when we look at it.
-    topo.lan.sysctl("net.ipv4.tcp_rmem", "4096 131072 1048576")?;
+    topo.lan
+        .sysctl("net.ipv4.tcp_rmem", "4096 131072 1048576")?;
     let mut fw = Firewall::start(&topo.rtr, &Config::router())?;
     let www = traffic::web_root()?;
     let source = www.path().join("big.bin");
