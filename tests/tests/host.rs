@@ -129,6 +129,29 @@ fn input_rule_opens_one_host_port(family: Family) -> Result<()> {
     let rule = fw.stats()?.rule(1)?.clone();
     ensure!(rule.packets >= 1, "rule 1 matched no packet: {rule:?}");
 
+    // `rules list` shows the same rule, under INPUT, with its counters.
+    let listed: serde_json::Value = serde_json::from_str(&fw.cli(["rules", "list", "--json"])?)?;
+    let input = &listed[0];
+    ensure!(
+        input["chain"] == "INPUT" && input["policy"] == "DROP",
+        "rules list: {listed}"
+    );
+    let first = &input["rules"][0];
+    ensure!(
+        first["num"] == 1
+            && first["action"] == "ACCEPT"
+            && first["packets"].as_u64() == Some(rule.packets)
+            && first["rule"]
+                .as_str()
+                .is_some_and(|r| r.contains("dport 8081")),
+        "rules list entry: {first}"
+    );
+    let text = fw.cli(["rules", "list"])?;
+    ensure!(
+        text.contains("Chain INPUT (policy DROP)") && text.contains("dport 8081"),
+        "rules list text: {text}"
+    );
+
     let outcome = traffic::try_connect(&topo.peer, host, 8080)?;
     ensure!(
         outcome == ConnectOutcome::TimedOut,

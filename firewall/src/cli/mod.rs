@@ -4,6 +4,7 @@ mod check;
 mod conntrack;
 mod down;
 mod import;
+mod rules;
 mod run;
 mod stats;
 mod status;
@@ -37,6 +38,8 @@ pub enum Command {
     Conntrack(conntrack::ConntrackArgs),
     /// Show verdict, drop-reason, rule and ager counters.
     Stats(stats::StatsArgs),
+    /// The installed rules per chain with their counters.
+    Rules(rules::RulesArgs),
     /// Validate a config file without touching the kernel.
     Check(check::CheckArgs),
     /// Translate an iptables-save dump into a config (printed on stdout).
@@ -51,6 +54,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status::status(&pins, a),
         Command::Conntrack(a) => conntrack::conntrack(&pins, a),
         Command::Stats(a) => stats::stats(&pins, a),
+        Command::Rules(a) => rules::rules(&pins, a),
         Command::Check(a) => check::check(a),
         Command::Import(a) => import::import(a),
     }
