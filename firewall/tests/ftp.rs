@@ -16,10 +16,10 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 
 use common::*;
-use etherparse::{IpNumber, NetHeaders, PacketHeaders, TransportHeader};
+use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use firewall_common::{
     Counter::{self, *},
-    CtKey, FAMILY_V4, IPPROTO_TCP, TcpState,
+    FAMILY_V4, IPPROTO_TCP, TcpState,
     ct::flags,
     ftp::{ExpectKey, Expectation, FtpCmd, expect_flags},
     nat::NatRewrite,
@@ -67,14 +67,6 @@ fn router(wan_keys: &str) -> Harness {
     )
 }
 
-fn sa(s: &str) -> SocketAddr {
-    s.parse().expect("socket address")
-}
-
-fn at(addr: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(addr.parse().expect("IP address"), port)
-}
-
 fn raw(a: IpAddr) -> [u32; 4] {
     match a {
         IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
@@ -85,22 +77,6 @@ fn raw(a: IpAddr) -> [u32; 4] {
             })
         }
     }
-}
-
-fn tcp(src: SocketAddr, dst: SocketAddr, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
-    tcp_segment(
-        plain(src.ip(), dst.ip()),
-        src.port(),
-        dst.port(),
-        flags,
-        seq,
-        ack,
-        payload,
-    )
-}
-
-fn tcp_key(src: SocketAddr, dst: SocketAddr) -> CtKey {
-    key(IpNumber::TCP, src, dst)
 }
 
 /// The expectation key for a data connection from `src` (any port) to

@@ -67,17 +67,8 @@ fn router(wan_keys: &str, config_toml: &str) -> Harness {
     )
 }
 
-fn sa(s: &str) -> SocketAddr {
-    s.parse().expect("socket address")
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("IP address")
-}
-
-/// `addr` on `port`: where a LAN host's port appears after translation.
-fn at(addr: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip(addr), port)
 }
 
 /// An IPv4 address as the maps hold it (raw network-order bytes).
@@ -86,22 +77,6 @@ fn raw(a: IpAddr) -> u32 {
         IpAddr::V4(v4) => u32::from_ne_bytes(v4.octets()),
         IpAddr::V6(_) => panic!("{a} is not IPv4"),
     }
-}
-
-fn tcp(src: SocketAddr, dst: SocketAddr, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
-    tcp_segment(
-        plain(src.ip(), dst.ip()),
-        src.port(),
-        dst.port(),
-        flags,
-        seq,
-        ack,
-        payload,
-    )
-}
-
-fn tcp_key(src: SocketAddr, dst: SocketAddr) -> CtKey {
-    key(IpNumber::TCP, src, dst)
 }
 
 fn udp_key(src: SocketAddr, dst: SocketAddr) -> CtKey {

@@ -798,3 +798,37 @@ pub fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
 pub fn l3_len(frame: &[u8]) -> u64 {
     (frame.len() - ETH_LEN) as u64
 }
+
+/// `"addr:port"` as a socket address (tests write them as literals).
+pub fn sa(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// `addr` with `port`.
+pub fn at(addr: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(addr.parse().expect("IP address"), port)
+}
+
+/// One plain (untagged, option-free) TCP segment from `src` to `dst`.
+pub fn tcp(
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    tcp_segment(
+        plain(src.ip(), dst.ip()),
+        src.port(),
+        dst.port(),
+        flags,
+        seq,
+        ack,
+        payload,
+    )
+}
+
+pub fn tcp_key(src: SocketAddr, dst: SocketAddr) -> CtKey {
+    key(IpNumber::TCP, src, dst)
+}
