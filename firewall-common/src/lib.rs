@@ -7,6 +7,9 @@
 //! assertion so layout drift fails the build rather than the verifier.
 #![no_std]
 
+#[cfg(any(feature = "alloc", test))]
+extern crate alloc;
+
 pub mod csum;
 pub mod ct;
 pub mod ftp;
@@ -17,7 +20,7 @@ pub mod tcp;
 pub mod timeouts;
 
 pub use ct::{CtDir, CtEntry, CtKey, CtState};
-pub use rule::{Chain, Rule, RuleAction};
+pub use rule::{Chain, RuleAction};
 pub use stats::Counter;
 pub use tcp::TcpState;
 pub use timeouts::Timeouts;
@@ -32,9 +35,9 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-/// Upper bound on rules in the linear rule table. The datapath walks at most
-/// this many entries, which keeps the loop bounded for the verifier.
-pub const MAX_RULES: u32 = 256;
+/// Upper bound on rules (over all chains). Bitmaps of this many bits bound
+/// the datapath's walk (see `rule`).
+pub const MAX_RULES: u32 = 16_384;
 /// Interfaces the firewall can manage at once.
 pub const MAX_IFACES: u32 = 64;
 /// Pending expectations (FTP data connections announced but not yet seen).
@@ -83,17 +86,15 @@ const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 12);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub timeouts: Timeouts,
-    /// Number of valid entries in `RULES`.
-    pub rule_count: u32,
-    /// Default verdicts per chain when no rule matches and the packet did not
-    /// arrive on a LAN interface; a [`RuleAction`] as u8, indexed by [`Chain`].
-    pub policy: [u8; 4],
+    /// Which bank of the rule tables is live (see `rule`): the loader
+    /// fills the other one, then flips this.
+    pub rule_bank: u32,
     /// [`settings_nat`] bits: which NAT machinery any interface uses, so
     /// the datapath skips NAT lookups entirely when there is none.
     pub nat: u8,
     /// Non-zero when any conntrack helper is configured.
     pub helpers: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 10],
 }
 
 /// `Settings::nat` bits.
@@ -109,16 +110,10 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             timeouts: Timeouts::NETFILTER,
-            rule_count: 0,
-            policy: [
-                RuleAction::Drop as u8,   // input
-                RuleAction::Drop as u8,   // forward
-                RuleAction::Accept as u8, // output
-                RuleAction::Drop as u8,   // unused slot
-            ],
+            rule_bank: 0,
             nat: 0,
             helpers: 0,
-            _pad: [0; 6],
+            _pad: [0; 10],
         }
     }
 }
@@ -131,7 +126,13 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtEntry {}
-    unsafe impl aya::Pod for super::Rule {}
+    unsafe impl aya::Pod for super::rule::RulesetHeader {}
+    unsafe impl aya::Pod for super::rule::ClassBits {}
+    unsafe impl aya::Pod for super::rule::AddrClassData {}
+    unsafe impl aya::Pod for super::rule::IfaceClassKey {}
+    unsafe impl aya::Pod for super::rule::RuleInfo {}
+    unsafe impl aya::Pod for super::rule::LogEvent {}
+    unsafe impl aya::Pod for super::rule::RuleText {}
     unsafe impl aya::Pod for super::rule::RuleCounter {}
     unsafe impl aya::Pod for super::nat::PortFwdKey {}
     unsafe impl aya::Pod for super::nat::PortFwdTarget {}

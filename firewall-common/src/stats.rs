@@ -73,6 +73,17 @@ pub enum Counter {
     /// long, no port for the data connection): dropped rather than leaked
     /// untranslated.
     DropFtpUnmangleable,
+    /// Refused by a REJECT rule, which answered with a RST or ICMP error.
+    DropReject,
+    /// A REJECT rule matched but its answer could not be built (an ICMP
+    /// error about an ICMP error, a frame too short): dropped silently.
+    DropRejectNoReply,
+    /// LOG events written to the ring buffer `firewall log` reads.
+    LogEmitted,
+    /// LOG events lost because the ring buffer was full (no reader).
+    LogLost,
+    /// A rule that matched but was over its `limit` rate (not a match).
+    RuleLimited,
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new
@@ -82,7 +93,7 @@ pub const STATS_SLOTS: u32 = 64;
 const _: () = assert!(Counter::COUNT <= STATS_SLOTS);
 
 impl Counter {
-    pub const COUNT: u32 = 40;
+    pub const COUNT: u32 = 45;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::AcceptNew,
         Counter::AcceptEstablished,
@@ -124,6 +135,11 @@ impl Counter {
         Counter::DropFtpPartial,
         Counter::DropFtpInvalid,
         Counter::DropFtpUnmangleable,
+        Counter::DropReject,
+        Counter::DropRejectNoReply,
+        Counter::LogEmitted,
+        Counter::LogLost,
+        Counter::RuleLimited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -168,6 +184,11 @@ impl Counter {
             Counter::DropFtpPartial => "drop_ftp_partial",
             Counter::DropFtpInvalid => "drop_ftp_invalid",
             Counter::DropFtpUnmangleable => "drop_ftp_unmangleable",
+            Counter::DropReject => "drop_reject",
+            Counter::DropRejectNoReply => "drop_reject_no_reply",
+            Counter::LogEmitted => "log_emitted",
+            Counter::LogLost => "log_lost",
+            Counter::RuleLimited => "rule_limited",
         }
     }
 }

@@ -465,6 +465,11 @@ impl LoadBytes for TcContext {
 }
 
 #[inline(always)]
+fn reject_with(_r: rules::Reject) -> Verdict {
+    drop_with(Counter::DropRejectNoReply)
+}
+
+#[inline(always)]
 fn drop_with(c: Counter) -> Verdict {
     count(c);
     Verdict::Drop
@@ -547,10 +552,11 @@ fn process<C: EbpfContext + LoadBytes>(
         Tracked::Hit { state, nat } => {
             // An original-direction packet of a connection that has not
             // been answered yet is still NEW: policy decides again.
-            let (chain, _) = route(ctx, p, settings, hook);
-            match policy(p, settings, hook, chain, state, Fallback::Policy) {
+            let route = route(ctx, p, settings, hook);
+            match policy(p, settings, hook, route, state, Fallback::Policy) {
                 PolicyVerdict::Accept(c) => (pass_with(c), nat),
                 PolicyVerdict::Drop(c) => (drop_with(c), none),
+                PolicyVerdict::Reject(r) => (reject_with(r), none),
             }
         }
         Tracked::Miss => new_connection(ctx, p, settings, hook, now),
@@ -599,11 +605,13 @@ fn new_connection<C: EbpfContext>(
         }
     }
     if let Some(spec) = port_forward(p, s, hook) {
+        // The output interface is not known before translation: `oif`
+        // conditions do not match port-forwarded packets.
         return match policy(
             p,
             s,
             hook,
-            Chain::Forward,
+            (Chain::Forward, 0),
             CtState::New,
             Fallback::Accept(Counter::AcceptPortForward),
         ) {
@@ -614,10 +622,18 @@ fn new_connection<C: EbpfContext>(
                 }
             }
             PolicyVerdict::Drop(c) => (drop_with(c), none),
+            PolicyVerdict::Reject(r) => (reject_with(r), none),
         };
     }
     let (chain, out_ifindex) = route(ctx, p, s, hook);
-    match policy(p, s, hook, chain, CtState::New, Fallback::Policy) {
+    match policy(
+        p,
+        s,
+        hook,
+        (chain, out_ifindex),
+        CtState::New,
+        Fallback::Policy,
+    ) {
         PolicyVerdict::Accept(c) => {
             let spec = source_nat(p, s, chain, out_ifindex);
             match conntrack::create(p, tcp_state, s, now, spec, ct_flags) {
@@ -626,6 +642,7 @@ fn new_connection<C: EbpfContext>(
             }
         }
         PolicyVerdict::Drop(c) => (drop_with(c), none),
+        PolicyVerdict::Reject(r) => (reject_with(r), none),
     }
 }
 
@@ -711,16 +728,27 @@ fn policy(
     p: &Packet,
     s: &Settings,
     hook: Hook,
-    chain: Chain,
+    (chain, oif): (Chain, u32),
     state: CtState,
     fallback: Fallback,
 ) -> PolicyVerdict {
-    match hook {
-        Hook::Egress { .. } => rules::decide(p, s, chain, 0, None, state, fallback),
-        Hook::Ingress { ifindex, role } => {
-            rules::decide(p, s, chain, ifindex, Some(role), state, fallback)
-        }
-    }
+    let at = match hook {
+        Hook::Egress { .. } => rules::Position {
+            chain,
+            iif: 0,
+            oif,
+            role: None,
+            state,
+        },
+        Hook::Ingress { ifindex, role } => rules::Position {
+            chain,
+            iif: ifindex,
+            oif: if chain == Chain::Forward { oif } else { 0 },
+            role: Some(role),
+            state,
+        },
+    };
+    rules::decide(p, s, &at, fallback)
 }
 
 /// The chain, and the egress interface when the packet is forwarded. At
@@ -733,7 +761,8 @@ fn route<C: EbpfContext>(ctx: &C, p: &Packet, s: &Settings, hook: Hook) -> (Chai
         Hook::Ingress { ifindex, .. } => ifindex,
     };
     let needs_nat = s.nat & settings_nat::SOURCE != 0 && p.key.family == FAMILY_V4;
-    if s.rule_count == 0 && s.policy[0] == s.policy[1] && !needs_nat {
+    let no_rules = rules::ruleset(s).is_none_or(|h| h.count == 0 && h.policy[0] == h.policy[1]);
+    if no_rules && !needs_nat {
         return (Chain::Input, 0);
     }
     // SAFETY: all-zero is a valid bpf_fib_lookup.

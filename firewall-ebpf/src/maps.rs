@@ -4,14 +4,18 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use firewall_common::{
     CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_EXPECTATIONS, MAX_HELPERS, MAX_IFACES,
-    MAX_PORT_FORWARDS, MAX_RULES, Rule, Settings,
+    MAX_PORT_FORWARDS, MAX_RULES, Settings,
     ftp::{ExpectKey, Expectation},
     nat::{PortFwdKey, PortFwdTarget},
-    rule::RuleCounter,
+    rule::{
+        AddrClassData, COUNTER_SLOTS, ClassBits, IfaceClassKey, MAX_ADDR_CLASSES, MAX_BITMAP_WORDS,
+        MAX_CLASSES, MAX_IFACE_CLASSES, META_SLOTS, PORT_SLOTS, RULE_BANKS, RuleCounter, RuleInfo,
+        RuleText, RulesetHeader,
+    },
     stats::STATS_SLOTS,
 };
 
@@ -54,11 +58,60 @@ pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 pub static FTP_SCRATCH: PerCpuArray<crate::ftp::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-#[map]
-pub static RULES: Array<Rule> = Array::with_max_entries(MAX_RULES, 0);
+// The compiled ruleset (`firewall_common::rule`): every table holds two
+// banks, and `Settings::rule_bank` says which is live.
 
 #[map]
-pub static RULE_STATS: PerCpuArray<RuleCounter> = PerCpuArray::with_max_entries(MAX_RULES, 0);
+pub static RULESETS: Array<RulesetHeader> = Array::with_max_entries(RULE_BANKS, 0);
+
+/// (chain, family, state, protocol) → class.
+#[map]
+pub static META_CLASS: Array<u32> = Array::with_max_entries(RULE_BANKS * META_SLOTS, 0);
+
+/// Port (or ICMP type/code) → class, per field.
+#[map]
+pub static PORT_CLASS: Array<u32> = Array::with_max_entries(RULE_BANKS * 2 * PORT_SLOTS, 0);
+
+/// Interfaces rules name → class; others take the header's default.
+#[map]
+pub static IFACE_CLASS: HashMap<IfaceClassKey, u32> =
+    HashMap::with_max_entries(RULE_BANKS * MAX_IFACE_CLASSES, 0);
+
+/// Address prefixes rules name → class (a /0 per field and family makes
+/// every lookup hit). LPM tries must not be preallocated.
+#[map]
+pub static ADDR_CLASS: LpmTrie<AddrClassData, u32> =
+    LpmTrie::with_max_entries(RULE_BANKS * MAX_ADDR_CLASSES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static CLASSES: Array<ClassBits> = Array::with_max_entries(RULE_BANKS * MAX_CLASSES, 0);
+
+/// Non-zero bitmap words, packed per class.
+#[map]
+pub static RULE_WORDS: Array<u64> = Array::with_max_entries(RULE_BANKS * MAX_BITMAP_WORDS, 0);
+
+#[map]
+pub static RULE_INFO: Array<RuleInfo> = Array::with_max_entries(RULE_BANKS * MAX_RULES, 0);
+
+/// What `firewall rules list` shows; the datapath never reads it.
+#[map]
+pub static RULE_TEXT: Array<RuleText> = Array::with_max_entries(RULE_BANKS * MAX_RULES, 0);
+
+/// By counter slot, which a rule keeps across reloads while unchanged.
+#[map]
+pub static RULE_STATS: PerCpuArray<RuleCounter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// `-m limit` state (GCRA theoretical arrival time), by counter slot.
+/// Shared by all CPUs, updated without a lock: concurrent packets can let
+/// a few more through than the rate, never fewer.
+#[map]
+pub static RULE_LIMITS: Array<u64> = Array::with_max_entries(COUNTER_SLOTS, 0);
+
+/// LOG events for `firewall log`.
+#[map]
+pub static LOG_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);

@@ -70,6 +70,10 @@ pub struct Packet {
     pub inner: CtKey,
     pub kind: L4Kind,
     pub tcp_flags: u8,
+    /// ICMP queries: the code (the type is in the tuple).
+    pub icmp_code: u8,
+    /// TTL or hop limit, for LOG.
+    pub ttl: u8,
     /// Layer-3 length (what counters count).
     pub l3_len: u32,
     /// Offsets of the IP and transport headers from the frame start, for
@@ -165,6 +169,8 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     };
     p.kind = L4Kind::Other;
     p.tcp_flags = 0;
+    p.icmp_code = 0;
+    p.ttl = 0;
     p.l3_len = l3_len;
     p.l3_off = 0;
     p.l4_off = 0;
@@ -193,6 +199,7 @@ fn parse_v4<L: LoadBytes>(
     reset(p, FAMILY_V4, ip.proto, tot_len as u32);
     p.l3_off = l3 as u16;
     p.l4_off = (l3 + ihl) as u16;
+    p.ttl = ip.ttl;
     p.key.src[0] = u32::from_ne_bytes(ip.src_addr);
     p.key.dst[0] = u32::from_ne_bytes(ip.dst_addr);
     let frag_off = be16(ip.frags) & 0x1fff;
@@ -223,6 +230,7 @@ fn parse_v6<L: LoadBytes>(
     let mut nh = ip.next_hdr;
     reset(p, FAMILY_V6, 0, (Ipv6Hdr::LEN + payload) as u32);
     p.l3_off = l3 as u16;
+    p.ttl = ip.hop_limit;
     p.key.src = v6_words(&ip.src_addr);
     p.key.dst = v6_words(&ip.dst_addr);
     let mut off = l3 + Ipv6Hdr::LEN;
@@ -323,6 +331,7 @@ fn parse_l4<L: LoadBytes>(
                 IcmpClass::Query => {
                     p.key.sport = u16::from_ne_bytes([h[4], h[5]]);
                     p.key.dport = ty as u16;
+                    p.icmp_code = h[1];
                     p.kind = L4Kind::IcmpQuery;
                 }
                 IcmpClass::Untracked => p.kind = L4Kind::IcmpUntracked,

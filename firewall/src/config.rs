@@ -8,7 +8,7 @@
 //! in messages are 1-based, counting blocks as a person reading the file would.
 //!
 //! Whether a named interface exists on this host is not checked here: the
-//! loader resolves names when it attaches, through [`RuleConfig::to_rule`].
+//! loader resolves names when it attaches, through [`RuleConfig::to_match`].
 //!
 //! NAT is IPv4 only: source NAT per `wan` interface (`masquerade` or `snat`)
 //! and destination NAT through `[[port_forward]]` blocks. IPv6 traffic stays
@@ -26,7 +26,8 @@ use std::path::Path;
 
 use firewall_common::{
     Chain, CtState, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    MAX_RULES, Role, Rule, RuleAction, Timeouts, rule::match_flags,
+    MAX_RULES, Role, RuleAction, Timeouts,
+    rule::model::{Cond, MatchRule, Prefix},
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -277,29 +278,15 @@ impl Cidr {
         }
     }
 
-    /// Address and mask as the datapath compares them: the raw network-order
-    /// bytes reinterpreted in place, so the eBPF side can AND packet words
-    /// without byte swapping.
-    pub fn words(&self) -> ([u32; 4], [u32; 4]) {
+    /// Network-order bytes (IPv4 in the first four) and the prefix
+    /// length, as the rule compiler takes them.
+    pub fn prefix(&self) -> ([u8; 16], u8) {
+        let mut out = [0u8; 16];
         match self.addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                let addr = u32::from(a) & mask;
-                (
-                    [u32::from_ne_bytes(addr.to_be_bytes()), 0, 0, 0],
-                    [u32::from_ne_bytes(mask.to_be_bytes()), 0, 0, 0],
-                )
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                let addr = u128::from(a) & mask;
-                (v6_words(addr.to_be_bytes()), v6_words(mask.to_be_bytes()))
-            }
+            IpAddr::V4(a) => out[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => out = a.octets(),
         }
+        (out, self.prefix)
     }
 
     fn parse(s: &str) -> Result<Cidr, String> {
@@ -347,11 +334,6 @@ impl Cidr {
             }
         }
     }
-}
-
-fn v6_words(bytes: [u8; 16]) -> [u32; 4] {
-    let w = |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    [w(0), w(4), w(8), w(12)]
 }
 
 /// Host addresses print without `/32` so summaries read like `iptables -L`.
@@ -403,52 +385,50 @@ pub struct RuleConfig {
     pub line: usize,
     /// 1-based position among the rules, as used in messages (`rule[N]`).
     pub index: usize,
-    /// Kept so that [`RuleConfig::to_rule`] can report an unresolvable
+    /// Kept so that [`RuleConfig::to_match`] can report an unresolvable
     /// interface with the same `file:line: key:` prefix as parse errors.
     origin: String,
     iif_line: usize,
 }
 
 impl RuleConfig {
-    /// Compile to the datapath form. `ifindex` resolves interface names
-    /// (returns `None` if unknown).
-    pub fn to_rule(&self, ifindex: &dyn Fn(&str) -> Option<u32>) -> Result<Rule, ConfigError> {
-        let mut rule = Rule {
-            chain: self.chain as u8,
-            action: self.action as u8,
-            family: self.family.map_or(0, Family::tag),
-            proto: self.proto.unwrap_or(0),
-            ..Rule::default()
+    /// The rule as the compiler takes it. `ifindex` resolves interface
+    /// names (returns `None` if unknown).
+    pub fn to_match(
+        &self,
+        ifindex: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<MatchRule, ConfigError> {
+        let mut rule = MatchRule::new(self.chain, self.action);
+        rule.family = self.family.map(Family::tag);
+        if let Some(p) = self.proto {
+            rule.proto.push(Cond::is(p));
+        }
+        let prefix = |c: &Cidr| {
+            let (addr, len) = c.prefix();
+            Prefix::new(addr, len)
         };
         if let Some(src) = &self.src {
-            (rule.src, rule.src_mask) = src.words();
-            rule.match_flags |= match_flags::SRC;
+            rule.src.push(Cond::is(prefix(src)));
         }
         if let Some(dst) = &self.dst {
-            (rule.dst, rule.dst_mask) = dst.words();
-            rule.match_flags |= match_flags::DST;
+            rule.dst.push(Cond::is(prefix(dst)));
         }
         if let Some(p) = self.sport {
-            (rule.sport_lo, rule.sport_hi) = (p.lo, p.hi);
-            rule.match_flags |= match_flags::SPORT;
+            rule.sport.push(Cond::is((p.lo, p.hi)));
         }
         if let Some(p) = self.dport {
-            (rule.dport_lo, rule.dport_hi) = (p.lo, p.hi);
-            rule.match_flags |= match_flags::DPORT;
+            rule.dport.push(Cond::is((p.lo, p.hi)));
         }
         if let Some(name) = &self.iif {
-            rule.iif = ifindex(name).ok_or_else(|| ConfigError::Invalid {
+            let i = ifindex(name).ok_or_else(|| ConfigError::Invalid {
                 origin: self.origin.clone(),
                 line: self.iif_line,
                 key: format!("rule[{}].iif", self.index),
                 message: format!("interface {name:?} does not exist"),
             })?;
-            rule.match_flags |= match_flags::IIF;
+            rule.iif.push(Cond::is(i));
         }
-        if !self.ctstate.is_empty() {
-            rule.ctstate = self.ctstate.iter().fold(0, |bits, s| bits | s.bit());
-            rule.match_flags |= match_flags::CTSTATE;
-        }
+        rule.ctstate = self.ctstate.iter().fold(0, |bits, s| bits | s.bit());
         Ok(rule)
     }
 
@@ -1686,7 +1666,7 @@ fn validate_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use firewall_common::rule::RuleInput;
+    use firewall_common::rule::MatchInput;
 
     const SAMPLE: &str = r#"xdp_mode = "auto"          # optional: auto | native | generic
 
@@ -1755,10 +1735,6 @@ comment = "ssh"
             "eth1" => Some(3),
             _ => None,
         }
-    }
-
-    fn v4(a: [u8; 4]) -> [u32; 4] {
-        [u32::from_ne_bytes(a), 0, 0, 0]
     }
 
     #[test]
@@ -2104,91 +2080,78 @@ comment = "ssh"
         );
     }
 
+    fn v4b(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
     #[test]
-    fn to_rule_v4_cidr() {
+    fn to_match_v4_cidr() {
         let r = one_rule("chain = \"forward\"\nsrc = \"10.1.0.0/16\"\naction = \"drop\"\n");
-        let rule = r.to_rule(&ifindex).unwrap();
-        assert_eq!(rule.family, FAMILY_V4);
-        assert_eq!(rule.chain, Chain::Forward as u8);
-        assert_eq!(rule.action, RuleAction::Drop as u8);
-        assert_eq!(rule.proto, 0);
-        assert_eq!(rule.match_flags, match_flags::SRC);
-        assert_eq!(rule.src, v4([10, 1, 0, 0]));
-        assert_eq!(rule.src_mask, v4([255, 255, 0, 0]));
-        let p = RuleInput {
-            family: FAMILY_V4,
-            src: v4([10, 1, 200, 3]),
-            ..RuleInput::default()
+        let rule = r.to_match(&ifindex).unwrap();
+        assert_eq!(rule.family, Some(FAMILY_V4));
+        assert_eq!(rule.chain, Chain::Forward);
+        assert_eq!(rule.action, RuleAction::Drop);
+        assert!(rule.proto.is_empty());
+        assert_eq!(
+            rule.src,
+            vec![Cond::is(Prefix::new(v4b([10, 1, 0, 0]), 16))]
+        );
+        let p = MatchInput {
+            chain: Chain::Forward as u8,
+            src: v4b([10, 1, 200, 3]),
+            ..MatchInput::default()
         };
-        assert!(rule.matches(Chain::Forward, &p));
-        assert!(!rule.matches(
-            Chain::Forward,
-            &RuleInput {
-                src: v4([10, 2, 0, 1]),
-                ..p
-            }
-        ));
+        assert!(rule.matches(&p));
+        assert!(!rule.matches(&MatchInput {
+            src: v4b([10, 2, 0, 1]),
+            ..p
+        }));
         assert_eq!(r.summary(), "forward src 10.1.0.0/16 -> drop");
     }
 
     #[test]
-    fn to_rule_v6_cidr() {
+    fn to_match_v6_cidr() {
         let r = one_rule("chain = \"input\"\ndst = \"2001:db8:ab00::/40\"\naction = \"accept\"\n");
-        let rule = r.to_rule(&ifindex).unwrap();
-        assert_eq!(rule.family, FAMILY_V6);
-        assert_eq!(rule.match_flags, match_flags::DST);
-        let words = |b: [u8; 16]| v6_words(b);
-        let addr: Ipv6Addr = "2001:db8:ab00::".parse().unwrap();
-        assert_eq!(rule.dst, words(addr.octets()));
-        let mut mask = [0u8; 16];
-        mask[..5].fill(0xff);
-        assert_eq!(rule.dst_mask, words(mask));
+        let rule = r.to_match(&ifindex).unwrap();
+        assert_eq!(rule.family, Some(FAMILY_V6));
         let inside: Ipv6Addr = "2001:db8:abff::1".parse().unwrap();
         let outside: Ipv6Addr = "2001:db8:ac00::1".parse().unwrap();
-        let p = RuleInput {
-            family: FAMILY_V6,
-            dst: words(inside.octets()),
-            ..RuleInput::default()
+        let p = MatchInput {
+            chain: Chain::Input as u8,
+            v6: true,
+            dst: inside.octets(),
+            ..MatchInput::default()
         };
-        assert!(rule.matches(Chain::Input, &p));
-        assert!(!rule.matches(
-            Chain::Input,
-            &RuleInput {
-                dst: words(outside.octets()),
-                ..p
-            }
-        ));
-        // An IPv4 packet must not match by accident of its zero words.
-        assert!(!rule.matches(
-            Chain::Input,
-            &RuleInput {
-                family: FAMILY_V4,
-                ..p
-            }
-        ));
+        assert!(rule.matches(&p));
+        assert!(!rule.matches(&MatchInput {
+            dst: outside.octets(),
+            ..p
+        }));
+        // An IPv4 packet must not match by accident of its zero bytes.
+        assert!(!rule.matches(&MatchInput { v6: false, ..p }));
     }
 
     #[test]
-    fn to_rule_port_range() {
+    fn to_match_port_range() {
         let r = one_rule(
             "chain = \"input\"\nproto = \"udp\"\ndport = \"5000-5010\"\nsport = 53\naction = \"accept\"\n",
         );
-        let rule = r.to_rule(&ifindex).unwrap();
-        assert_eq!(rule.proto, IPPROTO_UDP);
-        assert_eq!(rule.family, 0);
-        assert_eq!(rule.match_flags, match_flags::SPORT | match_flags::DPORT);
-        assert_eq!((rule.dport_lo, rule.dport_hi), (5000, 5010));
-        assert_eq!((rule.sport_lo, rule.sport_hi), (53, 53));
+        let rule = r.to_match(&ifindex).unwrap();
+        assert_eq!(rule.proto, vec![Cond::is(IPPROTO_UDP)]);
+        assert_eq!(rule.family, None);
+        assert_eq!(rule.dport, vec![Cond::is((5000, 5010))]);
+        assert_eq!(rule.sport, vec![Cond::is((53, 53))]);
         assert_eq!(r.summary(), "input udp sport 53 dport 5000-5010 -> accept");
     }
 
     #[test]
-    fn to_rule_ctstate() {
+    fn to_match_ctstate() {
         let r = one_rule(
             "chain = \"forward\"\nctstate = [\"new\", \"invalid\", \"untracked\"]\naction = \"drop\"\n",
         );
-        let rule = r.to_rule(&ifindex).unwrap();
-        assert_eq!(rule.match_flags, match_flags::CTSTATE);
+        let rule = r.to_match(&ifindex).unwrap();
         assert_eq!(
             rule.ctstate,
             CtState::New.bit() | CtState::Invalid.bit() | CtState::Untracked.bit()
@@ -2197,16 +2160,15 @@ comment = "ssh"
     }
 
     #[test]
-    fn to_rule_iif() {
+    fn to_match_iif() {
         let r =
             one_rule("chain = \"input\"\nfamily = \"ipv6\"\niif = \"eth0\"\naction = \"accept\"\n");
-        let rule = r.to_rule(&ifindex).unwrap();
-        assert_eq!(rule.match_flags, match_flags::IIF);
-        assert_eq!(rule.iif, 2);
-        assert_eq!(rule.family, FAMILY_V6);
+        let rule = r.to_match(&ifindex).unwrap();
+        assert_eq!(rule.iif, vec![Cond::is(2)]);
+        assert_eq!(rule.family, Some(FAMILY_V6));
         assert_eq!(r.summary(), "input ipv6 iif eth0 -> accept");
 
-        let e = r.to_rule(&|_| None).unwrap_err().to_string();
+        let e = r.to_match(&|_| None).unwrap_err().to_string();
         assert_eq!(
             e,
             "fw.toml:7: rule[1].iif: interface \"eth0\" does not exist"
@@ -2216,7 +2178,7 @@ comment = "ssh"
     #[test]
     fn numeric_proto() {
         let r = one_rule("chain = \"input\"\nproto = 47\naction = \"drop\"\n");
-        assert_eq!(r.to_rule(&ifindex).unwrap().proto, 47);
+        assert_eq!(r.to_match(&ifindex).unwrap().proto, vec![Cond::is(47)]);
         assert_eq!(r.summary(), "input 47 -> drop");
         let r = one_rule("chain = \"input\"\nproto = 6\ndport = 0\naction = \"drop\"\n");
         assert_eq!(r.dport, Some(PortRange { lo: 0, hi: 0 }));

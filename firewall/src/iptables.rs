@@ -6281,12 +6281,20 @@ COMMIT
     fn too_many_rules() {
         let mut body =
             String::from("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n");
-        for p in 1..=300 {
-            body += &format!("-A INPUT -p tcp -m tcp --dport {p} -j ACCEPT\n");
+        let n = MAX_RULES as usize + 1;
+        for i in 0..n {
+            body += &format!(
+                "-A INPUT -s 10.{}.{}.{}/32 -j ACCEPT\n",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            );
         }
         assert_eq!(
             items(&refused(&filter(&body))),
-            ["300 rules, more than the 256 the config holds"]
+            [format!(
+                "{n} rules, more than the {MAX_RULES} the config holds"
+            )]
         );
     }
 

@@ -3,12 +3,13 @@
 //! for the live tables. `main.rs` and `cli/` are thin layers over this.
 
 pub mod ager;
+pub mod batch;
 pub mod config;
-pub mod describe;
 pub mod iptables;
 pub mod loader;
 pub mod maps;
 pub mod pins;
+pub mod ruleset;
 pub mod sys;
 pub mod table;
 
@@ -26,15 +27,25 @@ pub const TC_INGRESS_PROGRAM: &str = "firewall_tc_ingress";
 pub const TC_FTP_PROGRAM: &str = "firewall_tc_ftp";
 
 /// Every map the object defines, in the order `down` removes them.
-pub const MAP_NAMES: [&str; 10] = [
+pub const MAP_NAMES: [&str; 20] = [
     "CONNTRACK",
     "SETTINGS",
     "IFACES",
     "PORT_FWD",
     "HELPERS",
     "EXPECT",
-    "RULES",
+    "RULESETS",
+    "META_CLASS",
+    "PORT_CLASS",
+    "IFACE_CLASS",
+    "ADDR_CLASS",
+    "CLASSES",
+    "RULE_WORDS",
+    "RULE_INFO",
+    "RULE_TEXT",
     "RULE_STATS",
+    "RULE_LIMITS",
+    "LOG_EVENTS",
     "STATS",
     "DAEMON_STATE",
 ];

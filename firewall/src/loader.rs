@@ -18,7 +18,7 @@ use aya::{
     },
 };
 use firewall_common::{
-    IfaceConfig, MAX_RULES, Rule, Settings,
+    IfaceConfig, Settings,
     nat::{IfaceNat, PortFwdKey, PortFwdTarget},
     settings_nat,
 };
@@ -30,6 +30,7 @@ use crate::{
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
+    ruleset::RuleSource,
     sys::{self, SysError},
 };
 
@@ -153,6 +154,37 @@ fn mode_name(m: AyaXdpMode) -> &'static str {
     }
 }
 
+/// The config's rules as the installer takes them, with interface names
+/// resolved.
+pub fn rule_sources(cfg: &Config, ifaces: &[Iface]) -> Result<Vec<RuleSource>, LoadError> {
+    let resolve = |name: &str| {
+        ifaces
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.ifindex)
+            .or_else(|| crate::sys::ifindex(name))
+    };
+    cfg.rules
+        .iter()
+        .map(|r| {
+            Ok(RuleSource {
+                rule: r.to_match(&resolve)?,
+                text: r.summary(),
+                line: r.line as u32,
+            })
+        })
+        .collect()
+}
+
+/// Per-chain default verdicts as the ruleset header stores them.
+pub fn policy_bytes(cfg: &Config) -> [u8; 4] {
+    let mut policy = [firewall_common::RuleAction::Drop as u8; 4];
+    for (i, a) in cfg.policy.iter().enumerate() {
+        policy[i] = *a as u8;
+    }
+    policy
+}
+
 /// Loads the object. With `pins`, every map is pinned under (or adopted
 /// from) the instance's directory; without, the maps are private to this
 /// process (BPF_PROG_TEST_RUN tests).
@@ -163,7 +195,9 @@ fn expected_layout(name: &str) -> Option<(u32, u32)> {
     use firewall_common::{
         CtEntry, CtKey,
         ftp::{ExpectKey, Expectation},
-        rule::RuleCounter,
+        rule::{
+            AddrClassData, ClassBits, IfaceClassKey, RuleCounter, RuleInfo, RuleText, RulesetHeader,
+        },
     };
     let u32s = size_of::<u32>() as u32;
     let sz = |n: usize| n as u32;
@@ -174,8 +208,16 @@ fn expected_layout(name: &str) -> Option<(u32, u32)> {
         "PORT_FWD" => (sz(size_of::<PortFwdKey>()), sz(size_of::<PortFwdTarget>())),
         "HELPERS" => (sz(size_of::<PortFwdKey>()), 1),
         "EXPECT" => (sz(size_of::<ExpectKey>()), sz(size_of::<Expectation>())),
-        "RULES" => (u32s, sz(size_of::<Rule>())),
+        "RULESETS" => (u32s, sz(size_of::<RulesetHeader>())),
+        "META_CLASS" | "PORT_CLASS" => (u32s, u32s),
+        "IFACE_CLASS" => (sz(size_of::<IfaceClassKey>()), u32s),
+        "ADDR_CLASS" => (sz(4 + size_of::<AddrClassData>()), u32s),
+        "CLASSES" => (u32s, sz(size_of::<ClassBits>())),
+        "RULE_WORDS" => (u32s, 8),
+        "RULE_INFO" => (u32s, sz(size_of::<RuleInfo>())),
+        "RULE_TEXT" => (u32s, sz(size_of::<RuleText>())),
         "RULE_STATS" => (u32s, sz(size_of::<RuleCounter>())),
+        "RULE_LIMITS" => (u32s, 8),
         "STATS" | "DAEMON_STATE" => (u32s, 8),
         _ => return None,
     })
@@ -246,7 +288,15 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         loader.map_pin_path(name, path.as_path());
     }
     let mut ebpf = loader
-        .verifier_log_level(VerifierLogLevel::default())
+        // FIREWALL_VERIFIER_LOG=verbose: the full instruction trace in the
+        // debug log (for verifier-complexity work; very large).
+        .verifier_log_level(
+            if std::env::var_os("FIREWALL_VERIFIER_LOG").is_some_and(|v| v == "verbose") {
+                VerifierLogLevel::VERBOSE | VerifierLogLevel::STATS
+            } else {
+                VerifierLogLevel::default()
+            },
+        )
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
     for program in [XDP_PROGRAM, TC_PROGRAM, TC_INGRESS_PROGRAM, TC_FTP_PROGRAM] {
@@ -292,6 +342,11 @@ fn verifier_reason(e: ProgramError) -> String {
             // closing statistics; RUST_LOG=debug prints the whole log.
             let log = verifier_log.to_string();
             log::debug!("verifier log:\n{log}");
+            if std::env::var_os("FIREWALL_VERIFIER_LOG").is_some() {
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines.len().saturating_sub(300);
+                eprintln!("verifier log tail:\n{}", lines[tail..].join("\n"));
+            }
             let is_stat = |l: &str| {
                 [
                     "verification time",
@@ -329,30 +384,25 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
     })
 }
 
-/// Writes settings, interfaces and rules. Rule counters are kept for a rule
-/// that is byte-for-byte unchanged at the same position, and zeroed
-/// otherwise, so a restart does not lose or misattribute them.
+/// Writes settings, interfaces, NAT and helper tables, then installs the
+/// ruleset atomically (see [`crate::ruleset`]). Everything that can be
+/// refused (an unknown interface, a ruleset that does not fit the tables)
+/// is checked before the first map write.
 pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), LoadError> {
-    let resolve = |name: &str| ifaces.iter().find(|i| i.name == name).map(|i| i.ifindex);
-    let rules: Vec<Rule> = cfg
-        .rules
-        .iter()
-        .map(|r| r.to_rule(&resolve))
-        .collect::<Result<_, _>>()?;
-    if rules.len() > MAX_RULES as usize {
-        return Err(LoadError::Other(format!(
-            "{} rules exceed the maximum of {MAX_RULES}",
-            rules.len()
-        )));
-    }
+    let sources = rule_sources(cfg, ifaces)?;
+    let policy = policy_bytes(cfg);
+    // Compile once up front so a ruleset the tables cannot hold is refused
+    // before any map changes; `install` compiles again (cheap next to the
+    // map writes) so it can stand alone for reloads.
+    let compiled: Vec<_> = sources.iter().map(|r| r.rule.clone()).collect();
+    firewall_common::rule::compile::compile(&compiled, policy)
+        .map_err(|e| LoadError::Other(e.to_string()))?;
+    let old_settings = maps.settings.get(&0, 0).ok();
     let mut settings = Settings {
         timeouts: cfg.timeouts,
-        rule_count: rules.len() as u32,
+        rule_bank: old_settings.map_or(0, |s| s.rule_bank),
         ..Settings::default()
     };
-    for (i, a) in cfg.policy.iter().enumerate() {
-        settings.policy[i] = *a as u8;
-    }
     if ifaces.iter().any(|i| i.nat.is_some()) {
         settings.nat |= settings_nat::SOURCE;
     }
@@ -450,59 +500,14 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
         let _ = maps.port_fwd.remove(&k);
     }
 
-    // Rules: shrink the count before rewriting, so the datapath never reads
-    // a slot that is being replaced beyond the old prefix it still trusts.
-    let old_settings = maps.settings.get(&0, 0).ok();
-    let old_count = old_settings.map_or(0, |s| s.rule_count) as usize;
-    let ncpus = aya::util::nr_cpus().map_err(|(_, e)| LoadError::Other(e.to_string()))?;
-    let zero = || {
-        aya::maps::PerCpuValues::try_from(vec![
-            firewall_common::rule::RuleCounter::default();
-            ncpus
-        ])
-        .map_err(|e| LoadError::MapWrite {
-            map: "RULE_STATS",
-            source: aya::maps::MapError::IoError(e),
-        })
-    };
-    let mut keep = 0usize;
-    for (i, r) in rules.iter().enumerate() {
-        if i < old_count && maps.rules.get(&(i as u32), 0).ok().as_ref() == Some(r) {
-            keep += 1;
-        } else {
-            break;
-        }
-    }
-    let interim = Settings {
-        rule_count: keep as u32,
-        ..old_settings.unwrap_or(settings)
-    };
-    maps.settings
-        .set(0, interim, 0)
-        .map_err(|source| LoadError::MapWrite {
-            map: "SETTINGS",
-            source,
-        })?;
-    for (i, r) in rules.iter().enumerate().skip(keep) {
-        maps.rules
-            .set(i as u32, *r, 0)
-            .map_err(|source| LoadError::MapWrite {
-                map: "RULES",
-                source,
-            })?;
-        maps.rule_stats
-            .set(i as u32, zero()?, 0)
-            .map_err(|source| LoadError::MapWrite {
-                map: "RULE_STATS",
-                source,
-            })?;
-    }
     maps.settings
         .set(0, settings, 0)
         .map_err(|source| LoadError::MapWrite {
             map: "SETTINGS",
             source,
         })?;
+    crate::ruleset::install(maps, &sources, policy)
+        .map_err(|e| LoadError::Other(format!("installing the ruleset: {e}")))?;
     Ok(())
 }
 

@@ -2,15 +2,19 @@
 //! loaded object (the daemon) or from an instance's pins (every query
 //! command, from another process).
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
 };
 use firewall_common::{
-    CtEntry, CtKey, IfaceConfig, Rule, Settings,
+    CtEntry, CtKey, IfaceConfig, Settings,
     ftp::{ExpectKey, Expectation},
     nat::{PortFwdKey, PortFwdTarget},
-    rule::RuleCounter,
+    rule::{
+        AddrClassData, ClassBits, IfaceClassKey, RuleCounter, RuleInfo, RuleText, RulesetHeader,
+    },
 };
 use thiserror::Error;
 
@@ -39,11 +43,42 @@ pub struct Maps {
     /// (proto, port) → helper kind (1 = FTP).
     pub helpers: HashMap<MapData, PortFwdKey, u8>,
     pub expect: HashMap<MapData, ExpectKey, Expectation>,
-    pub rules: Array<MapData, Rule>,
+    /// The compiled ruleset's tables (`firewall_common::rule`).
+    pub rulesets: Array<MapData, RulesetHeader>,
+    pub meta_class: Array<MapData, u32>,
+    pub port_class: Array<MapData, u32>,
+    pub iface_class: HashMap<MapData, IfaceClassKey, u32>,
+    pub addr_class: LpmTrie<MapData, AddrClassData, u32>,
+    pub classes: Array<MapData, ClassBits>,
+    pub rule_words: Array<MapData, u64>,
+    pub rule_info: Array<MapData, RuleInfo>,
+    pub rule_text: Array<MapData, RuleText>,
     pub rule_stats: PerCpuArray<MapData, RuleCounter>,
+    pub rule_limits: Array<MapData, u64>,
+    /// Duplicated descriptors of the arrays the ruleset writes in batches
+    /// (aya has no batch update): META_CLASS, PORT_CLASS, CLASSES,
+    /// RULE_WORDS, RULE_INFO, RULE_TEXT.
+    pub batch_fds: BatchFds,
     pub stats: PerCpuArray<MapData, u64>,
     /// `DAEMON_STATE`.
     pub daemon: Array<MapData, u64>,
+}
+
+pub struct BatchFds {
+    pub meta_class: OwnedFd,
+    pub port_class: OwnedFd,
+    pub classes: OwnedFd,
+    pub rule_words: OwnedFd,
+    pub rule_info: OwnedFd,
+    pub rule_text: OwnedFd,
+}
+
+fn dup_fd(map: &Map) -> Option<OwnedFd> {
+    let data = match map {
+        Map::Array(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::LpmTrie(d) => d,
+        _ => return None,
+    };
+    data.fd().as_fd().try_clone_to_owned().ok()
 }
 
 impl Maps {
@@ -77,6 +112,23 @@ impl Maps {
                 })?
             };
         }
+        macro_rules! with_fd {
+            ($name:literal) => {{
+                let map = open($name)?;
+                let fd = dup_fd(&map).ok_or(MapsError::Missing { name: $name })?;
+                let typed = map.try_into().map_err(|source| MapsError::Type {
+                    name: $name,
+                    source,
+                })?;
+                (typed, fd)
+            }};
+        }
+        let (meta_class, meta_fd) = with_fd!("META_CLASS");
+        let (port_class, port_fd) = with_fd!("PORT_CLASS");
+        let (classes, classes_fd) = with_fd!("CLASSES");
+        let (rule_words, words_fd) = with_fd!("RULE_WORDS");
+        let (rule_info, info_fd) = with_fd!("RULE_INFO");
+        let (rule_text, text_fd) = with_fd!("RULE_TEXT");
         Ok(Self {
             conntrack: typed!("CONNTRACK"),
             settings: typed!("SETTINGS"),
@@ -84,8 +136,25 @@ impl Maps {
             port_fwd: typed!("PORT_FWD"),
             helpers: typed!("HELPERS"),
             expect: typed!("EXPECT"),
-            rules: typed!("RULES"),
+            rulesets: typed!("RULESETS"),
+            meta_class,
+            port_class,
+            iface_class: typed!("IFACE_CLASS"),
+            addr_class: typed!("ADDR_CLASS"),
+            classes,
+            rule_words,
+            rule_info,
+            rule_text,
             rule_stats: typed!("RULE_STATS"),
+            rule_limits: typed!("RULE_LIMITS"),
+            batch_fds: BatchFds {
+                meta_class: meta_fd,
+                port_class: port_fd,
+                classes: classes_fd,
+                rule_words: words_fd,
+                rule_info: info_fd,
+                rule_text: text_fd,
+            },
             stats: typed!("STATS"),
             daemon: typed!("DAEMON_STATE"),
         })

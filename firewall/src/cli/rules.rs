@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use firewall::{describe, maps::Maps, pins::PinDir, sys};
+use firewall::{maps::Maps, pins::PinDir, ruleset, sys};
 use firewall_common::{Chain, RuleAction};
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ pub fn rules(pins: &PinDir, a: RulesArgs) -> anyhow::Result<ExitCode> {
     let RulesCommand::List { json } = a.command;
     sys::require_root()?;
     let maps = Maps::from_pins(pins).context("reading the ruleset")?;
-    let settings = maps.settings.get(&0, 0).context("reading settings")?;
+    let (hdr, live) = ruleset::live(&maps).context("reading the ruleset")?;
     let chains = [
         (Chain::Input, "INPUT"),
         (Chain::Forward, "FORWARD"),
@@ -56,7 +56,7 @@ pub fn rules(pins: &PinDir, a: RulesArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(c, name)| ChainView {
             chain: name,
-            policy: if settings.policy[*c as usize] == RuleAction::Accept as u8 {
+            policy: if hdr.policy[*c as usize] == RuleAction::Accept as u8 {
                 "ACCEPT"
             } else {
                 "DROP"
@@ -64,22 +64,16 @@ pub fn rules(pins: &PinDir, a: RulesArgs) -> anyhow::Result<ExitCode> {
             rules: Vec::new(),
         })
         .collect();
-    for i in 0..settings.rule_count {
-        let r = maps.rules.get(&i, 0).context("reading a rule")?;
-        let c = maps.rule_counter(i);
-        let Some(view) = out.get_mut(usize::from(r.chain)) else {
+    for r in live {
+        let Some(view) = out.get_mut(r.chain as usize) else {
             continue;
         };
         view.rules.push(RuleView {
-            num: i + 1,
-            packets: c.packets,
-            bytes: c.bytes,
-            action: if r.action == RuleAction::Accept as u8 {
-                "ACCEPT"
-            } else {
-                "DROP"
-            },
-            rule: describe::rule(&r),
+            num: r.index,
+            packets: r.packets,
+            bytes: r.bytes,
+            action: action_name(r.action),
+            rule: r.text,
         });
     }
     if json {
@@ -103,4 +97,13 @@ pub fn rules(pins: &PinDir, a: RulesArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn action_name(a: RuleAction) -> &'static str {
+    match a {
+        RuleAction::Accept => "ACCEPT",
+        RuleAction::Drop => "DROP",
+        RuleAction::Reject => "REJECT",
+        RuleAction::Log => "LOG",
+    }
 }

@@ -1,7 +1,7 @@
 use std::{collections::BTreeMap, process::ExitCode};
 
 use anyhow::Context as _;
-use firewall::{AGER_REMOVED, AGER_SCANS, maps::Maps, pins::PinDir, sys};
+use firewall::{AGER_REMOVED, AGER_SCANS, maps::Maps, pins::PinDir, ruleset, sys};
 use firewall_common::{Chain, Counter, RuleAction};
 use serde::Serialize;
 
@@ -56,23 +56,21 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|c| (c.name(), maps.counter(*c as u32)))
         .collect();
-    let settings = maps.settings.get(&0, 0).context("reading settings")?;
-    let rules = (0..settings.rule_count)
-        .filter_map(|i| {
-            let r = maps.rules.get(&i, 0).ok()?;
-            let c = maps.rule_counter(i);
-            Some(RuleStats {
-                index: i + 1,
-                chain: chain_name(r.chain),
-                action: if r.action == RuleAction::Accept as u8 {
-                    "accept"
-                } else {
-                    "drop"
-                },
-                packets: c.packets,
-                bytes: c.bytes,
-                summary: firewall::describe::rule(&r),
-            })
+    let (_, live) = ruleset::live(&maps).context("reading the ruleset")?;
+    let rules = live
+        .into_iter()
+        .map(|r| RuleStats {
+            index: r.index,
+            chain: chain_name(r.chain as u8),
+            action: match r.action {
+                RuleAction::Accept => "accept",
+                RuleAction::Drop => "drop",
+                RuleAction::Reject => "reject",
+                RuleAction::Log => "log",
+            },
+            packets: r.packets,
+            bytes: r.bytes,
+            summary: r.text,
         })
         .collect();
     let st = Stats {
