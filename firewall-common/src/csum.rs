@@ -75,7 +75,8 @@ pub const fn udp_replace_u32(check: u16, old: u32, new: u32) -> u16 {
 }
 
 /// Sum of `data` as 16-bit native-order words, odd byte padded with zero.
-/// Host side (tests, userspace); the datapath never sums whole packets.
+/// The datapath uses it only on headers it builds (REJECT answers).
+#[inline(always)]
 pub fn sum(data: &[u8], mut acc: u32) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {

@@ -14,6 +14,7 @@ pub mod csum;
 pub mod ct;
 pub mod ftp;
 pub mod nat;
+pub mod reject;
 pub mod rule;
 pub mod stats;
 pub mod tcp;

@@ -15,6 +15,7 @@ mod ftp;
 mod maps;
 mod nat;
 mod parse;
+mod reject;
 mod rules;
 
 use aya_ebpf::{
@@ -38,7 +39,10 @@ use firewall_common::{
 
 use crate::{
     conntrack::{NO_REWRITE, NatSpec, Rewrite, Tracked},
-    maps::{CONNTRACK, EXPECT, HELPERS, IFACES, JUMP, PORT_FWD, SCRATCH, SETTINGS, count},
+    maps::{
+        CONNTRACK, EXPECT, HELPERS, IFACES, JUMP, JUMP_XDP, PORT_FWD, REJECT_ARGS, SCRATCH,
+        SETTINGS, count,
+    },
     parse::{L4Kind, LoadBytes, Packet, ParseError},
     rules::{Fallback, PolicyVerdict},
 };
@@ -47,6 +51,8 @@ use crate::{
 enum Verdict {
     Pass,
     Drop,
+    /// Drop and answer (a REJECT rule).
+    Reject(rules::Reject),
 }
 
 /// Where the packet was seen.
@@ -91,6 +97,32 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Reject(r) => {
+            // The answer is built by its own program, with a fresh stack:
+            // this one's frame is mostly spent.
+            if let Some(slot) = REJECT_ARGS.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot.
+                unsafe { *slot = r };
+                // SAFETY: index 0 holds firewall_xdp_reject, installed by
+                // the loader.
+                let _ = unsafe { JUMP_XDP.tail_call(&ctx, 0) };
+            }
+            count(Counter::DropRejectNoReply);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// REJECT's answer, reached by tail call from `firewall_xdp` with the
+/// refused packet still parsed in the per-CPU scratch slot.
+#[xdp]
+pub fn firewall_xdp_reject(ctx: XdpContext) -> u32 {
+    match (scratch(), REJECT_ARGS.get(0)) {
+        (Some(p), Some(r)) => reject::xdp(&ctx, p, *r),
+        _ => {
+            count(Counter::DropRejectNoReply);
+            xdp_action::XDP_DROP
+        }
     }
 }
 
@@ -118,6 +150,11 @@ pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
     match verdict {
         Verdict::Pass => TC_ACT_UNSPEC,
         Verdict::Drop => TC_ACT_SHOT as i32,
+        // OUTPUT has no REJECT (the config refuses it); fail closed.
+        Verdict::Reject(_) => {
+            count(Counter::DropRejectNoReply);
+            TC_ACT_SHOT as i32
+        }
     }
 }
 
@@ -234,7 +271,7 @@ fn ftp_egress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
 #[inline(always)]
 fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
     let (verdict, nat_kind) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
-    if verdict == Verdict::Drop {
+    if verdict != Verdict::Pass {
         return verdict;
     }
     let Some(p) = scratch() else {
@@ -382,7 +419,7 @@ pub fn firewall_tc_ftp(ctx: TcContext) -> i32 {
     };
     match verdict {
         Verdict::Pass => TC_ACT_UNSPEC,
-        Verdict::Drop => TC_ACT_SHOT as i32,
+        Verdict::Drop | Verdict::Reject(_) => TC_ACT_SHOT as i32,
     }
 }
 
@@ -465,8 +502,8 @@ impl LoadBytes for TcContext {
 }
 
 #[inline(always)]
-fn reject_with(_r: rules::Reject) -> Verdict {
-    drop_with(Counter::DropRejectNoReply)
+fn reject_with(r: rules::Reject) -> Verdict {
+    Verdict::Reject(r)
 }
 
 #[inline(always)]

@@ -54,6 +54,14 @@ pub static EXPECT: LruHashMap<ExpectKey, Expectation> =
 #[map]
 pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// XDP tail-call targets: 0 = `firewall_xdp_reject`. Not pinned.
+#[map]
+pub static JUMP_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// The REJECT answer `firewall_xdp` hands to `firewall_xdp_reject`.
+#[map]
+pub static REJECT_ARGS: PerCpuArray<crate::rules::Reject> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU buffers for the FTP helper (too big for the stack).
 #[map]
 pub static FTP_SCRATCH: PerCpuArray<crate::ftp::Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -32,7 +32,7 @@ pub enum PolicyVerdict {
     Reject(Reject),
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
     pub rst: bool,
     pub icmp_type: u8,

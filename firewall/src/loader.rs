@@ -26,7 +26,7 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM,
+    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM, XDP_REJECT_PROGRAM,
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
@@ -299,7 +299,13 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         )
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
-    for program in [XDP_PROGRAM, TC_PROGRAM, TC_INGRESS_PROGRAM, TC_FTP_PROGRAM] {
+    for program in [
+        XDP_PROGRAM,
+        TC_PROGRAM,
+        TC_INGRESS_PROGRAM,
+        TC_FTP_PROGRAM,
+        XDP_REJECT_PROGRAM,
+    ] {
         load_program(&mut ebpf, program)?;
     }
     install_tail_calls(&mut ebpf)?;
@@ -308,26 +314,37 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
 
 /// Fills `JUMP` (index 0: the FTP helper's egress program).
 fn install_tail_calls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    install_tail_call(ebpf, "JUMP", TC_FTP_PROGRAM)?;
+    install_tail_call(ebpf, "JUMP_XDP", XDP_REJECT_PROGRAM)
+}
+
+fn install_tail_call(
+    ebpf: &mut Ebpf,
+    map_name: &'static str,
+    program: &'static str,
+) -> Result<(), LoadError> {
     let fd = {
-        let prog: &SchedClassifier = ebpf
-            .program(TC_FTP_PROGRAM)
-            .ok_or(LoadError::MissingProgram(TC_FTP_PROGRAM))?
-            .try_into()
-            .map_err(|_| LoadError::MissingProgram(TC_FTP_PROGRAM))?;
-        prog.fd()
-            .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
-            .map_err(|e| LoadError::Other(format!("program {TC_FTP_PROGRAM}: {e}")))?
+        let prog = ebpf
+            .program(program)
+            .ok_or(LoadError::MissingProgram(program))?;
+        let fd = match prog {
+            aya::programs::Program::Xdp(p) => p.fd(),
+            aya::programs::Program::SchedClassifier(p) => p.fd(),
+            _ => return Err(LoadError::MissingProgram(program)),
+        };
+        fd.and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+            .map_err(|e| LoadError::Other(format!("program {program}: {e}")))?
     };
     let map = ebpf
-        .map_mut("JUMP")
-        .ok_or_else(|| LoadError::Other("map JUMP missing from the object".into()))?;
+        .map_mut(map_name)
+        .ok_or_else(|| LoadError::Other(format!("map {map_name} missing from the object")))?;
     let mut jump =
         aya::maps::ProgramArray::try_from(map).map_err(|source| LoadError::MapWrite {
-            map: "JUMP",
+            map: map_name,
             source,
         })?;
     jump.set(0, &fd, 0).map_err(|source| LoadError::MapWrite {
-        map: "JUMP",
+        map: map_name,
         source,
     })
 }

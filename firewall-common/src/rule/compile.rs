@@ -396,6 +396,11 @@ fn validate(i: usize, r: &MatchRule) -> Result<(), CompileError> {
             return bad("a prefix is longer than its family's addresses");
         }
     }
+    if r.action == RuleAction::Reject && r.chain == Chain::Output {
+        // The answer would have to be delivered to a local socket from TC
+        // egress; netfilter does that, this datapath does not (yet).
+        return bad("REJECT is not supported in chain output (use drop)");
+    }
     if !r.icmp.is_empty() {
         let icmp_only = r.proto.iter().any(|c| {
             !c.negated
@@ -774,6 +779,11 @@ mod tests {
             RuleAction::Reject,
             RuleAction::Log,
         ][rng.below(4) as usize];
+        let action = if chain == Chain::Output && action == RuleAction::Reject {
+            RuleAction::Drop
+        } else {
+            action
+        };
         let mut r = MatchRule::new(chain, action);
         let fam = rng.below(3);
         r.family = [None, Some(FAMILY_V4), Some(FAMILY_V6)][fam as usize];

@@ -54,10 +54,14 @@ const TEST_CT_ENTRIES: u32 = 4096;
 pub enum Verdict {
     Pass,
     Drop,
+    /// XDP_TX: sent back out of the interface it came in on (a REJECT's
+    /// answer).
+    Tx,
 }
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 /// `TC_ACT_UNSPEC`: continue with the next classifier (or send).
 const TC_ACT_UNSPEC: i32 = -1;
 const TC_ACT_SHOT: i32 = 2;
@@ -180,6 +184,11 @@ impl Harness {
     }
 
     pub fn xdp(&self, ingress_ifindex: u32, frame: &[u8]) -> Verdict {
+        self.xdp_frame(ingress_ifindex, frame).0
+    }
+
+    /// As [`Harness::xdp`], also returning the frame as the program left it.
+    pub fn xdp_frame(&self, ingress_ifindex: u32, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let prog: &Xdp = self
             .ebpf
             .program(XDP_PROGRAM)
@@ -199,18 +208,60 @@ impl Harness {
             egress_ifindex: 0,
         };
         let ctx = md.to_bytes();
+        // Room for a REJECT's answer, which can be longer than the packet.
+        let mut out = vec![0u8; frame.len() + 256];
         let res = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
+                data_out: Some(&mut out),
                 ctx_in: Some(&ctx),
                 ..TestRunOptions::default()
             })
             .expect("XDP test run");
-        match res.return_value {
+        out.truncate(res.data_size_out as usize);
+        let v = match res.return_value {
             XDP_PASS => Verdict::Pass,
             XDP_DROP => Verdict::Drop,
+            XDP_TX => Verdict::Tx,
             other => panic!("XDP program returned {other}"),
+        };
+        (v, out)
+    }
+
+    /// Installs `rules` as the live ruleset, as `firewall reload` does.
+    pub fn install(
+        &mut self,
+        rules: &[firewall_common::rule::model::MatchRule],
+        policy: [u8; 4],
+    ) -> firewall::ruleset::Installed {
+        let sources: Vec<firewall::ruleset::RuleSource> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| firewall::ruleset::RuleSource {
+                rule: r.clone(),
+                text: format!("rule {}", i + 1),
+                line: i as u32 + 1,
+            })
+            .collect();
+        firewall::ruleset::install(&mut self.maps, &sources, policy).expect("ruleset installs")
+    }
+
+    /// LOG events written since the last call.
+    pub fn log_events(&mut self) -> Vec<firewall_common::rule::LogEvent> {
+        let map = self.ebpf.map_mut("LOG_EVENTS").expect("LOG_EVENTS map");
+        let mut ring = aya::maps::RingBuf::try_from(map).expect("ring buffer");
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(
+                item.len(),
+                std::mem::size_of::<firewall_common::rule::LogEvent>()
+            );
+            // SAFETY: the datapath writes whole LogEvents; read unaligned.
+            out.push(unsafe {
+                std::ptr::read_unaligned(item.as_ptr() as *const firewall_common::rule::LogEvent)
+            });
         }
+        out
     }
 
     /// The TC egress program with `__sk_buff.ingress_ifindex` set:
@@ -302,8 +353,14 @@ impl Harness {
         self.maps.counter(c as u32)
     }
 
+    /// Counters of the live ruleset's rule at `index` (0-based).
     pub fn rule_counter(&self, index: u32) -> RuleCounter {
-        self.maps.rule_counter(index)
+        let (_, live) = firewall::ruleset::live(&self.maps).expect("live ruleset");
+        let r = &live[index as usize];
+        RuleCounter {
+            packets: r.packets,
+            bytes: r.bytes,
+        }
     }
 
     /// Asserts the whole STATS map: the listed counters have exactly these
