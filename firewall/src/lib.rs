@@ -9,6 +9,7 @@ pub mod iptables;
 pub mod loader;
 pub mod maps;
 pub mod pins;
+pub mod reload;
 pub mod ruleset;
 pub mod sys;
 pub mod table;
@@ -60,3 +61,7 @@ pub const DAEMON_PID: u32 = 2;
 /// 1 once a daemon finished attaching every interface; stays 1 while an
 /// adopting daemon swaps programs, since the old ones keep enforcing.
 pub const SETUP_COMPLETE: u32 = 3;
+/// Reloads the daemon processed (SIGHUP), and how many of them it refused;
+/// `firewall reload` waits for the first to move.
+pub const RELOADS: u32 = 4;
+pub const RELOADS_REFUSED: u32 = 5;

@@ -405,7 +405,11 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
 /// ruleset atomically (see [`crate::ruleset`]). Everything that can be
 /// refused (an unknown interface, a ruleset that does not fit the tables)
 /// is checked before the first map write.
-pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), LoadError> {
+pub fn configure(
+    maps: &mut Maps,
+    cfg: &Config,
+    ifaces: &[Iface],
+) -> Result<crate::ruleset::Installed, LoadError> {
     let sources = rule_sources(cfg, ifaces)?;
     let policy = policy_bytes(cfg);
     // Compile once up front so a ruleset the tables cannot hold is refused
@@ -524,8 +528,7 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
             source,
         })?;
     crate::ruleset::install(maps, &sources, policy)
-        .map_err(|e| LoadError::Other(format!("installing the ruleset: {e}")))?;
-    Ok(())
+        .map_err(|e| LoadError::Other(format!("installing the ruleset: {e}")))
 }
 
 /// What `attach` did, so a failure can be rolled back.

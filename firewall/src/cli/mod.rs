@@ -4,6 +4,8 @@ mod check;
 mod conntrack;
 mod down;
 mod import;
+mod log;
+mod reload;
 mod rules;
 mod run;
 mod stats;
@@ -44,6 +46,11 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Translate an iptables-save dump into a config (printed on stdout).
     Import(import::ImportArgs),
+    /// Replace the rules (and timeouts, port forwards, helpers) of the
+    /// running firewall atomically; tracked connections survive.
+    Reload(reload::ReloadArgs),
+    /// Follow the events of LOG rules, like the kernel log's netfilter lines.
+    Log(log::LogArgs),
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -57,5 +64,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Rules(a) => rules::rules(&pins, a),
         Command::Check(a) => check::check(a),
         Command::Import(a) => import::import(a),
+        Command::Reload(a) => reload::reload(&pins, a),
+        Command::Log(a) => log::log(&pins, a),
     }
 }

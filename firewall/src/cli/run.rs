@@ -1,7 +1,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use firewall::{DAEMON_PID, SETUP_COMPLETE, ager, config, loader, maps::Maps, pins::PinDir, sys};
+use firewall::{
+    DAEMON_PID, RELOADS, RELOADS_REFUSED, SETUP_COMPLETE, ager, config, loader, maps::Maps,
+    pins::PinDir, reload, sys,
+};
 use log::{info, warn};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -17,7 +20,7 @@ pub struct RunArgs {
 
 pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
     sys::require_root()?;
-    let cfg = config::load(&a.config)?;
+    let mut cfg = config::load(&a.config)?;
     loader::check_supported(&cfg)?;
     let ifaces = loader::resolve_interfaces(&cfg)?;
     sys::ensure_bpffs(pins.root())?;
@@ -37,10 +40,11 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_io()
         .build()
         .context("starting the runtime")?;
-    let (mut term, mut int) = rt.block_on(async {
+    let (mut term, mut int, mut hup) = rt.block_on(async {
         anyhow::Ok((
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
             signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+            signal(SignalKind::hangup()).context("installing SIGHUP handler")?,
         ))
     })?;
 
@@ -79,7 +83,7 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         // The ager's wake-up is a deadline, not a sleep re-armed on every
         // loop turn: the address check ticks every second and would
         // otherwise postpone a longer ager interval forever.
-        let ager_cap = ager::max_sleep(&cfg.timeouts);
+        let mut ager_cap = ager::max_sleep(&cfg.timeouts);
         let mut ager_at = tokio::time::Instant::now() + ager::MIN_INTERVAL;
         let mut addr_check = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -94,6 +98,27 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
                             .map_or_else(|| "no address".to_owned(), |a| a.to_string());
                         info!("{name}: masquerade address is now {addr}");
                     }
+                }
+                _ = hup.recv() => {
+                    match reload::reload(&mut maps, &cfg, &a.config, &ifaces) {
+                        Ok((new, installed)) => {
+                            info!(
+                                "reloaded {}: {} rules live (generation {})",
+                                a.config.display(),
+                                installed.rules,
+                                installed.generation
+                            );
+                            cfg = new;
+                            ager_cap = ager::max_sleep(&cfg.timeouts);
+                        }
+                        Err(e) => {
+                            warn!("reload refused, the running configuration stays: {e}");
+                            let refused = maps.daemon_stat(RELOADS_REFUSED);
+                            maps.set_daemon_stat(RELOADS_REFUSED, refused + 1);
+                        }
+                    }
+                    let n = maps.daemon_stat(RELOADS);
+                    maps.set_daemon_stat(RELOADS, n + 1);
                 }
                 _ = term.recv() => { info!("SIGTERM"); break; }
                 _ = int.recv() => { info!("SIGINT"); break; }
