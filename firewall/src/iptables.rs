@@ -313,7 +313,7 @@ pub struct AddrRange {
 }
 
 impl AddrRange {
-    fn family(&self) -> Family {
+    pub fn family(&self) -> Family {
         family_of(self.lo)
     }
 
@@ -391,7 +391,7 @@ pub const SYN_ONLY: TcpFlags = TcpFlags {
     set: tcp_flag::SYN,
 };
 
-const TCP_FLAG_NAMES: &[(&str, u8)] = &[
+pub(crate) const TCP_FLAG_NAMES: &[(&str, u8)] = &[
     ("FIN", tcp_flag::FIN),
     ("SYN", tcp_flag::SYN),
     ("RST", tcp_flag::RST),
@@ -410,7 +410,7 @@ impl TcpFlags {
     }
 }
 
-fn flag_names(bits: u8) -> Vec<&'static str> {
+pub(crate) fn flag_names(bits: u8) -> Vec<&'static str> {
     TCP_FLAG_NAMES
         .iter()
         .filter(|(_, b)| bits & b != 0)
@@ -440,7 +440,7 @@ pub enum RateUnit {
 }
 
 impl RateUnit {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             RateUnit::Second => "second",
             RateUnit::Minute => "minute",
@@ -822,7 +822,7 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
     })
 }
 
-fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
+pub(crate) fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
     let (lo, hi) = s
         .split_once('-')
         .ok_or_else(|| format!("{s:?} is not a range (expected FROM-TO)"))?;
@@ -1075,7 +1075,7 @@ const ICMPV6_TYPES: &[(&str, u8, Option<u8>)] = &[
     ("redirect", 137, None),
 ];
 
-fn parse_icmp_type(s: &str, v6: bool) -> Result<IcmpType, String> {
+pub(crate) fn parse_icmp_type(s: &str, v6: bool) -> Result<IcmpType, String> {
     let lower = s.to_ascii_lowercase();
     if lower == "any" && !v6 {
         return Ok(IcmpType::Any);
@@ -1115,7 +1115,7 @@ fn parse_tcp_flags(s: &str) -> Result<u8, String> {
 }
 
 /// `N`, `N/second`, or any prefix of `second`, `minute`, `hour`, `day`.
-fn parse_rate(s: &str) -> Result<(u32, RateUnit), String> {
+pub(crate) fn parse_rate(s: &str) -> Result<(u32, RateUnit), String> {
     let (n, unit) = match s.split_once('/') {
         Some((n, u)) => (n, Some(u.to_ascii_lowercase())),
         None => (s, None),
@@ -1183,7 +1183,7 @@ const LOG_LEVELS: &[(&str, u8)] = &[
     ("debug", 7),
 ];
 
-fn parse_log_level(s: &str) -> Result<u8, String> {
+pub(crate) fn parse_log_level(s: &str) -> Result<u8, String> {
     let lower = s.to_ascii_lowercase();
     if let Some(&(_, l)) = LOG_LEVELS.iter().find(|(n, _)| *n == lower) {
         return Ok(l);
@@ -3186,7 +3186,10 @@ impl<'r> Translation<'r> {
                     "{origin}: {}: no target, only counts packets",
                     r.text
                 )),
-                Target::Log { .. } => self.problem(Some(r.line), "LOG (not implemented)"),
+                Target::Log { .. } => self.problem(
+                    Some(r.line),
+                    "LOG in the nat table (the firewall logs from filter rules)",
+                ),
                 other => self.problem(Some(r.line), format!("{other} in the nat table")),
             }
         }
@@ -3567,218 +3570,15 @@ impl<'r> Translation<'r> {
 
     fn filter_rule(&mut self, r: &FlatRule) {
         let origin = r.origin();
-        let omit = |t: &mut Self, why: &str| {
-            t.rules_text += &format!("\n# {origin}: {}\n#   left out: {why}\n", r.text);
-        };
-        if r.action == Target::Continue {
-            return omit(self, "no target, it only counts packets");
-        }
-        let keys = match Keys::build(&r.conds) {
-            Ok(k) => k,
-            Err(why) => return omit(self, &format!("its conditions never hold together ({why})")),
-        };
-        let on_lo =
-            |s: &Option<(Iface, Vec<usize>)>| s.as_ref().is_some_and(|(i, _)| i.is_loopback());
-        if on_lo(&keys.iif) || on_lo(&keys.oif) {
-            if r.action == Target::Accept {
-                return omit(self, "loopback traffic is never filtered");
+        match rule_block(r, Some(self.rs.family), &mut self.problems) {
+            Ok(body) => {
+                self.rules_text += &format!("\n# {origin}: {}\n[[rule]]\n{body}", r.text);
+                self.rule_count += 1;
             }
-            self.problem(
-                Some(r.line),
-                format!("{} on lo: loopback traffic is never filtered", r.action),
-            );
-        }
-        let states = keys.states.as_ref().map(|(s, _)| s & RULE_STATES);
-        if states == Some(0) {
-            return omit(
-                self,
-                "it only matches ESTABLISHED/RELATED packets, which the firewall accepts \
-                 before any rule",
-            );
-        }
-
-        let mut block = format!("\n# {origin}: {}\n[[rule]]\n", r.text);
-        let flag = |t: &mut Self, lines: &[usize], what: &str| {
-            for &l in lines {
-                t.problem(Some(l), what.to_string());
-            }
-        };
-        kv(
-            &mut block,
-            "chain",
-            toml_str(&r.hook.name().to_ascii_lowercase()),
-        );
-        kv(&mut block, "family", toml_str(&self.rs.family.to_string()));
-        if let Some((p, _)) = &keys.proto {
-            kv(&mut block, "proto", toml_proto(*p));
-        }
-        if !keys.not_proto.is_empty() {
-            kv(
-                &mut block,
-                "not_proto",
-                toml_list(&keys.not_proto, |(p, _)| toml_proto(*p)),
-            );
-            flag(self, &lines_of(&keys.not_proto), "negated protocol (! -p)");
-        }
-        for (name, pos, neg, range, neg_range) in [
-            (
-                "src",
-                &keys.src,
-                &keys.not_src,
-                &keys.src_range,
-                &keys.not_src_range,
-            ),
-            (
-                "dst",
-                &keys.dst,
-                &keys.not_dst,
-                &keys.dst_range,
-                &keys.not_dst_range,
-            ),
-        ] {
-            let opt = if name == "src" { "-s" } else { "-d" };
-            if let Some((c, _)) = pos {
-                kv(&mut block, name, toml_str(&c.to_string()));
-            }
-            if !neg.is_empty() {
-                kv(
-                    &mut block,
-                    &format!("not_{name}"),
-                    toml_list(neg, |(c, _)| toml_str(&c.to_string())),
-                );
-                flag(self, &lines_of(neg), &format!("negated address (! {opt})"));
-            }
-            if let Some((a, lines)) = range {
-                kv(
-                    &mut block,
-                    &format!("{name}_range"),
-                    toml_str(&a.to_string()),
-                );
-                flag(self, lines, "address range (-m iprange)");
-            }
-            if !neg_range.is_empty() {
-                kv(
-                    &mut block,
-                    &format!("not_{name}_range"),
-                    toml_list(neg_range, |(a, _)| toml_str(&a.to_string())),
-                );
-                flag(self, &lines_of(neg_range), "address range (-m iprange)");
+            Err(why) => {
+                self.rules_text += &format!("\n# {origin}: {}\n#   left out: {why}\n", r.text);
             }
         }
-        for (name, pos, neg) in [
-            ("sport", &keys.sport, &keys.not_sport),
-            ("dport", &keys.dport, &keys.not_dport),
-        ] {
-            if let Some((l, lines)) = pos {
-                kv(&mut block, name, toml_ports(l));
-                if l.len() > 1 {
-                    flag(self, lines, "port list (-m multiport)");
-                }
-            }
-            if !neg.is_empty() {
-                let all: Vec<PortRange> = neg.iter().flat_map(|(l, _)| l.iter().copied()).collect();
-                kv(&mut block, &format!("not_{name}"), toml_ports(&all));
-                flag(self, &lines_of(neg), &format!("negated port (! --{name})"));
-            }
-        }
-        for (name, opt, pos, neg) in [
-            ("iif", "-i", &keys.iif, &keys.not_iif),
-            ("oif", "-o", &keys.oif, &keys.not_oif),
-        ] {
-            if let Some((i, lines)) = pos {
-                kv(&mut block, name, toml_str(&i.to_string()));
-                if name == "oif" {
-                    flag(self, lines, "output interface (-o)");
-                } else if i.wildcard {
-                    flag(self, lines, &format!("interface wildcard (-i {i})"));
-                }
-            }
-            if !neg.is_empty() {
-                kv(
-                    &mut block,
-                    &format!("not_{name}"),
-                    toml_list(neg, |(i, _)| toml_str(&i.to_string())),
-                );
-                flag(
-                    self,
-                    &lines_of(neg),
-                    &format!("negated interface (! {opt})"),
-                );
-            }
-        }
-        if let Some(s) = states
-            && s != RULE_STATES
-        {
-            let names: Vec<String> = states_of(s)
-                .into_iter()
-                .map(|s| toml_str(&ctstate_name(s).to_ascii_lowercase()))
-                .collect();
-            kv(&mut block, "ctstate", format!("[{}]", names.join(", ")));
-        }
-        if let Some((t, lines)) = &keys.icmp {
-            kv(&mut block, "icmp_type", toml_icmp(t));
-            flag(self, lines, "ICMP type (--icmp-type)");
-        }
-        if !keys.not_icmp.is_empty() {
-            kv(
-                &mut block,
-                "not_icmp_type",
-                toml_list(&keys.not_icmp, |(t, _)| toml_icmp(t)),
-            );
-            flag(self, &lines_of(&keys.not_icmp), "ICMP type (--icmp-type)");
-        }
-        if let Some((f, lines)) = &keys.tcp_flags {
-            kv(&mut block, "tcp_flags", toml_tcp_flags(f));
-            flag(self, lines, "TCP flags (--tcp-flags, --syn)");
-        }
-        if !keys.not_tcp_flags.is_empty() {
-            kv(
-                &mut block,
-                "not_tcp_flags",
-                toml_list(&keys.not_tcp_flags, |(f, _)| toml_tcp_flags(f)),
-            );
-            flag(
-                self,
-                &lines_of(&keys.not_tcp_flags),
-                "TCP flags (--tcp-flags, --syn)",
-            );
-        }
-        for (l, line) in &keys.limits {
-            kv(
-                &mut block,
-                "limit",
-                toml_str(&format!("{}/{}", l.count, l.per.name())),
-            );
-            kv(&mut block, "limit_burst", l.burst.to_string());
-            flag(self, &[*line], "rate limit (-m limit)");
-        }
-        match &r.action {
-            Target::Accept => kv(&mut block, "action", toml_str("accept")),
-            Target::Drop => kv(&mut block, "action", toml_str("drop")),
-            Target::Reject { with } => {
-                kv(&mut block, "action", toml_str("reject"));
-                if let Some(w) = with {
-                    kv(&mut block, "reject_with", toml_str(w));
-                }
-                flag(self, &[r.line], "REJECT (the datapath accepts or drops)");
-            }
-            Target::Log { prefix, level } => {
-                kv(&mut block, "action", toml_str("log"));
-                if let Some(p) = prefix {
-                    kv(&mut block, "log_prefix", toml_str(p));
-                }
-                if let Some(l) = level {
-                    kv(&mut block, "log_level", l.to_string());
-                }
-                flag(self, &[r.line], "LOG (not implemented)");
-            }
-            other => unreachable!("{other} in the filter table after resolution"),
-        }
-        if let Some(c) = &r.comment {
-            kv(&mut block, "comment", toml_str(c));
-        }
-        self.rules_text += &block;
-        self.rule_count += 1;
     }
 
     fn render(&self) -> String {
@@ -3897,6 +3697,266 @@ impl<'r> Translation<'r> {
         }
         out
     }
+}
+
+/// Why a resolved filter rule gets no `[[rule]]` block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Omitted {
+    /// No `-j`: the rule only counts packets.
+    NoTarget,
+    /// Its conditions exclude each other (after inlining).
+    NeverHolds(String),
+    /// An ACCEPT on `lo`, which is never filtered.
+    LoopbackAccept,
+    /// It matches only ESTABLISHED/RELATED packets, which are accepted
+    /// before the rules.
+    EstablishedOnly,
+}
+
+impl fmt::Display for Omitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Omitted::NoTarget => f.write_str("no target, it only counts packets"),
+            Omitted::NeverHolds(why) => write!(f, "its conditions never hold together ({why})"),
+            Omitted::LoopbackAccept => f.write_str("loopback traffic is never filtered"),
+            Omitted::EstablishedOnly => f.write_str(
+                "it only matches ESTABLISHED/RELATED packets, which the firewall accepts \
+                 before any rule",
+            ),
+        }
+    }
+}
+
+/// xt_multiport's capacity, which the config keeps for `sport`/`dport`
+/// lists: 15 ports, a range counting as two.
+pub const MAX_PORT_SLOTS: usize = 15;
+
+/// Slots a port list takes in xt_multiport.
+pub fn port_slots(list: &[PortRange]) -> usize {
+    list.iter().map(|r| if r.lo == r.hi { 1 } else { 2 }).sum()
+}
+
+/// The keys of the `[[rule]]` block (without the header) that a resolved
+/// filter rule stands for, or why it has none. `family` is written when
+/// given (an imported dump is of one family); a config's `iptables` line
+/// leaves it to the addresses, as a `[[rule]]` does. What the config cannot
+/// express goes to `problems`, one entry per line of the dump; the block is
+/// still written, as a draft.
+pub fn rule_block(
+    r: &FlatRule,
+    family: Option<Family>,
+    problems: &mut Vec<Unexpressible>,
+) -> Result<String, Omitted> {
+    if r.action == Target::Continue {
+        return Err(Omitted::NoTarget);
+    }
+    let keys = Keys::build(&r.conds).map_err(Omitted::NeverHolds)?;
+    let mut problem = |line: usize, what: String| {
+        problems.push(Unexpressible {
+            line: Some(line),
+            what,
+        });
+    };
+    let on_lo = |s: &Option<(Iface, Vec<usize>)>| s.as_ref().is_some_and(|(i, _)| i.is_loopback());
+    if on_lo(&keys.iif) || on_lo(&keys.oif) {
+        if r.action == Target::Accept {
+            return Err(Omitted::LoopbackAccept);
+        }
+        problem(
+            r.line,
+            format!("{} on lo: loopback traffic is never filtered", r.action),
+        );
+    }
+    let states = keys.states.as_ref().map(|(s, _)| s & RULE_STATES);
+    if states == Some(0) {
+        return Err(Omitted::EstablishedOnly);
+    }
+
+    let mut block = String::new();
+    kv(
+        &mut block,
+        "chain",
+        toml_str(&r.hook.name().to_ascii_lowercase()),
+    );
+    if let Some(f) = family {
+        kv(&mut block, "family", toml_str(&f.to_string()));
+    }
+    if let Some((p, _)) = &keys.proto {
+        kv(&mut block, "proto", toml_proto(*p));
+    }
+    if !keys.not_proto.is_empty() {
+        kv(
+            &mut block,
+            "not_proto",
+            toml_list(&keys.not_proto, |(p, _)| toml_proto(*p)),
+        );
+    }
+    for (name, pos, neg, range, neg_range) in [
+        (
+            "src",
+            &keys.src,
+            &keys.not_src,
+            &keys.src_range,
+            &keys.not_src_range,
+        ),
+        (
+            "dst",
+            &keys.dst,
+            &keys.not_dst,
+            &keys.dst_range,
+            &keys.not_dst_range,
+        ),
+    ] {
+        if let Some((c, _)) = pos {
+            kv(&mut block, name, toml_str(&c.to_string()));
+        }
+        if !neg.is_empty() {
+            kv(
+                &mut block,
+                &format!("not_{name}"),
+                toml_list(neg, |(c, _)| toml_str(&c.to_string())),
+            );
+        }
+        if let Some((a, _)) = range {
+            kv(
+                &mut block,
+                &format!("{name}_range"),
+                toml_str(&a.to_string()),
+            );
+        }
+        if !neg_range.is_empty() {
+            kv(
+                &mut block,
+                &format!("not_{name}_range"),
+                toml_list(neg_range, |(a, _)| toml_str(&a.to_string())),
+            );
+        }
+    }
+    for (name, pos, neg) in [
+        ("sport", &keys.sport, &keys.not_sport),
+        ("dport", &keys.dport, &keys.not_dport),
+    ] {
+        let mut too_many = |list: &[PortRange], lines: &[usize], what: &str| {
+            if port_slots(list) > MAX_PORT_SLOTS {
+                for &l in lines {
+                    problem(
+                        l,
+                        format!(
+                            "{what} ports after inlining ({}), more than the {MAX_PORT_SLOTS} \
+                             a {name} list holds",
+                            PortList(list)
+                        ),
+                    );
+                }
+            }
+        };
+        if let Some((l, lines)) = pos {
+            kv(&mut block, name, toml_ports(l));
+            too_many(l, lines, "the intersected");
+        }
+        if !neg.is_empty() {
+            let all: Vec<PortRange> = neg.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+            kv(&mut block, &format!("not_{name}"), toml_ports(&all));
+            too_many(&all, &lines_of(neg), "the negated");
+        }
+    }
+    for (name, pos, neg) in [
+        ("iif", &keys.iif, &keys.not_iif),
+        ("oif", &keys.oif, &keys.not_oif),
+    ] {
+        if let Some((i, _)) = pos {
+            kv(&mut block, name, toml_str(&i.to_string()));
+        }
+        if !neg.is_empty() {
+            kv(
+                &mut block,
+                &format!("not_{name}"),
+                toml_list(neg, |(i, _)| toml_str(&i.to_string())),
+            );
+        }
+    }
+    if let Some(s) = states
+        && s != RULE_STATES
+    {
+        let names: Vec<String> = states_of(s)
+            .into_iter()
+            .map(|s| toml_str(&ctstate_name(s).to_ascii_lowercase()))
+            .collect();
+        kv(&mut block, "ctstate", format!("[{}]", names.join(", ")));
+    }
+    if let Some((t, _)) = &keys.icmp {
+        kv(&mut block, "icmp_type", toml_icmp(t));
+    }
+    if !keys.not_icmp.is_empty() {
+        kv(
+            &mut block,
+            "not_icmp_type",
+            toml_list(&keys.not_icmp, |(t, _)| toml_icmp(t)),
+        );
+    }
+    // A rule holds one TCP flags test; intersecting positive ones keeps
+    // it one, but "not these and not those" or "these and not those" would
+    // take two.
+    match (&keys.tcp_flags, keys.not_tcp_flags.as_slice()) {
+        (Some((f, _)), []) => kv(&mut block, "tcp_flags", toml_tcp_flags(f)),
+        (None, [(f, _)]) => kv(&mut block, "not_tcp_flags", toml_tcp_flags(f)),
+        (None, []) => {}
+        (pos, neg) => {
+            let mut lines: Vec<usize> = pos.iter().flat_map(|(_, l)| l.clone()).collect();
+            lines.extend(lines_of(neg));
+            for l in lines {
+                problem(
+                    l,
+                    "several --tcp-flags/--syn conditions, some negated, after inlining (a \
+                     rule holds one)"
+                        .into(),
+                );
+            }
+        }
+    }
+    match keys.limits.as_slice() {
+        [] => {}
+        [(l, _)] => {
+            kv(
+                &mut block,
+                "limit",
+                toml_str(&format!("{}/{}", l.count, l.per.name())),
+            );
+            kv(&mut block, "limit_burst", l.burst.to_string());
+        }
+        several => {
+            for (_, l) in several {
+                problem(
+                    *l,
+                    "several -m limit conditions after inlining (a rule holds one rate)".into(),
+                );
+            }
+        }
+    }
+    match &r.action {
+        Target::Accept => kv(&mut block, "action", toml_str("accept")),
+        Target::Drop => kv(&mut block, "action", toml_str("drop")),
+        Target::Reject { with } => {
+            kv(&mut block, "action", toml_str("reject"));
+            if let Some(w) = with {
+                kv(&mut block, "reject_with", toml_str(w));
+            }
+        }
+        Target::Log { prefix, level } => {
+            kv(&mut block, "action", toml_str("log"));
+            if let Some(p) = prefix {
+                kv(&mut block, "log_prefix", toml_str(p));
+            }
+            if let Some(l) = level {
+                kv(&mut block, "log_level", l.to_string());
+            }
+        }
+        other => unreachable!("{other} in the filter table after resolution"),
+    }
+    if let Some(c) = &r.comment {
+        kv(&mut block, "comment", toml_str(c));
+    }
+    Ok(block)
 }
 
 /// Whether a rule decides every packet the rules see arriving on `iface`,
@@ -4135,6 +4195,9 @@ impl Keys {
                     }
                     Test::Icmp(IcmpType::Any) => return Err("! --icmp-type any".into()),
                     Test::Icmp(t) | Test::Icmpv6(t) => k.not_icmp.push((*t, line)),
+                    // Flags set outside the mask never match, so the
+                    // negation always holds.
+                    Test::TcpFlags(f) if f.set & !f.mask != 0 => {}
                     Test::TcpFlags(f) => k.not_tcp_flags.push((*f, line)),
                     Test::Limit(_) => unreachable!("a limit cannot be negated"),
                 }
@@ -4176,6 +4239,9 @@ impl Keys {
                 // -p icmp already says as much.
                 Test::Icmp(IcmpType::Any) => {}
                 Test::Icmp(t) | Test::Icmpv6(t) => meet(&mut k.icmp, t, line, IcmpType::meet)?,
+                Test::TcpFlags(f) if f.set & !f.mask != 0 => {
+                    return Err(format!("--tcp-flags {f} sets flags outside its mask"));
+                }
                 Test::TcpFlags(f) => meet(&mut k.tcp_flags, f, line, TcpFlags::meet)?,
                 Test::Limit(l) => k.limits.push((*l, line)),
             }
@@ -4257,6 +4323,94 @@ fn toml_tcp_flags(f: &TcpFlags) -> String {
             .join(", ")
     };
     format!("{{ mask = [{}], set = [{}] }}", names(f.mask), names(f.set))
+}
+
+// ---------------------------------------------------------------------------
+// The config's `iptables` key.
+
+/// A config's `iptables = [...]` lines, resolved like a dump's filter table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigLines {
+    /// `[[rule]]` bodies ([`rule_block`]) in order, each with the 1-based
+    /// index of the line whose rule it is.
+    pub rules: Vec<(usize, String)>,
+    /// Policies `-P` sets, with the index of the line.
+    pub policies: Vec<(Hook, Policy, usize)>,
+}
+
+/// Reads a config's `iptables` lines: commands `-A`, `-I`, `-P` and `-N`
+/// for the filter table, resolved as a dump's are (user chains inlined,
+/// conditions intersected). A rule only for ESTABLISHED/RELATED packets is
+/// left out when it accepts them, since the firewall accepts those before
+/// any rule, and an error otherwise. An error's `line` is the 1-based index
+/// of the offending entry.
+pub fn config_lines(lines: &[&str]) -> Result<ConfigLines, ParseError> {
+    // The builder records one family for a dump; here nothing reads it, and
+    // each rule's family comes from its own addresses, as a `[[rule]]`'s.
+    let mut builder = Builder::new(Family::V4);
+    for (i, text) in lines.iter().enumerate() {
+        let n = i + 1;
+        let stmts = parse_rule(text, Table::Filter).map_err(|mut e| {
+            if e.message.starts_with("-t ") {
+                e.message += " (NAT is configured with masquerade, snat and [[port_forward]])";
+            }
+            e.or_line(n)
+        })?;
+        for stmt in stmts {
+            builder.apply(Table::Filter, stmt, n)?;
+        }
+    }
+    let rs = builder.finish()?;
+    for c in &rs.unused_chains {
+        log::warn!(
+            "iptables[{}]: chain {} is never jumped to: its {} rule(s) have no effect",
+            c.line.unwrap_or(0),
+            c.name,
+            c.rules
+        );
+    }
+    let mut problems = Vec::new();
+    let mut rules = Vec::new();
+    for r in &rs.rules {
+        match rule_block(r, None, &mut problems) {
+            Ok(body) => rules.push((r.line, body)),
+            Err(why @ (Omitted::EstablishedOnly | Omitted::LoopbackAccept))
+                if r.action == Target::Accept =>
+            {
+                log::debug!("iptables[{}]: {}: redundant: {why}", r.line, r.text);
+            }
+            Err(why @ Omitted::NeverHolds(_)) => {
+                log::warn!("iptables[{}]: {}: never matches: {why}", r.line, r.text);
+            }
+            Err(Omitted::NoTarget) => {
+                return Err(ParseError::at(
+                    r.line,
+                    "no -j target: such a rule only counts packets, which the config has no use for",
+                ));
+            }
+            Err(why) => {
+                return Err(ParseError::at(
+                    r.line,
+                    format!("{} is never reached: {why}", r.action),
+                ));
+            }
+        }
+    }
+    if let Some(p) = problems.into_iter().min() {
+        return Err(ParseError {
+            line: p.line,
+            message: p.what,
+        });
+    }
+    let policies = Table::Filter
+        .hooks()
+        .iter()
+        .filter_map(|&hook| {
+            let (policy, line) = rs.policy(Table::Filter, hook);
+            line.map(|l| (hook, policy, l))
+        })
+        .collect();
+    Ok(ConfigLines { rules, policies })
 }
 
 #[cfg(test)]
@@ -5891,11 +6045,12 @@ COMMIT
     }
 
     #[test]
-    fn features_the_config_cannot_express_are_listed_by_line() {
-        let text = filter(
+    fn every_supported_match_and_target_imports() {
+        let (out, config) = toml(&filter(
             "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
              -A INPUT ! -s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j ACCEPT\n\
-             -A INPUT -p tcp -m multiport --dports 80,443 -j ACCEPT\n\
+             -A INPUT -p tcp -m multiport --dports 80,443,8000:8100 -j ACCEPT\n\
              -A INPUT -p icmp -m icmp --icmp-type 8 -m limit --limit 5/min --limit-burst 10 -j ACCEPT\n\
              -A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m iprange --src-range 10.0.0.1-10.0.0.9 -j ACCEPT\n\
              -A INPUT -p tcp -j REJECT --reject-with tcp-reset\n\
@@ -5903,35 +6058,14 @@ COMMIT
              -A INPUT -i eth+ -j DROP\n\
              -A FORWARD -i eth1 -o eth0 -j ACCEPT\n\
              -A INPUT -p udp ! --dport 53 -j DROP\n\
-             -A INPUT -i lo -p tcp -m tcp --dport 25 -j DROP\n\
-             -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n",
-        );
-        let e = refused(&text);
-        assert_eq!(
-            items(&e),
-            [
-                "line 6: negated address (! -s)",
-                "line 7: port list (-m multiport)",
-                "line 8: ICMP type (--icmp-type)",
-                "line 8: rate limit (-m limit)",
-                "line 9: TCP flags (--tcp-flags, --syn)",
-                "line 9: address range (-m iprange)",
-                "line 10: REJECT (the datapath accepts or drops)",
-                "line 11: LOG (not implemented)",
-                "line 12: interface wildcard (-i eth+)",
-                "line 13: output interface (-o)",
-                "line 14: negated port (! --dport)",
-                "line 15: -j DROP on lo: loopback traffic is never filtered",
-            ]
-        );
-        assert_eq!(
-            e.to_string().split("; ").next(),
-            Some("the config cannot express this yet: line 6: negated address (! -s)")
-        );
-        // The draft holds the proposed keys.
+             -A INPUT ! -p udp -m iprange ! --dst-range 10.0.0.1-10.0.0.9 -j REJECT --reject-with icmp-host-prohibited\n\
+             -A INPUT -p tcp ! --syn -j DROP\n\
+             -A INPUT -p icmp -m icmp ! --icmp-type echo-request -j DROP\n\
+             -A FORWARD ! -i eth1 ! -o eth0 -j DROP\n",
+        ));
         for key in [
             "not_src = \"10.0.0.0/8\"",
-            "dport = [80, 443]",
+            "dport = [80, 443, \"8000-8100\"]",
             "icmp_type = 8",
             "limit = \"5/minute\"\nlimit_burst = 10",
             "tcp_flags = { mask = [\"fin\", \"syn\", \"rst\", \"ack\"], set = [\"syn\"] }",
@@ -5941,9 +6075,64 @@ COMMIT
             "iif = \"eth+\"",
             "oif = \"eth0\"",
             "not_dport = 53",
+            "not_proto = \"udp\"\nnot_dst_range = \"10.0.0.1-10.0.0.9\"",
+            "not_tcp_flags = { mask = [\"fin\", \"syn\", \"rst\", \"ack\"], set = [\"syn\"] }",
+            "not_icmp_type = 8",
+            "not_iif = \"eth1\"\nnot_oif = \"eth0\"",
         ] {
-            assert!(e.draft.contains(key), "{key} missing from\n{}", e.draft);
+            assert!(out.contains(key), "{key} missing from\n{out}");
         }
+        assert_eq!(
+            summaries(&config),
+            [
+                "input tcp dport 22 src !10.0.0.0/8 -> accept",
+                "input ipv4 tcp dport 80,443,8000-8100 -> accept",
+                "input ipv4 icmp icmp-type 8 limit 5/minute burst 10 -> accept",
+                "input tcp syn src-range 10.0.0.1-10.0.0.9 -> accept",
+                "input ipv4 tcp -> reject tcp-reset",
+                "input ipv4 -> log \"in: \" level 6",
+                "input ipv4 iif eth+ -> drop",
+                "input ipv4 udp dport !53 -> drop",
+                "input !udp dst-range !10.0.0.1-10.0.0.9 -> reject icmp-host-prohibited",
+                "input ipv4 tcp !syn -> drop",
+                "input ipv4 icmp icmp-type !8 -> drop",
+                "forward ipv4 iif eth1 oif eth0 -> accept",
+                "forward ipv4 iif !eth1 oif !eth0 -> drop",
+                "forward ipv4 iif eth0 -> drop /* FORWARD policy DROP */",
+                "forward ipv4 iif eth1 -> drop /* FORWARD policy DROP */",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_the_config_still_cannot_express_is_listed_by_line() {
+        let e = refused(&filter(
+            "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+             -A INPUT -m limit --limit 1/s -m limit --limit 5/s -j ACCEPT\n\
+             -N FLAGS\n\
+             -A FLAGS -p tcp ! --syn -j DROP\n\
+             -A INPUT -p tcp ! --tcp-flags ALL NONE -j FLAGS\n\
+             -A INPUT -i lo -p tcp -m tcp --dport 25 -j DROP\n",
+        ));
+        let several_flags = "several --tcp-flags/--syn conditions, some negated, after inlining \
+                             (a rule holds one)";
+        assert_eq!(
+            items(&e),
+            [
+                "line 6: several -m limit conditions after inlining (a rule holds one rate)"
+                    .to_string(),
+                format!("line 8: {several_flags}"),
+                format!("line 9: {several_flags}"),
+                "line 10: -j DROP on lo: loopback traffic is never filtered".to_string(),
+            ]
+        );
+        assert_eq!(
+            e.to_string().split("; ").next(),
+            Some(
+                "the config cannot express this yet: line 6: several -m limit conditions after \
+                 inlining (a rule holds one rate)"
+            )
+        );
     }
 
     #[test]
@@ -6391,18 +6580,17 @@ COMMIT
                     COMMIT\n";
         let family = detect_family(text).unwrap().unwrap();
         let rs = parse_save(text, family).unwrap();
-        let e = to_toml(&rs).unwrap_err();
+        let out = to_toml(&rs).unwrap();
+        assert!(out.contains("family = \"ipv6\"\nproto = \"icmpv6\"\n"));
+        assert!(out.contains("proto = \"tcp\"\nsrc = \"2001:db8::/32\"\ndport = 22\n"));
+        assert!(out.contains(
+            "proto = \"icmpv6\"\nicmp_type = \"1/3\"\naction = \"reject\"\n\
+             reject_with = \"icmp6-adm-prohibited\"\n"
+        ));
+        let config = crate::config::parse(&out, "imported").unwrap();
         assert_eq!(
-            items(&e),
-            [
-                "line 9: ICMP type (--icmp-type)",
-                "line 9: REJECT (the datapath accepts or drops)",
-            ]
-        );
-        assert!(e.draft.contains("family = \"ipv6\"\nproto = \"icmpv6\"\n"));
-        assert!(
-            e.draft
-                .contains("proto = \"tcp\"\nsrc = \"2001:db8::/32\"\ndport = 22\n")
+            summaries(&config)[2],
+            "input ipv6 icmpv6 icmp-type 1/3 -> reject icmp6-adm-prohibited"
         );
     }
 
