@@ -1203,7 +1203,14 @@ impl<'a> Doc<'a> {
                 Some(s) => format!("{s}.{name}"),
                 None => name.to_string(),
             };
-            return self.invalid(line, key, format!("unknown key ({expected})"));
+            // TOML puts every key after a `[section]` header into it.
+            let hint = match (&key, name) {
+                (k, "xdp_mode" | "iptables") if k != name => {
+                    "; top-level keys go before the first [section]"
+                }
+                _ => "",
+            };
+            return self.invalid(line, key, format!("unknown key ({expected}){hint}"));
         }
         match section {
             Some(s) => self.invalid(line, s, message),
@@ -3833,5 +3840,914 @@ to = "192.168.1.10:65535"
             )),
             &["fw.toml:12: helper[2].iif: unknown key"],
         );
+    }
+
+    // -----------------------------------------------------------------------
+    // The iptables-level keys.
+
+    /// Two configured interfaces (lines 1-6), then `rest` from line 7.
+    fn with_two(rest: &str) -> String {
+        format!(
+            "[[interface]]\nname = \"eth0\"\nrole = \"wan\"\n\
+             [[interface]]\nname = \"eth1\"\nrole = \"lan\"\n{rest}"
+        )
+    }
+
+    fn rule2(body: &str) -> RuleConfig {
+        let mut c = parse(&with_two(&format!("[[rule]]\n{body}")), "fw.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{body}"));
+        assert_eq!(c.rules.len(), 1);
+        c.rules.pop().unwrap()
+    }
+
+    fn v4p(a: [u8; 4], len: u8) -> Prefix {
+        Prefix::new(v4b(a), len)
+    }
+
+    #[test]
+    fn negation_and_lists_of_every_field() {
+        let r = rule2(
+            "chain = \"forward\"\nproto = [\"tcp\", \"udp\"]\nnot_proto = 6\n\
+             src = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\nnot_src = \"10.9.0.0/16\"\n\
+             not_dst = [\"10.0.0.1\", \"10.0.0.2\"]\n\
+             src_range = \"10.0.0.1-10.0.0.6\"\nnot_dst_range = [\"10.1.0.0-10.1.0.3\"]\n\
+             dport = [80, 443, \"8000-8100\"]\nnot_sport = \"0-1023\"\n\
+             iif = \"eth+\"\nnot_iif = \"eth1\"\noif = [\"wlan0\", \"veth+\"]\nnot_oif = \"eth0\"\n\
+             action = \"drop\"\n",
+        );
+        assert_eq!(r.family, Some(Family::V4));
+        assert_eq!(
+            r.summary(),
+            "forward tcp,udp !tcp sport !0-1023 dport 80,443,8000-8100 \
+             src 10.0.0.0/8,192.168.0.0/16 src !10.9.0.0/16 src-range 10.0.0.1-10.0.0.6 \
+             dst !10.0.0.1,10.0.0.2 dst-range !10.1.0.0-10.1.0.3 iif eth+ iif !eth1 \
+             oif wlan0,veth+ oif !eth0 -> drop"
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(m.family, Some(FAMILY_V4));
+        assert_eq!(
+            m.proto,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![IPPROTO_TCP, IPPROTO_UDP]
+                },
+                Cond::not(IPPROTO_TCP)
+            ]
+        );
+        assert_eq!(
+            m.src,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![v4p([10, 0, 0, 0], 8), v4p([192, 168, 0, 0], 16)]
+                },
+                Cond::not(v4p([10, 9, 0, 0], 16)),
+                Cond {
+                    negated: false,
+                    any_of: vec![
+                        v4p([10, 0, 0, 1], 32),
+                        v4p([10, 0, 0, 2], 31),
+                        v4p([10, 0, 0, 4], 31),
+                        v4p([10, 0, 0, 6], 32)
+                    ]
+                },
+            ]
+        );
+        assert_eq!(
+            m.dst,
+            vec![
+                Cond {
+                    negated: true,
+                    any_of: vec![v4p([10, 0, 0, 1], 32), v4p([10, 0, 0, 2], 32)]
+                },
+                Cond::not(v4p([10, 1, 0, 0], 30)),
+            ]
+        );
+        assert_eq!(
+            m.dport,
+            vec![Cond {
+                negated: false,
+                any_of: vec![(80, 80), (443, 443), (8000, 8100)]
+            }]
+        );
+        assert_eq!(m.sport, vec![Cond::not((0, 1023))]);
+        // eth+ is every eth interface of the host, configured or not.
+        assert_eq!(
+            m.iif,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![2, 3, 5]
+                },
+                Cond::not(3)
+            ]
+        );
+        // veth+ names nothing here: it adds no interface.
+        assert_eq!(m.oif, vec![Cond::is(4), Cond::not(2)]);
+        firewall_common::rule::compile::compile(&[m], [0; 4]).unwrap();
+    }
+
+    #[test]
+    fn icmp_types_tcp_flags_and_limits() {
+        let r = rule2(
+            "chain = \"input\"\nproto = \"icmp\"\n\
+             icmp_type = [\"echo-request\", \"3/4\", 11, \"host-unreachable\"]\n\
+             not_icmp_type = \"ttl-zero-during-reassembly\"\nlimit = \"5/minute\"\n\
+             action = \"accept\"\n",
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(
+            m.icmp,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![
+                        (0x800, 0x8ff),
+                        (0x304, 0x304),
+                        (0xb00, 0xbff),
+                        (0x301, 0x301)
+                    ]
+                },
+                Cond::not((0xb01, 0xb01))
+            ]
+        );
+        assert_eq!(
+            m.limit,
+            Some(LimitSpec {
+                interval_ns: 12_000_000_000,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            r.summary(),
+            "input icmp icmp-type 8,3/4,11,3/1 icmp-type !11/1 limit 5/minute burst 5 -> accept"
+        );
+        // ICMPv6 names are ICMPv6's.
+        let r = rule2(
+            "chain = \"input\"\nproto = \"icmpv6\"\nicmp_type = \"echo-request\"\nlimit = 100\n\
+             limit_burst = 20\naction = \"accept\"\n",
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(m.icmp, vec![Cond::is((128 << 8, 128 << 8 | 0xff))]);
+        assert_eq!(
+            m.limit,
+            Some(LimitSpec {
+                interval_ns: 10_000_000,
+                burst: 20
+            })
+        );
+
+        let r = rule2("chain = \"input\"\nproto = \"tcp\"\nsyn = true\naction = \"drop\"\n");
+        let t = r.to_match(&ifaces()).unwrap().tcp_flags.unwrap();
+        assert_eq!((t.mask, t.comp, t.negated), (0x17, 0x02, false));
+        assert_eq!(r.summary(), "input tcp syn -> drop");
+        let r = rule2("chain = \"input\"\nproto = \"tcp\"\nsyn = false\naction = \"drop\"\n");
+        assert!(r.to_match(&ifaces()).unwrap().tcp_flags.unwrap().negated);
+        assert_eq!(r.summary(), "input tcp !syn -> drop");
+        let r = rule2(
+            "chain = \"input\"\nproto = \"tcp\"\n\
+             not_tcp_flags = { mask = [\"all\"], set = [] }\naction = \"drop\"\n",
+        );
+        let t = r.to_match(&ifaces()).unwrap().tcp_flags.unwrap();
+        assert_eq!((t.mask, t.comp, t.negated), (0x3f, 0, true));
+        assert_eq!(
+            r.summary(),
+            "input tcp flags !fin,syn,rst,psh,ack,urg/none -> drop"
+        );
+    }
+
+    #[test]
+    fn reject_and_log_actions() {
+        let r = rule2("chain = \"input\"\naction = \"reject\"\n");
+        assert_eq!(
+            r.to_match(&ifaces()).unwrap().reject,
+            RejectWith::PORT_UNREACHABLE
+        );
+        assert_eq!(r.summary(), "input -> reject");
+        for (name, v4, v6) in [
+            ("icmp-net-unreachable", (3, 0), (1, 0)),
+            ("host-unreach", (3, 1), (1, 3)),
+            ("icmp-proto-unreachable", (3, 2), (1, 4)),
+            ("icmp-net-prohibited", (3, 9), (1, 1)),
+            ("icmp-host-prohibited", (3, 10), (1, 1)),
+            ("icmp-admin-prohibited", (3, 13), (1, 1)),
+            ("icmp6-no-route", (3, 0), (1, 0)),
+            ("icmp6-adm-prohibited", (3, 13), (1, 1)),
+            ("icmp6-addr-unreachable", (3, 1), (1, 3)),
+            ("icmp6-port-unreachable", (3, 3), (1, 4)),
+            ("icmp6-policy-fail", (3, 13), (1, 5)),
+            ("icmp6-reject-route", (3, 13), (1, 6)),
+        ] {
+            let r = rule2(&format!(
+                "chain = \"input\"\naction = \"reject\"\nreject_with = \"{name}\"\n"
+            ));
+            assert_eq!(
+                r.to_match(&ifaces()).unwrap().reject,
+                RejectWith::Icmp { v4, v6 },
+                "{name}"
+            );
+        }
+        let r = rule2(
+            "chain = \"input\"\nproto = \"tcp\"\naction = \"reject\"\nreject_with = \"tcp-rst\"\n",
+        );
+        assert_eq!(r.to_match(&ifaces()).unwrap().reject, RejectWith::TcpReset);
+        assert_eq!(r.summary(), "input tcp -> reject tcp-reset");
+
+        let r = rule2(
+            "chain = \"forward\"\naction = \"log\"\nlog_prefix = \"fwd: \"\nlog_level = \"info\"\n",
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(m.action, RuleAction::Log);
+        assert_eq!(&m.log_prefix[..6], b"fwd: \0");
+        assert_eq!(m.log_level, 6);
+        assert_eq!(r.summary(), "forward -> log \"fwd: \" level 6");
+        let m = rule2("chain = \"forward\"\naction = \"log\"\n")
+            .to_match(&ifaces())
+            .unwrap();
+        assert_eq!((m.log_prefix, m.log_level), ([0; 32], 4));
+        let r = rule2(&format!(
+            "chain = \"forward\"\naction = \"log\"\nlog_prefix = \"{}\"\nlog_level = 0\n",
+            "x".repeat(29)
+        ));
+        assert_eq!(r.to_match(&ifaces()).unwrap().log_level, 0);
+    }
+
+    #[test]
+    fn interface_keys_by_chain_and_existence() {
+        // An exact oif need not be configured, but must exist at load.
+        let r = rule2("chain = \"output\"\noif = \"wlan0\"\naction = \"drop\"\n");
+        assert_eq!(r.to_match(&ifaces()).unwrap().oif, vec![Cond::is(4)]);
+        let r = rule2(
+            "chain = \"forward\"\nfamily = \"ipv4\"\nnot_oif = \"ppp0\"\naction = \"drop\"\n",
+        );
+        assert_eq!(
+            r.to_match(&ifaces()).unwrap_err().to_string(),
+            "fw.toml:10: rule[1].not_oif: interface \"ppp0\" does not exist"
+        );
+        // A wildcard that names nothing never matches (positive) or excludes
+        // nothing (negated).
+        let r =
+            rule2("chain = \"forward\"\noif = \"ppp+\"\nnot_iif = \"tun+\"\naction = \"drop\"\n");
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(
+            m.oif,
+            vec![Cond {
+                negated: false,
+                any_of: vec![]
+            }]
+        );
+        assert!(m.iif.is_empty());
+        let p = MatchInput {
+            chain: Chain::Forward as u8,
+            iif: 2,
+            oif: 3,
+            ..MatchInput::default()
+        };
+        assert!(!m.matches(&p));
+        firewall_common::rule::compile::compile(&[m], [0; 4]).unwrap();
+    }
+
+    #[test]
+    fn errors_of_the_new_keys_are_one_line_with_file_line_and_key() {
+        let rule = |body: &str| with_two(&format!("[[rule]]\nchain = \"input\"\n{body}"));
+        for (body, expected) in [
+            (
+                "src = []\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].src: empty list (leave the key out to put no condition on this field)",
+            ),
+            (
+                "not_src = \"10.0.0.0/8\"\ndst = \"::1\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].dst: ::1 is ipv6 but not_src 10.0.0.0/8 is ipv4",
+            ),
+            (
+                "src_range = \"10.0.0.9-10.0.0.1\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].src_range: \"10.0.0.9-10.0.0.1\": the range is reversed",
+            ),
+            (
+                "not_dst_range = \"10.0.0.1-::2\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_dst_range: \"10.0.0.1-::2\": the ends are of different address families",
+            ),
+            (
+                "not_proto = \"gre\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_proto: unknown protocol \"gre\"",
+            ),
+            (
+                "family = \"ipv6\"\nnot_proto = \"icmp\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].not_proto: icmp only exists in ipv4, but the rule is ipv6",
+            ),
+            (
+                "not_dport = 22\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_dport: ports need proto tcp or udp",
+            ),
+            (
+                "proto = [\"tcp\", \"icmp\"]\ndport = 22\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].dport: ports need proto tcp or udp, not icmp",
+            ),
+            (
+                "proto = \"tcp\"\ndport = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, \"15-16\"]\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].dport: 16 ports, more than the 15 a list holds",
+            ),
+            (
+                "icmp_type = 8\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].icmp_type: needs proto icmp or icmpv6 (alone)",
+            ),
+            (
+                "proto = \"icmp\"\nicmp_type = \"neighbour-solicitation\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].icmp_type: unknown ICMP type \"neighbour-solicitation\"",
+            ),
+            (
+                "proto = \"icmp\"\nnot_icmp_type = \"any\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].not_icmp_type: \"any\" would never match",
+            ),
+            (
+                "proto = \"icmp\"\nicmp_type = 256\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].icmp_type: 256 is out of range (0-255)",
+            ),
+            (
+                "syn = true\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].syn: needs proto tcp",
+            ),
+            (
+                "proto = \"tcp\"\nsyn = true\ntcp_flags = { mask = [\"syn\"], set = [] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].syn: only one of tcp_flags, not_tcp_flags and syn",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\"], set = [\"ack\"] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: set has ack outside the mask, so the test could never hold",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\"] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: set is missing (required)",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\", \"ece\"], set = [] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: mask: unknown TCP flag \"ece\"",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\"], set = [], comp = [] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: unknown key \"comp\" (expected mask and set)",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = [\"syn\"]\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: expected { mask = [...], set = [...] }, found array",
+            ),
+            (
+                "limit = \"5/fortnight\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].limit: \"5/fortnight\": unknown unit",
+            ),
+            (
+                "limit = \"20000/s\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].limit: 20000/second is faster than 10000/second",
+            ),
+            (
+                "limit_burst = 3\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].limit_burst: only with limit",
+            ),
+            (
+                "limit = 1\nlimit_burst = 0\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].limit_burst: 0 is out of range (1-10000)",
+            ),
+            (
+                "action = \"queue\"\n",
+                "fw.toml:9: rule[1].action: unknown value \"queue\" (expected accept, drop, reject or log)",
+            ),
+            (
+                "action = \"drop\"\nreject_with = \"tcp-reset\"\n",
+                "fw.toml:10: rule[1].reject_with: only with action = \"reject\"",
+            ),
+            (
+                "action = \"reject\"\nreject_with = \"tcp-reset\"\n",
+                "fw.toml:10: rule[1].reject_with: tcp-reset needs proto tcp",
+            ),
+            (
+                "action = \"reject\"\nreject_with = \"icmp-bogus\"\n",
+                "fw.toml:10: rule[1].reject_with: unknown value \"icmp-bogus\"",
+            ),
+            (
+                "action = \"accept\"\nlog_level = 3\n",
+                "fw.toml:10: rule[1].log_level: only with action = \"log\"",
+            ),
+            (
+                "action = \"log\"\nlog_level = 8\n",
+                "fw.toml:10: rule[1].log_level: 8 is out of range (0-7)",
+            ),
+            (
+                "action = \"log\"\nlog_level = \"loud\"\n",
+                "fw.toml:10: rule[1].log_level: unknown log level \"loud\"",
+            ),
+            (
+                "action = \"log\"\nlog_prefix = \"123456789012345678901234567890\"\n",
+                "fw.toml:10: rule[1].log_prefix: 30 bytes, more than the 29 iptables' LOG keeps",
+            ),
+            (
+                "oif = \"eth0\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].oif: not allowed on chain input",
+            ),
+            (
+                "iif = \"+\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].iif: \"+\" alone is every interface (leave the key out)",
+            ),
+            (
+                "not_iif = \"eth9\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_iif: \"eth9\" is not a configured [[interface]] (configured: eth0, eth1)",
+            ),
+            (
+                "iif = \"bad/name+\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].iif: \"bad/name\" is not a valid interface name",
+            ),
+        ] {
+            let msg = err(&rule(body));
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+            assert!(
+                msg.starts_with(expected),
+                "{body}:\n{msg:?}\ndoes not start with\n{expected:?}"
+            );
+        }
+        assert_err(
+            &with_two("[[rule]]\nchain = \"output\"\nnot_iif = \"eth0\"\naction = \"drop\"\n"),
+            &["fw.toml:9: rule[1].not_iif: not allowed on chain output"],
+        );
+        assert_err(
+            &with_two("[policy]\ninput = \"reject\"\n"),
+            &["fw.toml:8: policy.input: unknown value \"reject\" (expected accept or drop)"],
+        );
+    }
+
+    // -----------------------------------------------------------------------
+    // `iptables = [...]`.
+
+    #[test]
+    fn iptables_lines_follow_the_rules_in_order() {
+        // Lines 1-11, then the interfaces (12-17) and a [[rule]] (18).
+        let text = format!(
+            "iptables = [\n\
+             \"-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\",\n\
+             \"-P FORWARD ACCEPT\",\n\
+             \"iptables -A INPUT -p tcp -m multiport --dports 22,80 -s 10.0.0.0/8,192.168.0.0/16 -j ACCEPT\",\n\
+             \"-N LOGDROP\",\n\
+             \"-A LOGDROP -j LOG --log-prefix 'dropped: '\",\n\
+             \"-A LOGDROP -j DROP\",\n\
+             \"-A INPUT -i eth+ -p icmp --icmp-type echo-request -m limit --limit 2/s -j ACCEPT\",\n\
+             \"-I INPUT 1 -p tcp --dport 23 -j REJECT --reject-with tcp-reset\",\n\
+             \"-A FORWARD -i eth1 -o wlan0 -j LOGDROP\",\n\
+             ]\n{}",
+            with_two(
+                "[[rule]]\nchain = \"input\"\nproto = \"udp\"\ndport = 53\naction = \"accept\"\n"
+            )
+        );
+        let c = parse(&text, "fw.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.policy,
+            [RuleAction::Drop, RuleAction::Accept, RuleAction::Accept]
+        );
+        let got: Vec<(String, usize, usize)> = c
+            .rules
+            .iter()
+            .map(|r| (r.summary(), r.line, r.index))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("input udp dport 53 -> accept".to_string(), 18, 1),
+                ("input tcp dport 23 -> reject tcp-reset".into(), 9, 2),
+                (
+                    "input tcp dport 22,80 src 10.0.0.0/8 -> accept".into(),
+                    4,
+                    3
+                ),
+                (
+                    "input tcp dport 22,80 src 192.168.0.0/16 -> accept".into(),
+                    4,
+                    4
+                ),
+                (
+                    "input icmp icmp-type 8 iif eth+ limit 2/second burst 5 -> accept".into(),
+                    8,
+                    5
+                ),
+                // The line of the rule that decides, as `firewall import`
+                // names it (the jump is on line 10).
+                (
+                    "forward iif eth1 oif wlan0 -> log \"dropped: \"".into(),
+                    6,
+                    6
+                ),
+                ("forward iif eth1 oif wlan0 -> drop".into(), 7, 7),
+            ]
+        );
+        for r in &c.rules {
+            r.to_match(&ifaces()).unwrap();
+        }
+        // The seeds' line alone: redundant, so no rule at all.
+        let c = parse(
+            &format!(
+                "iptables = [\"-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\"]\n{}",
+                with_two("")
+            ),
+            "fw.toml",
+        )
+        .unwrap();
+        assert!(c.rules.is_empty());
+        // An unresolvable oif is reported at the line, under its index.
+        let c = parse(
+            &format!(
+                "iptables = [\n\"-P INPUT DROP\",\n\"-A OUTPUT -o ppp0 -j DROP\",\n]\n{}",
+                with_two("")
+            ),
+            "fw.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.rules[0].to_match(&ifaces()).unwrap_err().to_string(),
+            "fw.toml:3: iptables[2].oif: interface \"ppp0\" does not exist"
+        );
+        // After a [section] TOML puts the key into it; the message says so.
+        assert_err(
+            &with_two("iptables = [\"-P INPUT DROP\"]\n"),
+            &[
+                "fw.toml:7: interface[2].iptables: unknown key",
+                "top-level keys go before the first [section]",
+            ],
+        );
+    }
+
+    #[test]
+    fn iptables_line_errors_name_the_index_and_the_option() {
+        // The offending entry is on line 4.
+        let lines = |l: &str| {
+            format!(
+                "\niptables = [\n  \"-A INPUT -j ACCEPT\",\n{l}\n]\n{}",
+                with_two("")
+            )
+        };
+        for (line, expected) in [
+            (
+                "  \"-A INPUT -m mac --mac-source 00:11:22:33:44:55 -j DROP\",",
+                "fw.toml:4: iptables[2]: unsupported option --mac-source (match mac)",
+            ),
+            (
+                "  \"-A INPUT -i eth9 -j DROP\",",
+                "fw.toml:4: iptables[2]: -i: \"eth9\" is not a configured [[interface]] (configured: eth0, eth1)",
+            ),
+            (
+                "  \"-t nat -A POSTROUTING -o eth0 -j MASQUERADE\",",
+                "fw.toml:4: iptables[2]: -t nat: this line is read for table filter (NAT is configured with masquerade, snat and [[port_forward]])",
+            ),
+            (
+                "  \"-A INPUT -m conntrack --ctstate ESTABLISHED -j DROP\",",
+                "fw.toml:4: iptables[2]: -j DROP is never reached: it only matches ESTABLISHED/RELATED packets",
+            ),
+            (
+                "  \"-A INPUT -p tcp\",",
+                "fw.toml:4: iptables[2]: no -j target",
+            ),
+            (
+                "  \"-A INPUT -j NOPE\",",
+                "fw.toml:4: iptables[2]: unknown chain or unsupported target NOPE",
+            ),
+            (
+                "  \"-F INPUT\",",
+                "fw.toml:4: iptables[2]: unsupported command -F",
+            ),
+            (
+                "  \"-A INPUT -i lo -j DROP\",",
+                "fw.toml:4: iptables[2]: -j DROP on lo: loopback traffic is never filtered",
+            ),
+            (
+                "  \"-A INPUT -m limit --limit 1/s -m limit --limit 2/s -j ACCEPT\",",
+                "fw.toml:4: iptables[2]: several -m limit conditions",
+            ),
+            (
+                "  \"-A INPUT -s 10.0.0.0/8 -d ::1 -j DROP\",",
+                "fw.toml:4: iptables[2]: -s 10.0.0.0/8 is ipv4 but -d ::1 is ipv6",
+            ),
+            (
+                "  3,",
+                "fw.toml:4: iptables[2]: expected a string, found integer",
+            ),
+        ] {
+            let msg = err(&lines(line));
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+            assert!(
+                msg.starts_with(expected),
+                "{line}:\n{msg:?}\ndoes not start with\n{expected:?}"
+            );
+        }
+        assert_err(
+            &format!(
+                "iptables = [\"-P INPUT DROP\"]\n{}",
+                with_two("[policy]\ninput = \"accept\"\n")
+            ),
+            &[
+                "fw.toml:1: iptables[1]: -P INPUT conflicts with policy.input (line 9); set each \
+               policy in one place",
+            ],
+        );
+    }
+
+    // -----------------------------------------------------------------------
+    // Property: whatever the config accepts compiles, and the compiled tables
+    // agree with the ordered list.
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// A value or a list of 1-3 of `pool`.
+    fn one_or_list(rng: &mut Rng, pool: &[&str]) -> String {
+        if rng.chance(50) {
+            return rng.pick(pool).to_string();
+        }
+        let n = 1 + rng.below(3);
+        let items: Vec<&str> = (0..n).map(|_| *rng.pick(pool)).collect();
+        format!("[{}]", items.join(", "))
+    }
+
+    fn random_rule(rng: &mut Rng) -> String {
+        let mut out = String::from("[[rule]]\n");
+        let chain = *rng.pick(&["input", "forward", "output"]);
+        out += &format!("chain = \"{chain}\"\n");
+        let v6 = rng.chance(30);
+        let proto = *rng.pick(&["", "tcp", "udp", "icmp", "tcp_udp", "47"]);
+        let proto = if v6 && proto == "icmp" {
+            "icmpv6"
+        } else {
+            proto
+        };
+        match proto {
+            "" => {}
+            "tcp_udp" => out += "proto = [\"tcp\", \"udp\"]\n",
+            "47" => out += "proto = 47\n",
+            p => out += &format!("proto = \"{p}\"\n"),
+        }
+        if rng.chance(15) {
+            out += &format!(
+                "not_proto = {}\n",
+                one_or_list(rng, &["\"udp\"", "47", "\"tcp\""])
+            );
+        }
+        let addrs: &[&str] = if v6 {
+            &[
+                "\"2001:db8::/32\"",
+                "\"2001:db8::1\"",
+                "\"2001:db8:1::/48\"",
+                "\"::/0\"",
+            ]
+        } else {
+            &[
+                "\"10.0.0.0/8\"",
+                "\"10.0.0.1\"",
+                "\"10.0.1.0/24\"",
+                "\"192.168.1.0/24\"",
+                "\"0.0.0.0/0\"",
+            ]
+        };
+        let ranges: &[&str] = if v6 {
+            &[
+                "\"2001:db8::1-2001:db8::9\"",
+                "\"2001:db8::-2001:db8:1::5\"",
+            ]
+        } else {
+            &[
+                "\"10.0.0.1-10.0.0.9\"",
+                "\"10.0.0.200-10.0.1.7\"",
+                "\"192.168.1.5-192.168.1.5\"",
+            ]
+        };
+        for key in ["src", "dst", "not_src", "not_dst"] {
+            if rng.chance(20) {
+                out += &format!("{key} = {}\n", one_or_list(rng, addrs));
+            }
+        }
+        for key in ["src_range", "dst_range", "not_src_range", "not_dst_range"] {
+            if rng.chance(10) {
+                out += &format!("{key} = {}\n", one_or_list(rng, ranges));
+            }
+        }
+        if matches!(proto, "tcp" | "udp" | "tcp_udp") {
+            let ports = [
+                "22",
+                "53",
+                "80",
+                "\"1000-2000\"",
+                "\"1-1023\"",
+                "65535",
+                "0",
+            ];
+            for key in ["sport", "dport", "not_sport", "not_dport"] {
+                if rng.chance(25) {
+                    out += &format!("{key} = {}\n", one_or_list(rng, &ports));
+                }
+            }
+        }
+        if matches!(proto, "icmp" | "icmpv6") {
+            let types: &[&str] = if v6 {
+                &[
+                    "\"echo-request\"",
+                    "1",
+                    "\"1/4\"",
+                    "\"packet-too-big\"",
+                    "\"port-unreachable\"",
+                ]
+            } else {
+                &[
+                    "\"echo-request\"",
+                    "3",
+                    "\"3/4\"",
+                    "\"port-unreachable\"",
+                    "0",
+                    "\"any\"",
+                ]
+            };
+            if rng.chance(40) {
+                out += &format!("icmp_type = {}\n", one_or_list(rng, types));
+            }
+            if rng.chance(20) {
+                let types: Vec<&str> = types.iter().copied().filter(|t| *t != "\"any\"").collect();
+                out += &format!("not_icmp_type = {}\n", one_or_list(rng, &types));
+            }
+        }
+        if proto == "tcp" {
+            match rng.below(5) {
+                0 => out += "syn = true\n",
+                1 => out += "syn = false\n",
+                2 => out += "tcp_flags = { mask = [\"syn\", \"ack\"], set = [\"ack\"] }\n",
+                3 => out += "not_tcp_flags = { mask = [\"rst\"], set = [\"rst\"] }\n",
+                _ => {}
+            }
+        }
+        if chain != "output" {
+            for key in ["iif", "not_iif"] {
+                if rng.chance(15) {
+                    out += &format!(
+                        "{key} = {}\n",
+                        one_or_list(rng, &["\"eth0\"", "\"eth1\"", "\"eth+\"", "\"wl+\""])
+                    );
+                }
+            }
+        }
+        if chain != "input" {
+            for key in ["oif", "not_oif"] {
+                if rng.chance(15) {
+                    out += &format!(
+                        "{key} = {}\n",
+                        one_or_list(rng, &["\"eth0\"", "\"wlan0\"", "\"eth+\"", "\"ppp+\""])
+                    );
+                }
+            }
+        }
+        if rng.chance(15) {
+            out += &format!(
+                "ctstate = {}\n",
+                *rng.pick(&[
+                    "[\"new\"]",
+                    "[\"invalid\", \"untracked\"]",
+                    "[\"new\", \"untracked\"]"
+                ])
+            );
+        }
+        if !out.contains("src") && !out.contains("dst") && rng.chance(20) {
+            out += &format!("family = \"{}\"\n", if v6 { "ipv6" } else { "ipv4" });
+        }
+        if rng.chance(10) {
+            out += "limit = \"10/second\"\n";
+        }
+        match rng.below(6) {
+            0 | 1 => out += "action = \"accept\"\n",
+            2 => out += "action = \"drop\"\n",
+            3 if proto == "tcp" => out += "action = \"reject\"\nreject_with = \"tcp-reset\"\n",
+            3 => out += "action = \"reject\"\nreject_with = \"icmp-host-prohibited\"\n",
+            4 => out += "action = \"log\"\nlog_prefix = \"x\"\n",
+            _ => out += "action = \"reject\"\n",
+        }
+        out
+    }
+
+    fn random_packet(rng: &mut Rng) -> MatchInput {
+        let v6 = rng.chance(30);
+        let chain = rng.below(3) as u8;
+        let addr = |rng: &mut Rng| -> [u8; 16] {
+            if v6 {
+                let a: Ipv6Addr = rng
+                    .pick(&[
+                        "2001:db8::1",
+                        "2001:db8::5",
+                        "2001:db8:1::3",
+                        "2001:db8:2::1",
+                        "fe80::1",
+                    ])
+                    .parse()
+                    .unwrap();
+                a.octets()
+            } else {
+                let a: Ipv4Addr = rng
+                    .pick(&[
+                        "10.0.0.1",
+                        "10.0.0.5",
+                        "10.0.0.255",
+                        "10.0.1.3",
+                        "192.168.1.5",
+                        "8.8.8.8",
+                    ])
+                    .parse()
+                    .unwrap();
+                v4b(a.octets())
+            }
+        };
+        let icmp = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+        let proto = *rng.pick(&[IPPROTO_TCP, IPPROTO_UDP, icmp, 47]);
+        let (sport, dport) = match proto {
+            IPPROTO_TCP | IPPROTO_UDP => {
+                let ports = [22u16, 53, 80, 1500, 0, 65535, 40000];
+                (*rng.pick(&ports), *rng.pick(&ports))
+            }
+            47 => (0, 0),
+            _ => {
+                let types: &[u16] = if v6 {
+                    &[128 << 8, 1 << 8 | 4, 1 << 8, 2 << 8, 129 << 8]
+                } else {
+                    &[8 << 8, 3 << 8 | 4, 3 << 8 | 3, 0, 11 << 8]
+                };
+                (*rng.pick(types), 0)
+            }
+        };
+        let ifaces = [0u32, 2, 3, 4, 5];
+        MatchInput {
+            chain,
+            v6,
+            state: *rng.pick(&[
+                CtState::New as u8,
+                CtState::Invalid as u8,
+                CtState::Untracked as u8,
+            ]),
+            proto,
+            src: addr(rng),
+            dst: addr(rng),
+            iif: if chain == Chain::Output as u8 {
+                0
+            } else {
+                *rng.pick(&ifaces[1..])
+            },
+            oif: if chain == Chain::Input as u8 {
+                0
+            } else {
+                *rng.pick(&ifaces[1..])
+            },
+            sport,
+            dport,
+            tcp_flags: *rng.pick(&[0x02u8, 0x12, 0x10, 0x04, 0x11, 0]),
+        }
+    }
+
+    #[test]
+    fn random_configs_compile_and_agree_with_the_ordered_list() {
+        use firewall_common::rule::{compile::compile, model::reference};
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rules_seen = 0;
+        for round in 0..60 {
+            let n = 1 + rng.below(40);
+            let text = with_two(&(0..n).map(|_| random_rule(&mut rng)).collect::<String>());
+            let config = parse(&text, "random.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let rules: Vec<MatchRule> = config
+                .rules
+                .iter()
+                .map(|r| {
+                    r.to_match(&ifaces())
+                        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+                })
+                .collect();
+            rules_seen += rules.len();
+            let compiled =
+                compile(&rules, [0; 4]).unwrap_or_else(|e| panic!("round {round}: {e}\n{text}"));
+            for _ in 0..400 {
+                let p = random_packet(&mut rng);
+                assert_eq!(
+                    compiled.evaluate(&p),
+                    reference(&rules, &p),
+                    "round {round}: {p:?}\n{text}"
+                );
+            }
+        }
+        assert!(rules_seen > 500);
     }
 }
