@@ -7,12 +7,48 @@
 //! shape of the document (`deny_unknown_fields`). Rule and interface indices
 //! in messages are 1-based, counting blocks as a person reading the file would.
 //!
-//! Whether a named interface exists on this host is not checked here: the
-//! loader resolves names when it attaches, through [`RuleConfig::to_match`].
-//!
 //! NAT is IPv4 only: source NAT per `wan` interface (`masquerade` or `snat`)
 //! and destination NAT through `[[port_forward]]` blocks. IPv6 traffic stays
 //! stateful but untranslated, and asking to translate it is an error.
+//!
+//! # Rules
+//!
+//! `[[rule]]` blocks and the `iptables` lines are one ordered list: the
+//! blocks first, in file order, then the rules of the `iptables` lines, in
+//! the order iptables would have them (`-I` inserts among those lines
+//! only). First match wins; LOG rules go on. Only packets that are not
+//! ESTABLISHED/RELATED meet them.
+//!
+//! Every match key takes a value or a list, and has a `not_` form: the
+//! plain key holds when the packet's value is one of its values, the
+//! `not_` key when it is none of its values, and both may be given. The
+//! keys are `proto`, `src`, `dst`, `src_range`, `dst_range`, `sport`,
+//! `dport`, `iif`, `oif` and `icmp_type`. `tcp_flags` (or `syn`, or
+//! `not_tcp_flags`), `limit`/`limit_burst`, `ctstate` and `family` are
+//! single. Iptables' own constraints are kept, so what imports from
+//! iptables reads the same here: ports need a tcp or udp `proto`, a port
+//! list holds 15 ports (a range counts as two), `icmp_type` needs one
+//! `proto` icmp or icmpv6 whose type names it takes, TCP flags and
+//! `tcp-reset` need `proto = "tcp"`, `log_prefix` is at most 29 bytes,
+//! `limit` at most 10000/second. An address key makes the rule its
+//! family's. An `iif` that is not a wildcard must be a configured
+//! interface (packets arrive on no other); `oif` may be any interface of
+//! the host.
+//!
+//! `reject_with` takes iptables' names for either family and each maps to
+//! an answer for both ([`REJECT_WITH`]), since a rule without addresses
+//! meets both.
+//!
+//! The `iptables` key holds iptables commands (`-A`, `-I`, `-P`, `-N`) for
+//! the filter table, read by [`crate::iptables::config_lines`] exactly as
+//! `firewall import` reads a dump. `-P` sets a policy and may not repeat a
+//! `[policy]` key. Errors name the entry: `fw.toml:12: iptables[3]:
+//! unsupported option --mac-source (match mac)`.
+//!
+//! Interface names resolve when the ruleset is installed
+//! ([`RuleConfig::to_match`]): a `+` wildcard stands for every interface
+//! of the network namespace it prefixes (none is fine: the condition then
+//! never holds), an exact name must exist.
 //!
 //! Conntrack helpers are off by default. As with modern netfilter (`ct helper
 //! set`, `-j CT --helper`, no automatic assignment by port), a helper only

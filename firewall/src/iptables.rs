@@ -15,7 +15,7 @@
 //!    into the built-in chain that jumps to it, so each table is an ordered,
 //!    first-match list of [`FlatRule`]s per built-in chain.
 //! 3. [`to_toml`] writes the config, or refuses with the exact lines whose
-//!    meaning the config cannot express yet.
+//!    meaning the config cannot express.
 //!
 //! # Supported syntax
 //!
@@ -90,32 +90,22 @@
 //!   walked through both (a condition on what is unknown, such as the
 //!   source, counts as "may match"), and both must accept all of them.
 //!
-//! # Proposed extension of `[[rule]]`
+//! * A rule holds one TCP flags test and one rate: "not these flags and
+//!   not those" (or "these and not those") and two `-m limit`s after
+//!   inlining are refused, line by line. So are port lists that outgrow
+//!   multiport's 15 slots when inlining intersects them.
 //!
-//! The parse tree keeps everything above; the datapath does not match all of
-//! it yet. For those features `to_toml` writes the keys below into its draft
-//! (returned in [`ToTomlError::draft`]) and refuses, listing the lines, so
-//! `firewall import` never prints a config that silently loses meaning:
+//! # Rules as `[[rule]]` keys
 //!
-//! ```toml
-//! not_proto = "tcp"                 # ! -p; every key below has a not_ form
-//! not_src = ["10.0.0.0/8"]          # ! -s: none of these (also not_dst)
-//! src_range = "10.0.0.1-10.0.0.50"  # -m iprange (also dst_range)
-//! iif = "eth+"                      # interface name prefix
-//! oif = "eth0"                      # -o (forward and output)
-//! dport = [80, 443, "8000-8100"]    # -m multiport: any of these (also sport)
-//! not_dport = 22                    # ! --dport
-//! icmp_type = 8                     # or "3/4" (type/code), for icmp and icmpv6
-//! tcp_flags = { mask = ["fin", "syn", "rst", "ack"], set = ["syn"] }  # --syn
-//! limit = "5/minute"                # -m limit; limit_burst = 10
-//! action = "reject"                 # reject_with = "tcp-reset"
-//! action = "log"                    # log_prefix = "in: ", log_level = 6;
-//!                                   # does not end the rule scan
-//! ```
-//!
-//! A `not_` key holds a value or a list and matches when none of them does;
-//! it can sit next to the positive key (`src` and `not_src`), which is what
-//! inlining produces.
+//! [`rule_block`] writes each resolved filter rule with the `[[rule]]`
+//! keys of [`crate::config`]: `! -p` → `not_proto`, `! -s` → `not_src`,
+//! `-m iprange` → `src_range`/`dst_range`, `-i eth+` → `iif = "eth+"`,
+//! multiport → `dport = [80, 443]`, `--icmp-type` → `icmp_type`,
+//! `--tcp-flags`/`--syn` → `tcp_flags`/`not_tcp_flags`, `-m limit` →
+//! `limit`/`limit_burst`, REJECT → `reject_with`, LOG → `log_prefix`,
+//! `log_level`. A config's `iptables = [...]` lines go through the same
+//! parser, resolution and [`rule_block`] ([`config_lines`]), so the two
+//! front ends cannot drift apart.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -2979,8 +2969,7 @@ impl fmt::Display for Unexpressible {
 }
 
 /// Why [`to_toml`] refused: every line using something the config cannot
-/// express, in line order, and the config it would have written (with the
-/// proposed keys of the module documentation).
+/// express, in line order, and the config it would have written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToTomlError {
     pub items: Vec<Unexpressible>,
