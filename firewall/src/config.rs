@@ -2585,6 +2585,9 @@ fn validate_rule(
     })
 }
 
+/// A chain's policy as an `iptables` line's `-P` sets it.
+type ChainPolicy = (Chain, RuleAction);
+
 /// The `iptables` lines (see [`crate::iptables::config_lines`]): their
 /// rules, numbered on from `first_index`, and the policies `-P` sets.
 /// `explicit_policy` holds the line of each `[policy]` key given.
@@ -2594,7 +2597,7 @@ fn validate_iptables(
     first_index: usize,
     interfaces: &HashMap<String, usize>,
     explicit_policy: [Option<usize>; 3],
-) -> Result<(Vec<RuleConfig>, Vec<(Chain, RuleAction)>), ConfigError> {
+) -> Result<(Vec<RuleConfig>, Vec<ChainPolicy>), ConfigError> {
     let mut texts: Vec<(&str, usize)> = Vec::new();
     for (i, v) in list.get_ref().iter().enumerate() {
         let k = format!("iptables[{}]", i + 1);
