@@ -973,7 +973,7 @@ struct RawConfig {
     #[serde(default)]
     helper: Vec<Spanned<RawHelper>>,
     /// iptables command lines, after the `[[rule]]`s.
-    iptables: Option<Spanned<Vec<Spanned<Value>>>>,
+    iptables: Field,
 }
 
 #[derive(Deserialize)]
@@ -2593,13 +2593,29 @@ type ChainPolicy = (Chain, RuleAction);
 /// `explicit_policy` holds the line of each `[policy]` key given.
 fn validate_iptables(
     doc: &Doc,
-    list: &Spanned<Vec<Spanned<Value>>>,
+    list: &Spanned<Value>,
     first_index: usize,
     interfaces: &HashMap<String, usize>,
     explicit_policy: [Option<usize>; 3],
 ) -> Result<(Vec<RuleConfig>, Vec<ChainPolicy>), ConfigError> {
+    let Value::Array(_) = list.get_ref() else {
+        return Err(doc.at(
+            list,
+            "iptables",
+            format!(
+                "expected a list of iptables command lines, found {}",
+                list.get_ref().type_str()
+            ),
+        ));
+    };
+    // Read again for the entries' own spans, which a `Value` array lacks.
+    #[derive(Deserialize)]
+    struct Entries {
+        iptables: Vec<Spanned<Value>>,
+    }
+    let entries: Entries = toml::from_str(doc.text).map_err(|e| doc.toml_error(&e))?;
     let mut texts: Vec<(&str, usize)> = Vec::new();
-    for (i, v) in list.get_ref().iter().enumerate() {
+    for (i, v) in entries.iptables.iter().enumerate() {
         let k = format!("iptables[{}]", i + 1);
         texts.push((doc.string(v, &k)?, doc.line(v.span().start)));
     }
@@ -4482,6 +4498,10 @@ to = "192.168.1.10:65535"
                 "fw.toml:1: iptables[1]: -P INPUT conflicts with policy.input (line 9); set each \
                policy in one place",
             ],
+        );
+        assert_err(
+            &format!("iptables = \"-A INPUT -j DROP\"\n{}", with_two("")),
+            &["fw.toml:1: iptables: expected a list of iptables command lines"],
         );
     }
 
