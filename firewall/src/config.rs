@@ -7,12 +7,48 @@
 //! shape of the document (`deny_unknown_fields`). Rule and interface indices
 //! in messages are 1-based, counting blocks as a person reading the file would.
 //!
-//! Whether a named interface exists on this host is not checked here: the
-//! loader resolves names when it attaches, through [`RuleConfig::to_match`].
-//!
 //! NAT is IPv4 only: source NAT per `wan` interface (`masquerade` or `snat`)
 //! and destination NAT through `[[port_forward]]` blocks. IPv6 traffic stays
 //! stateful but untranslated, and asking to translate it is an error.
+//!
+//! # Rules
+//!
+//! `[[rule]]` blocks and the `iptables` lines are one ordered list: the
+//! blocks first, in file order, then the rules of the `iptables` lines, in
+//! the order iptables would have them (`-I` inserts among those lines
+//! only). First match wins; LOG rules go on. Only packets that are not
+//! ESTABLISHED/RELATED meet them.
+//!
+//! Every match key takes a value or a list, and has a `not_` form: the
+//! plain key holds when the packet's value is one of its values, the
+//! `not_` key when it is none of its values, and both may be given. The
+//! keys are `proto`, `src`, `dst`, `src_range`, `dst_range`, `sport`,
+//! `dport`, `iif`, `oif` and `icmp_type`. `tcp_flags` (or `syn`, or
+//! `not_tcp_flags`), `limit`/`limit_burst`, `ctstate` and `family` are
+//! single. Iptables' own constraints are kept, so what imports from
+//! iptables reads the same here: ports need a tcp or udp `proto`, a port
+//! list holds 15 ports (a range counts as two), `icmp_type` needs one
+//! `proto` icmp or icmpv6 whose type names it takes, TCP flags and
+//! `tcp-reset` need `proto = "tcp"`, `log_prefix` is at most 29 bytes,
+//! `limit` at most 10000/second. An address key makes the rule its
+//! family's. An `iif` that is not a wildcard must be a configured
+//! interface (packets arrive on no other); `oif` may be any interface of
+//! the host.
+//!
+//! `reject_with` takes iptables' names for either family and each maps to
+//! an answer for both ([`REJECT_WITH`]), since a rule without addresses
+//! meets both.
+//!
+//! The `iptables` key holds iptables commands (`-A`, `-I`, `-P`, `-N`) for
+//! the filter table, read by [`crate::iptables::config_lines`] exactly as
+//! `firewall import` reads a dump. `-P` sets a policy and may not repeat a
+//! `[policy]` key. Errors name the entry: `fw.toml:12: iptables[3]:
+//! unsupported option --mac-source (match mac)`.
+//!
+//! Interface names resolve when the ruleset is installed
+//! ([`RuleConfig::to_match`]): a `+` wildcard stands for every interface
+//! of the network namespace it prefixes (none is fine: the condition then
+//! never holds), an exact name must exist.
 //!
 //! Conntrack helpers are off by default. As with modern netfilter (`ct helper
 //! set`, `-j CT --helper`, no automatic assignment by port), a helper only
@@ -27,12 +63,16 @@ use std::path::Path;
 use firewall_common::{
     Chain, CtState, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
     MAX_RULES, Role, RuleAction, Timeouts,
-    rule::model::{Cond, MatchRule, Prefix},
+    rule::model::{Cond, LimitSpec, MatchRule, Prefix, RejectWith, TcpFlagsSpec},
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use toml::{Spanned, Value};
 
+use crate::iptables::{
+    self, AddrRange, IcmpType, Iface, Limit, RateUnit, SYN_ONLY, TCP_FLAG_NAMES, TcpFlags,
+    flag_names, parse_addr_range, parse_icmp_type, parse_log_level, parse_rate, tcp_flag,
+};
 /// Smallest accepted conntrack capacity: below this a busy host would evict
 /// live connections constantly, which looks like random drops.
 pub const MIN_CT_ENTRIES: u32 = 1024;
@@ -364,113 +404,480 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// One validated `[[rule]]`.
+/// A condition on one packet field as the config writes it: the plain key
+/// (`src`) lists what the value must be one of, the `not_` key (`not_src`)
+/// what it must be none of. Both empty: no condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match<T> {
+    pub any_of: Vec<T>,
+    pub none_of: Vec<T>,
+}
+
+impl<T> Default for Match<T> {
+    fn default() -> Self {
+        Match {
+            any_of: Vec::new(),
+            none_of: Vec::new(),
+        }
+    }
+}
+
+impl<T> Match<T> {
+    pub fn is(v: T) -> Self {
+        Match {
+            any_of: vec![v],
+            none_of: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.any_of.is_empty() && self.none_of.is_empty()
+    }
+
+    /// The compiler's conditions: one for the plain key, one negated for
+    /// the `not_` key, each value expanded by `expand` (a range to its
+    /// prefixes, a wildcard to its interfaces). A negated condition that
+    /// expands to nothing excludes nothing and is left out; a positive one
+    /// is kept, and never holds.
+    fn conds<U, E>(
+        &self,
+        mut expand: impl FnMut(&T, bool) -> Result<Vec<U>, E>,
+    ) -> Result<Vec<Cond<U>>, E> {
+        let mut out = Vec::new();
+        if !self.any_of.is_empty() {
+            let mut any_of = Vec::new();
+            for v in &self.any_of {
+                any_of.extend(expand(v, false)?);
+            }
+            out.push(Cond {
+                negated: false,
+                any_of,
+            });
+        }
+        let mut none_of = Vec::new();
+        for v in &self.none_of {
+            none_of.extend(expand(v, true)?);
+        }
+        if !none_of.is_empty() {
+            out.push(Cond {
+                negated: true,
+                any_of: none_of,
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Match::conds`] for expansions that cannot fail.
+    fn expanded<U>(&self, expand: impl Fn(&T) -> Vec<U>) -> Vec<Cond<U>> {
+        match self.conds(|v, _| Ok::<_, std::convert::Infallible>(expand(v))) {
+            Ok(c) => c,
+            Err(never) => match never {},
+        }
+    }
+
+    /// ` dport 80,443 dport !22`, as `iptables -L` writes negation.
+    fn summary(&self, name: &str, show: impl Fn(&T) -> String) -> String {
+        let list = |l: &[T]| l.iter().map(&show).collect::<Vec<_>>().join(",");
+        let mut out = String::new();
+        if !self.any_of.is_empty() {
+            out += &format!(" {name} {}", list(&self.any_of));
+        }
+        if !self.none_of.is_empty() {
+            out += &format!(" {name} !{}", list(&self.none_of));
+        }
+        out
+    }
+}
+
+/// `tcp_flags`, `not_tcp_flags` or `syn`: of the flags in `flags.mask`,
+/// exactly those in `flags.set` are on (or, `negated`, not so). `set` is
+/// always within `mask`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpFlagsMatch {
+    pub flags: TcpFlags,
+    pub negated: bool,
+}
+
+/// `reject_with` values: iptables' names and their aliases (libipt_REJECT,
+/// libip6t_REJECT), each with the answer for both families, because a rule
+/// without addresses applies to both. Where ICMPv6 has no exact
+/// counterpart the nearest destination-unreachable code stands in
+/// (prohibited → administratively prohibited, protocol → port
+/// unreachable); the ICMPv6-named ones map back the same way.
+pub const REJECT_WITH: &[(&str, &str, RejectWith)] = &[
+    (
+        "icmp-port-unreachable",
+        "port-unreach",
+        RejectWith::PORT_UNREACHABLE,
+    ),
+    (
+        "icmp-net-unreachable",
+        "net-unreach",
+        RejectWith::Icmp {
+            v4: (3, 0),
+            v6: (1, 0),
+        },
+    ),
+    (
+        "icmp-host-unreachable",
+        "host-unreach",
+        RejectWith::Icmp {
+            v4: (3, 1),
+            v6: (1, 3),
+        },
+    ),
+    (
+        "icmp-proto-unreachable",
+        "proto-unreach",
+        RejectWith::Icmp {
+            v4: (3, 2),
+            v6: (1, 4),
+        },
+    ),
+    (
+        "icmp-net-prohibited",
+        "net-prohib",
+        RejectWith::Icmp {
+            v4: (3, 9),
+            v6: (1, 1),
+        },
+    ),
+    (
+        "icmp-host-prohibited",
+        "host-prohib",
+        RejectWith::Icmp {
+            v4: (3, 10),
+            v6: (1, 1),
+        },
+    ),
+    (
+        "icmp-admin-prohibited",
+        "admin-prohib",
+        RejectWith::Icmp {
+            v4: (3, 13),
+            v6: (1, 1),
+        },
+    ),
+    ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
+    (
+        "icmp6-no-route",
+        "no-route",
+        RejectWith::Icmp {
+            v4: (3, 0),
+            v6: (1, 0),
+        },
+    ),
+    (
+        "icmp6-adm-prohibited",
+        "adm-prohibited",
+        RejectWith::Icmp {
+            v4: (3, 13),
+            v6: (1, 1),
+        },
+    ),
+    (
+        "icmp6-addr-unreachable",
+        "addr-unreach",
+        RejectWith::Icmp {
+            v4: (3, 1),
+            v6: (1, 3),
+        },
+    ),
+    (
+        "icmp6-port-unreachable",
+        "port-unreach",
+        RejectWith::PORT_UNREACHABLE,
+    ),
+    (
+        "icmp6-policy-fail",
+        "policy-fail",
+        RejectWith::Icmp {
+            v4: (3, 13),
+            v6: (1, 5),
+        },
+    ),
+    (
+        "icmp6-reject-route",
+        "reject-route",
+        RejectWith::Icmp {
+            v4: (3, 13),
+            v6: (1, 6),
+        },
+    ),
+];
+
+/// `limit_burst` when absent, as iptables' `--limit-burst`.
+pub const DEFAULT_LIMIT_BURST: u32 = 5;
+/// iptables refuses rates above 10,000 per second (`XT_LIMIT_SCALE`).
+const MIN_LIMIT_INTERVAL_NS: u64 = 100_000;
+/// iptables' `--log-prefix` holds 29 bytes and a NUL.
+pub const MAX_LOG_PREFIX: usize = 29;
+/// syslog warning, iptables' default `--log-level`.
+pub const DEFAULT_LOG_LEVEL: u8 = 4;
+
+/// One validated rule, from a `[[rule]]` block or an `iptables` line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RuleConfig {
     pub chain: Chain,
     pub action: RuleAction,
-    /// Explicit, or inferred from `src`/`dst`; `None` matches both families.
+    /// Explicit, or inferred from the address keys; `None` matches both
+    /// families.
     pub family: Option<Family>,
-    /// IP protocol number; `None` matches any.
-    pub proto: Option<u8>,
-    pub src: Option<Cidr>,
-    pub dst: Option<Cidr>,
-    pub sport: Option<PortRange>,
-    pub dport: Option<PortRange>,
-    pub iif: Option<String>,
+    /// IP protocol numbers.
+    pub proto: Match<u8>,
+    pub src: Match<Cidr>,
+    pub dst: Match<Cidr>,
+    /// `-m iprange`; both ends of one family.
+    pub src_range: Match<AddrRange>,
+    pub dst_range: Match<AddrRange>,
+    /// Only with protocols tcp and udp.
+    pub sport: Match<PortRange>,
+    pub dport: Match<PortRange>,
+    /// Interface names, `wildcard` for a `+` prefix. An exact `iif` names a
+    /// configured `[[interface]]`.
+    pub iif: Match<Iface>,
+    pub oif: Match<Iface>,
+    /// Only with protocol icmp or icmpv6 (whose names they were read with).
+    pub icmp_type: Match<IcmpType>,
+    pub tcp_flags: Option<TcpFlagsMatch>,
+    /// `burst` is [`DEFAULT_LIMIT_BURST`] unless `limit_burst` says.
+    pub limit: Option<Limit>,
     /// Empty matches any state (an empty list in the file is rejected).
     pub ctstate: Vec<CtState>,
+    /// Canonical [`REJECT_WITH`] name; `None` is icmp-port-unreachable.
+    pub reject_with: Option<&'static str>,
+    pub log_prefix: Option<String>,
+    /// syslog level 0-7.
+    pub log_level: u8,
     pub comment: Option<String>,
-    /// 1-based line of the `[[rule]]` header.
+    /// 1-based line of the `[[rule]]` header, or of the `iptables` line.
     pub line: usize,
-    /// 1-based position among the rules, as used in messages (`rule[N]`).
+    /// 1-based position among all the config's rules.
     pub index: usize,
     /// Kept so that [`RuleConfig::to_match`] can report an unresolvable
     /// interface with the same `file:line: key:` prefix as parse errors.
     origin: String,
-    iif_line: usize,
+    /// `rule[N]` or `iptables[N]`.
+    key: String,
+    /// Lines of `iif`, `not_iif`, `oif`, `not_oif`.
+    iface_lines: [usize; 4],
+}
+
+/// ICMP `type << 8 | code` range of an `icmp_type` value.
+fn icmp_range(t: &IcmpType) -> (u16, u16) {
+    match *t {
+        IcmpType::Any => (0, u16::MAX),
+        IcmpType::Type(t) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
+        IcmpType::TypeCode(t, c) => {
+            let v = u16::from(t) << 8 | u16::from(c);
+            (v, v)
+        }
+    }
+}
+
+fn cidr_prefix(c: &Cidr) -> Prefix {
+    let (addr, len) = c.prefix();
+    Prefix::new(addr, len)
+}
+
+fn range_prefixes(r: &AddrRange) -> Vec<Prefix> {
+    let bytes = |a: IpAddr| match a {
+        IpAddr::V4(a) => {
+            let mut out = [0u8; 16];
+            out[..4].copy_from_slice(&a.octets());
+            out
+        }
+        IpAddr::V6(a) => a.octets(),
+    };
+    let bits = if r.lo.is_ipv4() { 32 } else { 128 };
+    Prefix::cover(bytes(r.lo), bytes(r.hi), bits)
 }
 
 impl RuleConfig {
-    /// The rule as the compiler takes it. `ifindex` resolves interface
-    /// names (returns `None` if unknown).
-    pub fn to_match(
-        &self,
-        ifindex: &dyn Fn(&str) -> Option<u32>,
-    ) -> Result<MatchRule, ConfigError> {
-        let mut rule = MatchRule::new(self.chain, self.action);
-        rule.family = self.family.map(Family::tag);
-        if let Some(p) = self.proto {
-            rule.proto.push(Cond::is(p));
+    /// The rule as the compiler takes it. `interfaces` lists every
+    /// interface of the network namespace by name and ifindex: an exact
+    /// name must be among them, a `+` wildcard stands for those it
+    /// prefixes (possibly none).
+    pub fn to_match(&self, interfaces: &[(String, u32)]) -> Result<MatchRule, ConfigError> {
+        let Self {
+            chain,
+            action,
+            family,
+            proto,
+            src,
+            dst,
+            src_range,
+            dst_range,
+            sport,
+            dport,
+            iif,
+            oif,
+            icmp_type,
+            tcp_flags,
+            limit,
+            ctstate,
+            reject_with,
+            log_prefix,
+            log_level,
+            comment: _,
+            line: _,
+            index: _,
+            origin,
+            key,
+            iface_lines,
+        } = self;
+        let mut rule = MatchRule::new(*chain, *action);
+        rule.family = family.map(Family::tag);
+        rule.proto = proto.expanded(|p| vec![*p]);
+        for (out, cidrs, ranges) in [
+            (&mut rule.src, src, src_range),
+            (&mut rule.dst, dst, dst_range),
+        ] {
+            out.extend(cidrs.expanded(|c| vec![cidr_prefix(c)]));
+            out.extend(ranges.expanded(range_prefixes));
         }
-        let prefix = |c: &Cidr| {
-            let (addr, len) = c.prefix();
-            Prefix::new(addr, len)
-        };
-        if let Some(src) = &self.src {
-            rule.src.push(Cond::is(prefix(src)));
-        }
-        if let Some(dst) = &self.dst {
-            rule.dst.push(Cond::is(prefix(dst)));
-        }
-        if let Some(p) = self.sport {
-            rule.sport.push(Cond::is((p.lo, p.hi)));
-        }
-        if let Some(p) = self.dport {
-            rule.dport.push(Cond::is((p.lo, p.hi)));
-        }
-        if let Some(name) = &self.iif {
-            let i = ifindex(name).ok_or_else(|| ConfigError::Invalid {
-                origin: self.origin.clone(),
-                line: self.iif_line,
-                key: format!("rule[{}].iif", self.index),
-                message: format!("interface {name:?} does not exist"),
+        rule.sport = sport.expanded(|p| vec![(p.lo, p.hi)]);
+        rule.dport = dport.expanded(|p| vec![(p.lo, p.hi)]);
+        rule.icmp = icmp_type.expanded(|t| vec![icmp_range(t)]);
+        for (out, m, name, lines) in [
+            (&mut rule.iif, iif, "iif", [iface_lines[0], iface_lines[1]]),
+            (&mut rule.oif, oif, "oif", [iface_lines[2], iface_lines[3]]),
+        ] {
+            *out = m.conds(|i, negated| {
+                if i.wildcard {
+                    return Ok(interfaces
+                        .iter()
+                        .filter(|(n, _)| n.starts_with(&i.name))
+                        .map(|&(_, ix)| ix)
+                        .collect());
+                }
+                match interfaces.iter().find(|(n, _)| *n == i.name) {
+                    Some(&(_, ix)) => Ok(vec![ix]),
+                    None => Err(ConfigError::Invalid {
+                        origin: origin.clone(),
+                        line: lines[usize::from(negated)],
+                        key: format!("{key}.{}{name}", if negated { "not_" } else { "" }),
+                        message: format!("interface {:?} does not exist", i.name),
+                    }),
+                }
             })?;
-            rule.iif.push(Cond::is(i));
         }
-        rule.ctstate = self.ctstate.iter().fold(0, |bits, s| bits | s.bit());
+        rule.ctstate = ctstate.iter().fold(0, |bits, s| bits | s.bit());
+        rule.tcp_flags = tcp_flags.map(|t| TcpFlagsSpec {
+            mask: t.flags.mask,
+            comp: t.flags.set,
+            negated: t.negated,
+        });
+        rule.limit = limit.map(|l| LimitSpec {
+            interval_ns: limit_interval_ns(&l),
+            burst: l.burst,
+        });
+        if let Some(name) = reject_with {
+            rule.reject = REJECT_WITH
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|&(_, _, r)| r)
+                .expect("validated reject_with names are in the table");
+        }
+        if let Some(p) = log_prefix {
+            rule.log_prefix[..p.len()].copy_from_slice(p.as_bytes());
+        }
+        rule.log_level = *log_level;
         Ok(rule)
     }
 
     /// Human one-line summary like `iptables -L`, e.g.
-    /// `input tcp dport 22 src 10.0.0.0/8 -> accept`.
+    /// `input tcp dport 22 src 10.0.0.0/8 -> accept`; a `not_` key shows as
+    /// `!` before its values (`dport !22`).
     pub fn summary(&self) -> String {
         let mut out = String::from(chain_name(self.chain));
+        let addressed = [&self.src, &self.dst].iter().any(|m| !m.is_empty())
+            || [&self.src_range, &self.dst_range]
+                .iter()
+                .any(|m| !m.is_empty());
         // An address already shows its family.
         if let Some(family) = self.family
-            && self.src.is_none()
-            && self.dst.is_none()
+            && !addressed
         {
             out += &format!(" {family}");
         }
-        if let Some(p) = self.proto {
-            out += &format!(" {}", proto_name(p));
+        let protos = |l: &[u8]| {
+            l.iter()
+                .map(|&p| proto_name(p))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        if !self.proto.any_of.is_empty() {
+            out += &format!(" {}", protos(&self.proto.any_of));
         }
-        if let Some(p) = self.sport {
-            out += &format!(" sport {p}");
+        if !self.proto.none_of.is_empty() {
+            out += &format!(" !{}", protos(&self.proto.none_of));
         }
-        if let Some(p) = self.dport {
-            out += &format!(" dport {p}");
+        out += &self.sport.summary("sport", PortRange::to_string);
+        out += &self.dport.summary("dport", PortRange::to_string);
+        out += &self.icmp_type.summary("icmp-type", IcmpType::to_string);
+        if let Some(t) = self.tcp_flags {
+            let not = if t.negated { "!" } else { "" };
+            if t.flags == SYN_ONLY {
+                out += &format!(" {not}syn");
+            } else {
+                let names = |bits| flag_names(bits).join(",").to_ascii_lowercase();
+                let set = match t.flags.set {
+                    0 => "none".to_string(),
+                    s => names(s),
+                };
+                out += &format!(" flags {not}{}/{set}", names(t.flags.mask));
+            }
         }
-        if let Some(a) = &self.src {
-            out += &format!(" src {a}");
-        }
-        if let Some(a) = &self.dst {
-            out += &format!(" dst {a}");
-        }
-        if let Some(i) = &self.iif {
-            out += &format!(" iif {i}");
-        }
+        out += &self.src.summary("src", Cidr::to_string);
+        out += &self.src_range.summary("src-range", AddrRange::to_string);
+        out += &self.dst.summary("dst", Cidr::to_string);
+        out += &self.dst_range.summary("dst-range", AddrRange::to_string);
+        out += &self.iif.summary("iif", Iface::to_string);
+        out += &self.oif.summary("oif", Iface::to_string);
         if !self.ctstate.is_empty() {
             let names: Vec<&str> = self.ctstate.iter().map(|&s| ctstate_name(s)).collect();
             out += &format!(" ctstate {}", names.join(","));
         }
+        if let Some(l) = &self.limit {
+            out += &format!(" limit {}/{} burst {}", l.count, l.per.name(), l.burst);
+        }
         out += &format!(" -> {}", action_name(self.action));
+        if let Some(w) = self.reject_with {
+            out += &format!(" {w}");
+        }
+        if self.action == RuleAction::Log {
+            if let Some(p) = &self.log_prefix {
+                out += &format!(" {:?}", one_line(p));
+            }
+            if self.log_level != DEFAULT_LOG_LEVEL {
+                out += &format!(" level {}", self.log_level);
+            }
+        }
         if let Some(c) = &self.comment {
             out += &format!(" /* {} */", one_line(c));
         }
         out
     }
+
+    /// Points an `iptables` line's rule, validated from the `[[rule]]`
+    /// block it stands for, back at the line.
+    fn relocate(&mut self, key: String, line: usize) {
+        self.key = key;
+        self.line = line;
+        self.iface_lines = [line; 4];
+    }
+}
+
+/// Time per packet at a limit's average rate.
+fn limit_interval_ns(l: &Limit) -> u64 {
+    let unit_s: u64 = match l.per {
+        RateUnit::Second => 1,
+        RateUnit::Minute => 60,
+        RateUnit::Hour => 3600,
+        RateUnit::Day => 86_400,
+    };
+    unit_s * 1_000_000_000 / u64::from(l.count)
 }
 
 /// Keeps a summary on one line whatever the comment holds.
@@ -565,6 +972,8 @@ struct RawConfig {
     port_forward: Vec<Spanned<RawPortForward>>,
     #[serde(default)]
     helper: Vec<Spanned<RawHelper>>,
+    /// iptables command lines, after the `[[rule]]`s.
+    iptables: Field,
 }
 
 #[derive(Deserialize)]
@@ -613,14 +1022,36 @@ struct RawPolicy {
 struct RawRule {
     chain: Field,
     proto: Field,
+    not_proto: Field,
     family: Field,
     src: Field,
+    not_src: Field,
     dst: Field,
+    not_dst: Field,
+    src_range: Field,
+    not_src_range: Field,
+    dst_range: Field,
+    not_dst_range: Field,
     sport: Field,
+    not_sport: Field,
     dport: Field,
+    not_dport: Field,
     iif: Field,
+    not_iif: Field,
+    oif: Field,
+    not_oif: Field,
+    icmp_type: Field,
+    not_icmp_type: Field,
+    tcp_flags: Field,
+    not_tcp_flags: Field,
+    syn: Field,
+    limit: Field,
+    limit_burst: Field,
     ctstate: Field,
     action: Field,
+    reject_with: Field,
+    log_prefix: Field,
+    log_level: Field,
     comment: Field,
 }
 
@@ -808,7 +1239,14 @@ impl<'a> Doc<'a> {
                 Some(s) => format!("{s}.{name}"),
                 None => name.to_string(),
             };
-            return self.invalid(line, key, format!("unknown key ({expected})"));
+            // TOML puts every key after a `[section]` header into it.
+            let hint = match (&key, name) {
+                (k, "xdp_mode" | "iptables") if k != name => {
+                    "; top-level keys go before the first [section]"
+                }
+                _ => "",
+            };
+            return self.invalid(line, key, format!("unknown key ({expected}){hint}"));
         }
         match section {
             Some(s) => self.invalid(line, s, message),
@@ -946,7 +1384,14 @@ const CHAINS: &[(&str, Chain)] = &[
     ("forward", Chain::Forward),
     ("output", Chain::Output),
 ];
-const ACTIONS: &[(&str, RuleAction)] =
+const ACTIONS: &[(&str, RuleAction)] = &[
+    ("accept", RuleAction::Accept),
+    ("drop", RuleAction::Drop),
+    ("reject", RuleAction::Reject),
+    ("log", RuleAction::Log),
+];
+/// A chain's policy decides, silently: REJECT and LOG are rule actions.
+const POLICIES: &[(&str, RuleAction)] =
     &[("accept", RuleAction::Accept), ("drop", RuleAction::Drop)];
 const ROLES: &[(&str, Role)] = &[("lan", Role::Lan), ("wan", Role::Wan)];
 const FORWARD_PROTOS: &[(&str, u8)] = &[("tcp", IPPROTO_TCP), ("udp", IPPROTO_UDP)];
@@ -1073,6 +1518,7 @@ impl RawConfig {
         }
 
         let mut policy = [RuleAction::Drop, RuleAction::Drop, RuleAction::Accept];
+        let mut explicit_policy = [None; 3];
         if let Some(p) = &self.policy {
             for (chain, field) in [
                 (Chain::Input, &p.input),
@@ -1081,7 +1527,8 @@ impl RawConfig {
             ] {
                 if let Some(v) = field {
                     let key = format!("policy.{}", chain_name(chain));
-                    policy[chain as usize] = doc.keyword(v, &key, ACTIONS)?;
+                    policy[chain as usize] = doc.keyword(v, &key, POLICIES)?;
+                    explicit_policy[chain as usize] = Some(doc.line(v.span().start));
                 }
             }
         }
@@ -1093,12 +1540,32 @@ impl RawConfig {
                 format!("too many rules (at most {MAX_RULES})"),
             ));
         }
-        let rules = self
+        let mut rules = self
             .rule
             .iter()
             .enumerate()
-            .map(|(i, raw)| validate_rule(doc, raw, i + 1, &iface_lines))
+            .map(|(i, raw)| {
+                validate_rule(doc, raw, &format!("rule[{}]", i + 1), i + 1, &iface_lines)
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(lines) = &self.iptables {
+            let (more, policies) =
+                validate_iptables(doc, lines, rules.len() + 1, &iface_lines, explicit_policy)?;
+            for (chain, action) in policies {
+                policy[chain as usize] = action;
+            }
+            rules.extend(more);
+            if rules.len() > MAX_RULES as usize {
+                return Err(doc.invalid(
+                    doc.line(lines.span().start),
+                    "iptables",
+                    format!(
+                        "too many rules: {} with the [[rule]]s (at most {MAX_RULES})",
+                        rules.len()
+                    ),
+                ));
+            }
+        }
 
         let port_forwards = validate_port_forwards(doc, &self.port_forward, &interfaces)?;
         let helpers = validate_helpers(doc, &self.helper)?;
@@ -1459,145 +1926,590 @@ fn validate_helper<'r>(
     ))
 }
 
+/// The values of a key that takes one value or a list. Array elements carry
+/// no spans of their own, so each gets the list's (its line is close
+/// enough).
+fn values(doc: &Doc, v: &Spanned<Value>, key: &str) -> Result<Vec<Spanned<Value>>, ConfigError> {
+    match v.get_ref() {
+        Value::Array(items) if items.is_empty() => Err(doc.at(
+            v,
+            key,
+            "empty list (leave the key out to put no condition on this field)",
+        )),
+        Value::Array(items) => Ok(items
+            .iter()
+            .map(|item| Spanned::new(v.span(), item.clone()))
+            .collect()),
+        _ => Ok(vec![v.clone()]),
+    }
+}
+
+/// A plain key and its `not_` form, each a value or a list, read with
+/// `one`, which gets the value and the key's full name.
+fn matched<T>(
+    doc: &Doc,
+    pos: &Field,
+    neg: &Field,
+    name: &str,
+    key: &dyn Fn(&str) -> String,
+    mut one: impl FnMut(&Spanned<Value>, &str) -> Result<T, ConfigError>,
+) -> Result<Match<T>, ConfigError> {
+    let mut m = Match::default();
+    for (field, list, k) in [
+        (pos, &mut m.any_of, key(name)),
+        (neg, &mut m.none_of, key(&format!("not_{name}"))),
+    ] {
+        if let Some(v) = field {
+            for item in values(doc, v, &k)? {
+                list.push(one(&item, &k)?);
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// The first of `fields` that is given, with its name.
+fn first_given<'f>(fields: &[(&'f Field, &'f str)]) -> Option<(&'f Spanned<Value>, &'f str)> {
+    fields.iter().find_map(|(f, n)| f.as_ref().map(|v| (v, *n)))
+}
+
+fn parse_proto_value(doc: &Doc, v: &Spanned<Value>, key: &str) -> Result<u8, ConfigError> {
+    match v.get_ref() {
+        // 0 is the datapath's "any"; accepting it would silently widen the
+        // rule.
+        Value::Integer(_) => Ok(doc.ranged(v, key, 1, 255)? as u8),
+        Value::String(name) => PROTOS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, p)| p)
+            .ok_or_else(|| {
+                doc.at(
+                    v,
+                    key,
+                    format!(
+                        "unknown protocol {name:?} (expected tcp, udp, icmp, icmpv6 or a number \
+                         1-255)"
+                    ),
+                )
+            }),
+        other => Err(doc.at(
+            v,
+            key,
+            format!(
+                "expected a protocol name or number, found {}",
+                other.type_str()
+            ),
+        )),
+    }
+}
+
+/// An `iif`/`oif` value: a name, or a prefix ending in `+`.
+fn parse_iface_value(doc: &Doc, v: &Spanned<Value>, key: &str) -> Result<Iface, ConfigError> {
+    let s = doc.string(v, key)?;
+    let (name, wildcard) = match s.strip_suffix('+') {
+        Some("") => {
+            return Err(doc.at(v, key, "\"+\" alone is every interface (leave the key out)"));
+        }
+        Some(prefix) => (prefix, true),
+        None => (s, false),
+    };
+    if let Some(problem) = interface_name_problem(name) {
+        return Err(doc.at(v, key, problem));
+    }
+    Ok(Iface {
+        name: name.to_string(),
+        wildcard,
+    })
+}
+
+/// `{ mask = [...], set = [...] }`.
+fn parse_tcp_flags_value(
+    doc: &Doc,
+    v: &Spanned<Value>,
+    key: &str,
+) -> Result<TcpFlags, ConfigError> {
+    let Value::Table(t) = v.get_ref() else {
+        return Err(doc.at(
+            v,
+            key,
+            format!(
+                "expected {{ mask = [...], set = [...] }}, found {}",
+                v.get_ref().type_str()
+            ),
+        ));
+    };
+    if let Some(k) = t.keys().find(|k| !matches!(k.as_str(), "mask" | "set")) {
+        return Err(doc.at(v, key, format!("unknown key {k:?} (expected mask and set)")));
+    }
+    let names: Vec<String> = TCP_FLAG_NAMES
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    let flags = |part: &str| -> Result<u8, ConfigError> {
+        let Some(list) = t.get(part) else {
+            return Err(doc.at(v, key, format!("{part} is missing (required)")));
+        };
+        let Value::Array(items) = list else {
+            return Err(doc.at(
+                v,
+                key,
+                format!(
+                    "{part}: expected a list of flag names, found {}",
+                    list.type_str()
+                ),
+            ));
+        };
+        let mut bits = 0;
+        for item in items {
+            let name = item.as_str().unwrap_or_default();
+            bits |= match TCP_FLAG_NAMES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                Some((_, b)) => *b,
+                None if name.eq_ignore_ascii_case("all") => tcp_flag::ALL,
+                None => {
+                    return Err(doc.at(
+                        v,
+                        key,
+                        format!(
+                            "{part}: unknown TCP flag {item} (expected {}, or all)",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            };
+        }
+        Ok(bits)
+    };
+    let mask = flags("mask")?;
+    let set = flags("set")?;
+    if mask == 0 {
+        return Err(doc.at(v, key, "mask is empty, so the test would always hold"));
+    }
+    if set & !mask != 0 {
+        return Err(doc.at(
+            v,
+            key,
+            format!(
+                "set has {} outside the mask, so the test could never hold",
+                flag_names(set & !mask).join(",").to_ascii_lowercase()
+            ),
+        ));
+    }
+    Ok(TcpFlags { mask, set })
+}
+
+/// Family of each address value, to infer the rule's and refuse a mix.
+struct FamilyCheck {
+    family: Option<Family>,
+    source: String,
+}
+
+impl FamilyCheck {
+    fn note(
+        &mut self,
+        doc: &Doc,
+        v: &Spanned<Value>,
+        key: &str,
+        f: Family,
+        what: String,
+    ) -> Result<(), ConfigError> {
+        match self.family {
+            Some(g) if g != f => {
+                Err(doc.at(v, key, format!("{what} is {f} but {} is {g}", self.source)))
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.family = Some(f);
+                self.source = format!("{} {what}", key.rsplit('.').next().unwrap_or(key));
+                Ok(())
+            }
+        }
+    }
+}
+
 fn validate_rule(
     doc: &Doc,
     spanned: &Spanned<RawRule>,
+    prefix: &str,
     index: usize,
     interfaces: &HashMap<String, usize>,
 ) -> Result<RuleConfig, ConfigError> {
     let line = doc.line(spanned.span().start);
     let raw = spanned.get_ref();
-    let key = |k: &str| format!("rule[{index}].{k}");
+    let key = |k: &str| format!("{prefix}.{k}");
     let missing = |k: &str| doc.invalid(line, key(k), "missing (required)");
     let chain_v = raw.chain.as_ref().ok_or_else(|| missing("chain"))?;
     let chain = doc.keyword(chain_v, &key("chain"), CHAINS)?;
     let action_v = raw.action.as_ref().ok_or_else(|| missing("action"))?;
     let action = doc.keyword(action_v, &key("action"), ACTIONS)?;
 
-    let proto = match &raw.proto {
-        None => None,
-        Some(v) => Some(match v.get_ref() {
-            Value::Integer(_) => {
-                // 0 is the datapath's "any"; accepting it would silently
-                // widen the rule.
-                let n = doc.ranged(v, &key("proto"), 1, 255)?;
-                n as u8
-            }
-            Value::String(name) => PROTOS
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|&(_, p)| p)
-                .ok_or_else(|| {
-                    doc.at(
-                        v,
-                        &key("proto"),
-                        format!(
-                            "unknown protocol {name:?} (expected tcp, udp, icmp, icmpv6 \
-                             or a number 1-255)"
-                        ),
-                    )
-                })?,
-            other => {
+    let proto = matched(doc, &raw.proto, &raw.not_proto, "proto", &key, |v, k| {
+        parse_proto_value(doc, v, k)
+    })?;
+
+    let mut family = FamilyCheck {
+        family: None,
+        source: "family".into(),
+    };
+    if let Some(v) = &raw.family {
+        family.family = Some(doc.keyword(v, &key("family"), FAMILIES)?);
+    }
+    let mut cidrs = |pos: &Field, neg: &Field, name: &str| {
+        matched(doc, pos, neg, name, &key, |v, k| {
+            let c = Cidr::parse(doc.string(v, k)?).map_err(|m| doc.at(v, k, m))?;
+            family.note(doc, v, k, c.family(), c.to_string())?;
+            Ok(c)
+        })
+    };
+    let src = cidrs(&raw.src, &raw.not_src, "src")?;
+    let dst = cidrs(&raw.dst, &raw.not_dst, "dst")?;
+    let mut ranges = |pos: &Field, neg: &Field, name: &str| {
+        matched(doc, pos, neg, name, &key, |v, k| {
+            let s = doc.string(v, k)?;
+            let r = parse_addr_range(s).map_err(|m| doc.at(v, k, format!("{s:?}: {m}")))?;
+            family.note(doc, v, k, r.family(), r.to_string())?;
+            Ok(r)
+        })
+    };
+    let src_range = ranges(&raw.src_range, &raw.not_src_range, "src_range")?;
+    let dst_range = ranges(&raw.dst_range, &raw.not_dst_range, "dst_range")?;
+    let family = family.family;
+
+    for (list, k) in [(&proto.any_of, "proto"), (&proto.none_of, "not_proto")] {
+        for &p in list {
+            let wants = match p {
+                IPPROTO_ICMP => Family::V4,
+                IPPROTO_ICMPV6 => Family::V6,
+                _ => continue,
+            };
+            if let Some(f) = family
+                && f != wants
+            {
+                let v = if k == "proto" {
+                    &raw.proto
+                } else {
+                    &raw.not_proto
+                };
                 return Err(doc.at(
-                    v,
-                    &key("proto"),
+                    v.as_ref().expect("a listed protocol has its key"),
+                    &key(k),
                     format!(
-                        "expected a protocol name or number, found {}",
-                        other.type_str()
+                        "{} only exists in {wants}, but the rule is {f}",
+                        proto_name(p)
                     ),
                 ));
             }
-        }),
-    };
-
-    let explicit_family = match &raw.family {
-        Some(v) => Some((doc.keyword(v, &key("family"), FAMILIES)?, v)),
-        None => None,
-    };
-    let mut family = explicit_family.map(|(f, _)| f);
-    let mut family_source = "family".to_string();
-    let mut address = |field: &Field, k: &str| -> Result<Option<Cidr>, ConfigError> {
-        let Some(v) = field else { return Ok(None) };
-        let cidr = Cidr::parse(doc.string(v, &key(k))?).map_err(|m| doc.at(v, &key(k), m))?;
-        match family {
-            Some(f) if f != cidr.family() => {
-                return Err(doc.at(
-                    v,
-                    &key(k),
-                    format!("{cidr} is {} but {family_source} is {f}", cidr.family()),
-                ));
-            }
-            _ => {
-                family = Some(cidr.family());
-                family_source = format!("{k} {cidr}");
-            }
-        }
-        Ok(Some(cidr))
-    };
-    let src = address(&raw.src, "src")?;
-    let dst = address(&raw.dst, "dst")?;
-
-    if let (Some(p @ (IPPROTO_ICMP | IPPROTO_ICMPV6)), Some(f), Some(v)) =
-        (proto, family, &raw.proto)
-    {
-        let wants = if p == IPPROTO_ICMP {
-            Family::V4
-        } else {
-            Family::V6
-        };
-        if f != wants {
-            return Err(doc.at(
-                v,
-                &key("proto"),
-                format!(
-                    "{} only exists in {wants}, but the rule is {f}",
-                    proto_name(p)
-                ),
-            ));
         }
     }
-
-    let ports = |field: &Field, k: &str| -> Result<Option<PortRange>, ConfigError> {
-        let Some(v) = field else { return Ok(None) };
-        match proto {
-            Some(IPPROTO_TCP | IPPROTO_UDP) => Ok(Some(doc.port_range(v, &key(k))?)),
-            Some(p) => Err(doc.at(
-                v,
-                &key(k),
-                format!("ports need proto tcp or udp, not {}", proto_name(p)),
-            )),
-            None => Err(doc.at(v, &key(k), "ports need proto tcp or udp")),
-        }
+    // The one protocol every matching packet has, if the rule names one.
+    let only_proto = match proto.any_of.as_slice() {
+        [p] => Some(*p),
+        _ => None,
     };
-    let sport = ports(&raw.sport, "sport")?;
-    let dport = ports(&raw.dport, "dport")?;
 
-    let (iif, iif_line) = match &raw.iif {
-        None => (None, line),
-        Some(v) => {
-            let name = doc.string(v, &key("iif"))?;
-            if chain == Chain::Output {
-                return Err(doc.at(
-                    v,
-                    &key("iif"),
-                    "not allowed on chain output (locally generated packets have no input interface)",
-                ));
+    let ports = |pos: &Field, neg: &Field, name: &str| -> Result<_, ConfigError> {
+        if let Some((v, n)) = first_given(&[(pos, name), (neg, &format!("not_{name}"))]) {
+            let k = key(n);
+            match proto
+                .any_of
+                .iter()
+                .find(|p| !matches!(**p, IPPROTO_TCP | IPPROTO_UDP))
+            {
+                _ if proto.any_of.is_empty() => {
+                    return Err(doc.at(v, &k, "ports need proto tcp or udp"));
+                }
+                Some(p) => {
+                    return Err(doc.at(
+                        v,
+                        &k,
+                        format!("ports need proto tcp or udp, not {}", proto_name(*p)),
+                    ));
+                }
+                None => {}
             }
-            if !interfaces.contains_key(name) {
-                let mut known: Vec<&str> = interfaces.keys().map(String::as_str).collect();
-                known.sort_unstable();
+        }
+        let m = matched(doc, pos, neg, name, &key, |v, k| doc.port_range(v, k))?;
+        for (list, field, k) in [
+            (&m.any_of, pos, name.to_string()),
+            (&m.none_of, neg, format!("not_{name}")),
+        ] {
+            let slots = iptables::port_slots(list);
+            if slots > iptables::MAX_PORT_SLOTS {
                 return Err(doc.at(
-                    v,
-                    &key("iif"),
+                    field.as_ref().expect("a non-empty list has its key"),
+                    &key(&k),
                     format!(
-                        "{name:?} is not a configured [[interface]] (configured: {})",
-                        known.join(", ")
+                        "{slots} ports, more than the {} a list holds (a range counts as 2, as \
+                         in iptables' multiport)",
+                        iptables::MAX_PORT_SLOTS
                     ),
                 ));
             }
-            (Some(name.to_string()), doc.line(v.span().start))
+        }
+        Ok(m)
+    };
+    let sport = ports(&raw.sport, &raw.not_sport, "sport")?;
+    let dport = ports(&raw.dport, &raw.not_dport, "dport")?;
+
+    let icmp_type = match first_given(&[
+        (&raw.icmp_type, "icmp_type"),
+        (&raw.not_icmp_type, "not_icmp_type"),
+    ]) {
+        None => Match::default(),
+        Some((v, n)) => {
+            let v6 = match only_proto {
+                Some(IPPROTO_ICMP) => false,
+                Some(IPPROTO_ICMPV6) => true,
+                _ => {
+                    return Err(doc.at(
+                        v,
+                        &key(n),
+                        "needs proto icmp or icmpv6 (alone), whose type names it uses",
+                    ));
+                }
+            };
+            let m = matched(
+                doc,
+                &raw.icmp_type,
+                &raw.not_icmp_type,
+                "icmp_type",
+                &key,
+                |v, k| match v.get_ref() {
+                    Value::Integer(_) => Ok(IcmpType::Type(doc.ranged(v, k, 0, 255)? as u8)),
+                    Value::String(s) => parse_icmp_type(s, v6).map_err(|m| doc.at(v, k, m)),
+                    other => Err(doc.at(
+                        v,
+                        k,
+                        format!(
+                            "expected a type number, \"TYPE/CODE\" or a name, found {}",
+                            other.type_str()
+                        ),
+                    )),
+                },
+            )?;
+            if m.none_of.contains(&IcmpType::Any) {
+                let v = raw.not_icmp_type.as_ref().expect("none_of has its key");
+                return Err(doc.at(v, &key("not_icmp_type"), "\"any\" would never match"));
+            }
+            m
         }
     };
+
+    let tcp_flags = {
+        let given: Vec<(&Spanned<Value>, &str)> = [
+            (&raw.tcp_flags, "tcp_flags"),
+            (&raw.not_tcp_flags, "not_tcp_flags"),
+            (&raw.syn, "syn"),
+        ]
+        .into_iter()
+        .filter_map(|(f, n)| f.as_ref().map(|v| (v, n)))
+        .collect();
+        match given.as_slice() {
+            [] => None,
+            [(v, n), ..] if only_proto != Some(IPPROTO_TCP) => {
+                return Err(doc.at(v, &key(n), "needs proto tcp"));
+            }
+            [_, (v, n), ..] => {
+                return Err(doc.at(
+                    v,
+                    &key(n),
+                    "only one of tcp_flags, not_tcp_flags and syn (a rule holds one flags test)",
+                ));
+            }
+            [(v, n)] => Some(match *n {
+                "syn" => TcpFlagsMatch {
+                    flags: SYN_ONLY,
+                    negated: !doc.boolean(v, &key(n))?,
+                },
+                _ => TcpFlagsMatch {
+                    flags: parse_tcp_flags_value(doc, v, &key(n))?,
+                    negated: *n == "not_tcp_flags",
+                },
+            }),
+        }
+    };
+
+    let limit = match &raw.limit {
+        None => {
+            if let Some(v) = &raw.limit_burst {
+                return Err(doc.at(v, &key("limit_burst"), "only with limit"));
+            }
+            None
+        }
+        Some(v) => {
+            let k = key("limit");
+            let (count, per) = match v.get_ref() {
+                Value::Integer(_) => (
+                    doc.ranged(v, &k, 1, u32::MAX.into())? as u32,
+                    RateUnit::Second,
+                ),
+                Value::String(s) => {
+                    parse_rate(s).map_err(|m| doc.at(v, &k, format!("{s:?}: {m}")))?
+                }
+                other => {
+                    return Err(doc.at(
+                        v,
+                        &k,
+                        format!(
+                            "expected \"N/second\" (or minute, hour, day), found {}",
+                            other.type_str()
+                        ),
+                    ));
+                }
+            };
+            let burst = match &raw.limit_burst {
+                Some(b) => doc.ranged(b, &key("limit_burst"), 1, 10_000)? as u32,
+                None => DEFAULT_LIMIT_BURST,
+            };
+            let l = Limit { count, per, burst };
+            if limit_interval_ns(&l) < MIN_LIMIT_INTERVAL_NS {
+                return Err(doc.at(
+                    v,
+                    &k,
+                    format!(
+                        "{count}/{} is faster than 10000/second, the most iptables' limit allows",
+                        per.name()
+                    ),
+                ));
+            }
+            Some(l)
+        }
+    };
+
+    let only_with = |f: &Field, k: &str, a: RuleAction| -> Result<(), ConfigError> {
+        match f {
+            Some(v) if action != a => Err(doc.at(
+                v,
+                &key(k),
+                format!("only with action = \"{}\"", action_name(a)),
+            )),
+            _ => Ok(()),
+        }
+    };
+    only_with(&raw.reject_with, "reject_with", RuleAction::Reject)?;
+    only_with(&raw.log_prefix, "log_prefix", RuleAction::Log)?;
+    only_with(&raw.log_level, "log_level", RuleAction::Log)?;
+    let reject_with = match &raw.reject_with {
+        None => None,
+        Some(v) => {
+            let k = key("reject_with");
+            let name = doc.string(v, &k)?;
+            let canonical = REJECT_WITH
+                .iter()
+                .find(|(n, alias, _)| *n == name || *alias == name)
+                .map(|(n, _, _)| *n)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = REJECT_WITH.iter().map(|(n, _, _)| *n).collect();
+                    doc.at(
+                        v,
+                        &k,
+                        format!("unknown value {name:?} (expected {})", one_of(&names)),
+                    )
+                })?;
+            if canonical == "tcp-reset" && only_proto != Some(IPPROTO_TCP) {
+                return Err(doc.at(v, &k, "tcp-reset needs proto tcp"));
+            }
+            Some(canonical)
+        }
+    };
+    let log_prefix = match &raw.log_prefix {
+        None => None,
+        Some(v) => {
+            let k = key("log_prefix");
+            let p = doc.string(v, &k)?;
+            if p.len() > MAX_LOG_PREFIX {
+                return Err(doc.at(
+                    v,
+                    &k,
+                    format!(
+                        "{} bytes, more than the {MAX_LOG_PREFIX} iptables' LOG keeps",
+                        p.len()
+                    ),
+                ));
+            }
+            if p.contains('\0') {
+                return Err(doc.at(v, &k, "contains a NUL byte"));
+            }
+            Some(p.to_string())
+        }
+    };
+    let log_level = match &raw.log_level {
+        None => DEFAULT_LOG_LEVEL,
+        Some(v) => {
+            let k = key("log_level");
+            match v.get_ref() {
+                Value::Integer(_) => doc.ranged(v, &k, 0, 7)? as u8,
+                Value::String(s) => parse_log_level(s).map_err(|m| doc.at(v, &k, m))?,
+                other => {
+                    return Err(doc.at(
+                        v,
+                        &k,
+                        format!(
+                            "expected 0-7 or a syslog level name, found {}",
+                            other.type_str()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+
+    let mut iface_lines = [line; 4];
+    let mut ifaces = |pos: &Field, neg: &Field, name: &str, slot: usize| {
+        for (f, i) in [(pos, slot), (neg, slot + 1)] {
+            if let Some(v) = f {
+                iface_lines[i] = doc.line(v.span().start);
+            }
+        }
+        matched(doc, pos, neg, name, &key, |v, k| {
+            let i = parse_iface_value(doc, v, k)?;
+            let not_here = match (name, chain) {
+                ("iif", Chain::Output) => Some(
+                    "not allowed on chain output (locally generated packets have no input \
+                     interface)",
+                ),
+                ("oif", Chain::Input) => Some(
+                    "not allowed on chain input (packets for the host have no output interface)",
+                ),
+                _ => None,
+            };
+            if let Some(why) = not_here {
+                return Err(doc.at(v, k, why));
+            }
+            // Packets arrive only on configured interfaces: an exact input
+            // interface that is not one is a typo. Output interfaces can be
+            // any (the host routes to unmanaged ones too).
+            if name == "iif" {
+                let mut known: Vec<&str> = interfaces.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                if !i.wildcard && !interfaces.contains_key(&i.name) {
+                    return Err(doc.at(
+                        v,
+                        k,
+                        format!(
+                            "{:?} is not a configured [[interface]] (configured: {})",
+                            i.name,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                if i.wildcard && !known.iter().any(|n| n.starts_with(&i.name)) {
+                    log::warn!(
+                        "{}:{}: {k}: {i} names no configured [[interface]] (configured: {}), \
+                         and packets arrive only on those",
+                        doc.origin,
+                        doc.line(v.span().start),
+                        known.join(", ")
+                    );
+                }
+            }
+            Ok(i)
+        })
+    };
+    let iif = ifaces(&raw.iif, &raw.not_iif, "iif", 0)?;
+    let oif = ifaces(&raw.oif, &raw.not_oif, "oif", 2)?;
 
     let ctstate = match &raw.ctstate {
         None => Vec::new(),
@@ -1651,16 +2563,135 @@ fn validate_rule(
         proto,
         src,
         dst,
+        src_range,
+        dst_range,
         sport,
         dport,
         iif,
+        oif,
+        icmp_type,
+        tcp_flags,
+        limit,
         ctstate,
+        reject_with,
+        log_prefix,
+        log_level,
         comment,
         line,
         index,
         origin: doc.origin.to_string(),
-        iif_line,
+        key: prefix.to_string(),
+        iface_lines,
     })
+}
+
+/// A chain's policy as an `iptables` line's `-P` sets it.
+type ChainPolicy = (Chain, RuleAction);
+
+/// The `iptables` lines (see [`crate::iptables::config_lines`]): their
+/// rules, numbered on from `first_index`, and the policies `-P` sets.
+/// `explicit_policy` holds the line of each `[policy]` key given.
+fn validate_iptables(
+    doc: &Doc,
+    list: &Spanned<Value>,
+    first_index: usize,
+    interfaces: &HashMap<String, usize>,
+    explicit_policy: [Option<usize>; 3],
+) -> Result<(Vec<RuleConfig>, Vec<ChainPolicy>), ConfigError> {
+    let Value::Array(_) = list.get_ref() else {
+        return Err(doc.at(
+            list,
+            "iptables",
+            format!(
+                "expected a list of iptables command lines, found {}",
+                list.get_ref().type_str()
+            ),
+        ));
+    };
+    // Read again for the entries' own spans, which a `Value` array lacks.
+    #[derive(Deserialize)]
+    struct Entries {
+        iptables: Vec<Spanned<Value>>,
+    }
+    let entries: Entries = toml::from_str(doc.text).map_err(|e| doc.toml_error(&e))?;
+    let mut texts: Vec<(&str, usize)> = Vec::new();
+    for (i, v) in entries.iptables.iter().enumerate() {
+        let k = format!("iptables[{}]", i + 1);
+        texts.push((doc.string(v, &k)?, doc.line(v.span().start)));
+    }
+    let at = |i: Option<usize>, message: String| match i {
+        Some(i) if (1..=texts.len()).contains(&i) => {
+            doc.invalid(texts[i - 1].1, format!("iptables[{i}]"), message)
+        }
+        _ => doc.invalid(doc.line(list.span().start), "iptables", message),
+    };
+    let lines: Vec<&str> = texts.iter().map(|(t, _)| *t).collect();
+    let resolved = iptables::config_lines(&lines).map_err(|e| at(e.line, e.message))?;
+
+    let mut policies = Vec::new();
+    for (hook, policy, i) in resolved.policies {
+        let chain = match hook {
+            iptables::Hook::Input => Chain::Input,
+            iptables::Hook::Forward => Chain::Forward,
+            _ => Chain::Output,
+        };
+        if let Some(l) = explicit_policy[chain as usize] {
+            return Err(at(
+                Some(i),
+                format!(
+                    "-P {hook} conflicts with policy.{} (line {l}); set each policy in one place",
+                    chain_name(chain)
+                ),
+            ));
+        }
+        let action = match policy {
+            iptables::Policy::Accept => RuleAction::Accept,
+            iptables::Policy::Drop => RuleAction::Drop,
+        };
+        policies.push((chain, action));
+    }
+
+    #[derive(Deserialize)]
+    struct OneRule {
+        rule: Vec<Spanned<RawRule>>,
+    }
+    let mut rules = Vec::new();
+    for (i, body) in resolved.rules {
+        let k = format!("iptables[{i}]");
+        let text = format!("[[rule]]\n{body}");
+        let block_doc = Doc::new(&text, doc.origin);
+        let parsed: OneRule = toml::from_str(&text).map_err(|e| {
+            at(
+                Some(i),
+                format!("internal error: rule block does not parse: {e}"),
+            )
+        })?;
+        let raw = parsed
+            .rule
+            .first()
+            .ok_or_else(|| at(Some(i), "internal error: empty rule block".into()))?;
+        let mut rule = validate_rule(&block_doc, raw, &k, first_index + rules.len(), interfaces)
+            .map_err(|e| match e {
+                // The block's key names the iptables option it came from.
+                ConfigError::Invalid {
+                    key: bad, message, ..
+                } => {
+                    let field = bad.rsplit('.').next().unwrap_or(&bad);
+                    let opt = match field {
+                        "iif" => "-i",
+                        "not_iif" => "! -i",
+                        "oif" => "-o",
+                        "not_oif" => "! -o",
+                        other => other,
+                    };
+                    at(Some(i), format!("{opt}: {message}"))
+                }
+                other => other,
+            })?;
+        rule.relocate(k, texts[i - 1].1);
+        rules.push(rule);
+    }
+    Ok((rules, policies))
 }
 
 #[cfg(test)]
@@ -1729,12 +2760,19 @@ comment = "ssh"
         config.rules.pop().unwrap()
     }
 
-    fn ifindex(name: &str) -> Option<u32> {
-        match name {
-            "eth0" => Some(2),
-            "eth1" => Some(3),
-            _ => None,
-        }
+    /// The test host's interfaces: `eth0` and `eth1` are configured in
+    /// the tests' configs, `wlan0` and `ethx` are not.
+    fn ifaces() -> Vec<(String, u32)> {
+        [
+            ("lo", 1),
+            ("eth0", 2),
+            ("eth1", 3),
+            ("wlan0", 4),
+            ("ethx", 5),
+        ]
+        .into_iter()
+        .map(|(n, i)| (n.to_string(), i))
+        .collect()
     }
 
     #[test]
@@ -1769,24 +2807,30 @@ comment = "ssh"
         assert_eq!(r.chain, Chain::Input);
         assert_eq!(r.action, RuleAction::Accept);
         assert_eq!(r.family, Some(Family::V4));
-        assert_eq!(r.proto, Some(IPPROTO_TCP));
+        assert_eq!(r.proto, Match::is(IPPROTO_TCP));
         assert_eq!(
             r.src,
-            Some(Cidr {
+            Match::is(Cidr {
                 addr: "10.0.0.0".parse().unwrap(),
                 prefix: 8
             })
         );
         assert_eq!(
             r.dst,
-            Some(Cidr {
+            Match::is(Cidr {
                 addr: "192.168.1.1".parse().unwrap(),
                 prefix: 32
             })
         );
-        assert_eq!(r.sport, Some(PortRange { lo: 22, hi: 22 }));
-        assert_eq!(r.dport, Some(PortRange { lo: 8000, hi: 8100 }));
-        assert_eq!(r.iif.as_deref(), Some("eth0"));
+        assert_eq!(r.sport, Match::is(PortRange { lo: 22, hi: 22 }));
+        assert_eq!(r.dport, Match::is(PortRange { lo: 8000, hi: 8100 }));
+        assert_eq!(
+            r.iif,
+            Match::is(Iface {
+                name: "eth0".into(),
+                wildcard: false
+            })
+        );
         assert_eq!(r.ctstate, vec![CtState::New]);
         assert_eq!(r.comment.as_deref(), Some("ssh"));
         assert_eq!(r.line, 21);
@@ -2089,7 +3133,7 @@ comment = "ssh"
     #[test]
     fn to_match_v4_cidr() {
         let r = one_rule("chain = \"forward\"\nsrc = \"10.1.0.0/16\"\naction = \"drop\"\n");
-        let rule = r.to_match(&ifindex).unwrap();
+        let rule = r.to_match(&ifaces()).unwrap();
         assert_eq!(rule.family, Some(FAMILY_V4));
         assert_eq!(rule.chain, Chain::Forward);
         assert_eq!(rule.action, RuleAction::Drop);
@@ -2114,7 +3158,7 @@ comment = "ssh"
     #[test]
     fn to_match_v6_cidr() {
         let r = one_rule("chain = \"input\"\ndst = \"2001:db8:ab00::/40\"\naction = \"accept\"\n");
-        let rule = r.to_match(&ifindex).unwrap();
+        let rule = r.to_match(&ifaces()).unwrap();
         assert_eq!(rule.family, Some(FAMILY_V6));
         let inside: Ipv6Addr = "2001:db8:abff::1".parse().unwrap();
         let outside: Ipv6Addr = "2001:db8:ac00::1".parse().unwrap();
@@ -2138,7 +3182,7 @@ comment = "ssh"
         let r = one_rule(
             "chain = \"input\"\nproto = \"udp\"\ndport = \"5000-5010\"\nsport = 53\naction = \"accept\"\n",
         );
-        let rule = r.to_match(&ifindex).unwrap();
+        let rule = r.to_match(&ifaces()).unwrap();
         assert_eq!(rule.proto, vec![Cond::is(IPPROTO_UDP)]);
         assert_eq!(rule.family, None);
         assert_eq!(rule.dport, vec![Cond::is((5000, 5010))]);
@@ -2151,7 +3195,7 @@ comment = "ssh"
         let r = one_rule(
             "chain = \"forward\"\nctstate = [\"new\", \"invalid\", \"untracked\"]\naction = \"drop\"\n",
         );
-        let rule = r.to_match(&ifindex).unwrap();
+        let rule = r.to_match(&ifaces()).unwrap();
         assert_eq!(
             rule.ctstate,
             CtState::New.bit() | CtState::Invalid.bit() | CtState::Untracked.bit()
@@ -2163,12 +3207,12 @@ comment = "ssh"
     fn to_match_iif() {
         let r =
             one_rule("chain = \"input\"\nfamily = \"ipv6\"\niif = \"eth0\"\naction = \"accept\"\n");
-        let rule = r.to_match(&ifindex).unwrap();
+        let rule = r.to_match(&ifaces()).unwrap();
         assert_eq!(rule.iif, vec![Cond::is(2)]);
         assert_eq!(rule.family, Some(FAMILY_V6));
         assert_eq!(r.summary(), "input ipv6 iif eth0 -> accept");
 
-        let e = r.to_match(&|_| None).unwrap_err().to_string();
+        let e = r.to_match(&[]).unwrap_err().to_string();
         assert_eq!(
             e,
             "fw.toml:7: rule[1].iif: interface \"eth0\" does not exist"
@@ -2178,10 +3222,10 @@ comment = "ssh"
     #[test]
     fn numeric_proto() {
         let r = one_rule("chain = \"input\"\nproto = 47\naction = \"drop\"\n");
-        assert_eq!(r.to_match(&ifindex).unwrap().proto, vec![Cond::is(47)]);
+        assert_eq!(r.to_match(&ifaces()).unwrap().proto, vec![Cond::is(47)]);
         assert_eq!(r.summary(), "input 47 -> drop");
         let r = one_rule("chain = \"input\"\nproto = 6\ndport = 0\naction = \"drop\"\n");
-        assert_eq!(r.dport, Some(PortRange { lo: 0, hi: 0 }));
+        assert_eq!(r.dport, Match::is(PortRange { lo: 0, hi: 0 }));
     }
 
     #[test]
@@ -2851,5 +3895,918 @@ to = "192.168.1.10:65535"
             )),
             &["fw.toml:12: helper[2].iif: unknown key"],
         );
+    }
+
+    // -----------------------------------------------------------------------
+    // The iptables-level keys.
+
+    /// Two configured interfaces (lines 1-6), then `rest` from line 7.
+    fn with_two(rest: &str) -> String {
+        format!(
+            "[[interface]]\nname = \"eth0\"\nrole = \"wan\"\n\
+             [[interface]]\nname = \"eth1\"\nrole = \"lan\"\n{rest}"
+        )
+    }
+
+    fn rule2(body: &str) -> RuleConfig {
+        let mut c = parse(&with_two(&format!("[[rule]]\n{body}")), "fw.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{body}"));
+        assert_eq!(c.rules.len(), 1);
+        c.rules.pop().unwrap()
+    }
+
+    fn v4p(a: [u8; 4], len: u8) -> Prefix {
+        Prefix::new(v4b(a), len)
+    }
+
+    #[test]
+    fn negation_and_lists_of_every_field() {
+        let r = rule2(
+            "chain = \"forward\"\nproto = [\"tcp\", \"udp\"]\nnot_proto = 6\n\
+             src = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\nnot_src = \"10.9.0.0/16\"\n\
+             not_dst = [\"10.0.0.1\", \"10.0.0.2\"]\n\
+             src_range = \"10.0.0.1-10.0.0.6\"\nnot_dst_range = [\"10.1.0.0-10.1.0.3\"]\n\
+             dport = [80, 443, \"8000-8100\"]\nnot_sport = \"0-1023\"\n\
+             iif = \"eth+\"\nnot_iif = \"eth1\"\noif = [\"wlan0\", \"veth+\"]\nnot_oif = \"eth0\"\n\
+             action = \"drop\"\n",
+        );
+        assert_eq!(r.family, Some(Family::V4));
+        assert_eq!(
+            r.summary(),
+            "forward tcp,udp !tcp sport !0-1023 dport 80,443,8000-8100 \
+             src 10.0.0.0/8,192.168.0.0/16 src !10.9.0.0/16 src-range 10.0.0.1-10.0.0.6 \
+             dst !10.0.0.1,10.0.0.2 dst-range !10.1.0.0-10.1.0.3 iif eth+ iif !eth1 \
+             oif wlan0,veth+ oif !eth0 -> drop"
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(m.family, Some(FAMILY_V4));
+        assert_eq!(
+            m.proto,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![IPPROTO_TCP, IPPROTO_UDP]
+                },
+                Cond::not(IPPROTO_TCP)
+            ]
+        );
+        assert_eq!(
+            m.src,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![v4p([10, 0, 0, 0], 8), v4p([192, 168, 0, 0], 16)]
+                },
+                Cond::not(v4p([10, 9, 0, 0], 16)),
+                Cond {
+                    negated: false,
+                    any_of: vec![
+                        v4p([10, 0, 0, 1], 32),
+                        v4p([10, 0, 0, 2], 31),
+                        v4p([10, 0, 0, 4], 31),
+                        v4p([10, 0, 0, 6], 32)
+                    ]
+                },
+            ]
+        );
+        assert_eq!(
+            m.dst,
+            vec![
+                Cond {
+                    negated: true,
+                    any_of: vec![v4p([10, 0, 0, 1], 32), v4p([10, 0, 0, 2], 32)]
+                },
+                Cond::not(v4p([10, 1, 0, 0], 30)),
+            ]
+        );
+        assert_eq!(
+            m.dport,
+            vec![Cond {
+                negated: false,
+                any_of: vec![(80, 80), (443, 443), (8000, 8100)]
+            }]
+        );
+        assert_eq!(m.sport, vec![Cond::not((0, 1023))]);
+        // eth+ is every eth interface of the host, configured or not.
+        assert_eq!(
+            m.iif,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![2, 3, 5]
+                },
+                Cond::not(3)
+            ]
+        );
+        // veth+ names nothing here: it adds no interface.
+        assert_eq!(m.oif, vec![Cond::is(4), Cond::not(2)]);
+        firewall_common::rule::compile::compile(&[m], [0; 4]).unwrap();
+    }
+
+    #[test]
+    fn icmp_types_tcp_flags_and_limits() {
+        let r = rule2(
+            "chain = \"input\"\nproto = \"icmp\"\n\
+             icmp_type = [\"echo-request\", \"3/4\", 11, \"host-unreachable\"]\n\
+             not_icmp_type = \"ttl-zero-during-reassembly\"\nlimit = \"5/minute\"\n\
+             action = \"accept\"\n",
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(
+            m.icmp,
+            vec![
+                Cond {
+                    negated: false,
+                    any_of: vec![
+                        (0x800, 0x8ff),
+                        (0x304, 0x304),
+                        (0xb00, 0xbff),
+                        (0x301, 0x301)
+                    ]
+                },
+                Cond::not((0xb01, 0xb01))
+            ]
+        );
+        assert_eq!(
+            m.limit,
+            Some(LimitSpec {
+                interval_ns: 12_000_000_000,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            r.summary(),
+            "input icmp icmp-type 8,3/4,11,3/1 icmp-type !11/1 limit 5/minute burst 5 -> accept"
+        );
+        // ICMPv6 names are ICMPv6's.
+        let r = rule2(
+            "chain = \"input\"\nproto = \"icmpv6\"\nicmp_type = \"echo-request\"\nlimit = 100\n\
+             limit_burst = 20\naction = \"accept\"\n",
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(m.icmp, vec![Cond::is((128 << 8, 128 << 8 | 0xff))]);
+        assert_eq!(
+            m.limit,
+            Some(LimitSpec {
+                interval_ns: 10_000_000,
+                burst: 20
+            })
+        );
+
+        let r = rule2("chain = \"input\"\nproto = \"tcp\"\nsyn = true\naction = \"drop\"\n");
+        let t = r.to_match(&ifaces()).unwrap().tcp_flags.unwrap();
+        assert_eq!((t.mask, t.comp, t.negated), (0x17, 0x02, false));
+        assert_eq!(r.summary(), "input tcp syn -> drop");
+        let r = rule2("chain = \"input\"\nproto = \"tcp\"\nsyn = false\naction = \"drop\"\n");
+        assert!(r.to_match(&ifaces()).unwrap().tcp_flags.unwrap().negated);
+        assert_eq!(r.summary(), "input tcp !syn -> drop");
+        let r = rule2(
+            "chain = \"input\"\nproto = \"tcp\"\n\
+             not_tcp_flags = { mask = [\"all\"], set = [] }\naction = \"drop\"\n",
+        );
+        let t = r.to_match(&ifaces()).unwrap().tcp_flags.unwrap();
+        assert_eq!((t.mask, t.comp, t.negated), (0x3f, 0, true));
+        assert_eq!(
+            r.summary(),
+            "input tcp flags !fin,syn,rst,psh,ack,urg/none -> drop"
+        );
+    }
+
+    #[test]
+    fn reject_and_log_actions() {
+        let r = rule2("chain = \"input\"\naction = \"reject\"\n");
+        assert_eq!(
+            r.to_match(&ifaces()).unwrap().reject,
+            RejectWith::PORT_UNREACHABLE
+        );
+        assert_eq!(r.summary(), "input -> reject");
+        for (name, v4, v6) in [
+            ("icmp-net-unreachable", (3, 0), (1, 0)),
+            ("host-unreach", (3, 1), (1, 3)),
+            ("icmp-proto-unreachable", (3, 2), (1, 4)),
+            ("icmp-net-prohibited", (3, 9), (1, 1)),
+            ("icmp-host-prohibited", (3, 10), (1, 1)),
+            ("icmp-admin-prohibited", (3, 13), (1, 1)),
+            ("icmp6-no-route", (3, 0), (1, 0)),
+            ("icmp6-adm-prohibited", (3, 13), (1, 1)),
+            ("icmp6-addr-unreachable", (3, 1), (1, 3)),
+            ("icmp6-port-unreachable", (3, 3), (1, 4)),
+            ("icmp6-policy-fail", (3, 13), (1, 5)),
+            ("icmp6-reject-route", (3, 13), (1, 6)),
+        ] {
+            let r = rule2(&format!(
+                "chain = \"input\"\naction = \"reject\"\nreject_with = \"{name}\"\n"
+            ));
+            assert_eq!(
+                r.to_match(&ifaces()).unwrap().reject,
+                RejectWith::Icmp { v4, v6 },
+                "{name}"
+            );
+        }
+        let r = rule2(
+            "chain = \"input\"\nproto = \"tcp\"\naction = \"reject\"\nreject_with = \"tcp-rst\"\n",
+        );
+        assert_eq!(r.to_match(&ifaces()).unwrap().reject, RejectWith::TcpReset);
+        assert_eq!(r.summary(), "input tcp -> reject tcp-reset");
+
+        let r = rule2(
+            "chain = \"forward\"\naction = \"log\"\nlog_prefix = \"fwd: \"\nlog_level = \"info\"\n",
+        );
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(m.action, RuleAction::Log);
+        assert_eq!(&m.log_prefix[..6], b"fwd: \0");
+        assert_eq!(m.log_level, 6);
+        assert_eq!(r.summary(), "forward -> log \"fwd: \" level 6");
+        let m = rule2("chain = \"forward\"\naction = \"log\"\n")
+            .to_match(&ifaces())
+            .unwrap();
+        assert_eq!((m.log_prefix, m.log_level), ([0; 32], 4));
+        let r = rule2(&format!(
+            "chain = \"forward\"\naction = \"log\"\nlog_prefix = \"{}\"\nlog_level = 0\n",
+            "x".repeat(29)
+        ));
+        assert_eq!(r.to_match(&ifaces()).unwrap().log_level, 0);
+    }
+
+    #[test]
+    fn interface_keys_by_chain_and_existence() {
+        // An exact oif need not be configured, but must exist at load.
+        let r = rule2("chain = \"output\"\noif = \"wlan0\"\naction = \"drop\"\n");
+        assert_eq!(r.to_match(&ifaces()).unwrap().oif, vec![Cond::is(4)]);
+        let r = rule2(
+            "chain = \"forward\"\nfamily = \"ipv4\"\nnot_oif = \"ppp0\"\naction = \"drop\"\n",
+        );
+        assert_eq!(
+            r.to_match(&ifaces()).unwrap_err().to_string(),
+            "fw.toml:10: rule[1].not_oif: interface \"ppp0\" does not exist"
+        );
+        // A wildcard that names nothing never matches (positive) or excludes
+        // nothing (negated).
+        let r =
+            rule2("chain = \"forward\"\noif = \"ppp+\"\nnot_iif = \"tun+\"\naction = \"drop\"\n");
+        let m = r.to_match(&ifaces()).unwrap();
+        assert_eq!(
+            m.oif,
+            vec![Cond {
+                negated: false,
+                any_of: vec![]
+            }]
+        );
+        assert!(m.iif.is_empty());
+        let p = MatchInput {
+            chain: Chain::Forward as u8,
+            iif: 2,
+            oif: 3,
+            ..MatchInput::default()
+        };
+        assert!(!m.matches(&p));
+        firewall_common::rule::compile::compile(&[m], [0; 4]).unwrap();
+    }
+
+    #[test]
+    fn errors_of_the_new_keys_are_one_line_with_file_line_and_key() {
+        let rule = |body: &str| with_two(&format!("[[rule]]\nchain = \"input\"\n{body}"));
+        for (body, expected) in [
+            (
+                "src = []\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].src: empty list (leave the key out to put no condition on this field)",
+            ),
+            (
+                "not_src = \"10.0.0.0/8\"\ndst = \"::1\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].dst: ::1 is ipv6 but not_src 10.0.0.0/8 is ipv4",
+            ),
+            (
+                "src_range = \"10.0.0.9-10.0.0.1\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].src_range: \"10.0.0.9-10.0.0.1\": the range is reversed",
+            ),
+            (
+                "not_dst_range = \"10.0.0.1-::2\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_dst_range: \"10.0.0.1-::2\": the ends are of different address families",
+            ),
+            (
+                "not_proto = \"gre\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_proto: unknown protocol \"gre\"",
+            ),
+            (
+                "family = \"ipv6\"\nnot_proto = \"icmp\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].not_proto: icmp only exists in ipv4, but the rule is ipv6",
+            ),
+            (
+                "not_dport = 22\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_dport: ports need proto tcp or udp",
+            ),
+            (
+                "proto = [\"tcp\", \"icmp\"]\ndport = 22\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].dport: ports need proto tcp or udp, not icmp",
+            ),
+            (
+                "proto = \"tcp\"\ndport = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, \"15-16\"]\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].dport: 16 ports, more than the 15 a list holds",
+            ),
+            (
+                "icmp_type = 8\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].icmp_type: needs proto icmp or icmpv6 (alone)",
+            ),
+            (
+                "proto = \"icmp\"\nicmp_type = \"neighbour-solicitation\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].icmp_type: unknown ICMP type \"neighbour-solicitation\"",
+            ),
+            (
+                "proto = \"icmp\"\nnot_icmp_type = \"any\"\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].not_icmp_type: \"any\" would never match",
+            ),
+            (
+                "proto = \"icmp\"\nicmp_type = 256\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].icmp_type: 256 is out of range (0-255)",
+            ),
+            (
+                "syn = true\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].syn: needs proto tcp",
+            ),
+            (
+                "proto = \"tcp\"\nsyn = true\ntcp_flags = { mask = [\"syn\"], set = [] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].syn: only one of tcp_flags, not_tcp_flags and syn",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\"], set = [\"ack\"] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: set has ack outside the mask, so the test could never hold",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\"] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: set is missing (required)",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\", \"ece\"], set = [] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: mask: unknown TCP flag \"ece\"",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = { mask = [\"syn\"], set = [], comp = [] }\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: unknown key \"comp\" (expected mask and set)",
+            ),
+            (
+                "proto = \"tcp\"\ntcp_flags = [\"syn\"]\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].tcp_flags: expected { mask = [...], set = [...] }, found array",
+            ),
+            (
+                "limit = \"5/fortnight\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].limit: \"5/fortnight\": unknown unit",
+            ),
+            (
+                "limit = \"20000/s\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].limit: 20000/second is faster than 10000/second",
+            ),
+            (
+                "limit_burst = 3\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].limit_burst: only with limit",
+            ),
+            (
+                "limit = 1\nlimit_burst = 0\naction = \"drop\"\n",
+                "fw.toml:10: rule[1].limit_burst: 0 is out of range (1-10000)",
+            ),
+            (
+                "action = \"queue\"\n",
+                "fw.toml:9: rule[1].action: unknown value \"queue\" (expected accept, drop, reject or log)",
+            ),
+            (
+                "action = \"drop\"\nreject_with = \"tcp-reset\"\n",
+                "fw.toml:10: rule[1].reject_with: only with action = \"reject\"",
+            ),
+            (
+                "action = \"reject\"\nreject_with = \"tcp-reset\"\n",
+                "fw.toml:10: rule[1].reject_with: tcp-reset needs proto tcp",
+            ),
+            (
+                "action = \"reject\"\nreject_with = \"icmp-bogus\"\n",
+                "fw.toml:10: rule[1].reject_with: unknown value \"icmp-bogus\"",
+            ),
+            (
+                "action = \"accept\"\nlog_level = 3\n",
+                "fw.toml:10: rule[1].log_level: only with action = \"log\"",
+            ),
+            (
+                "action = \"log\"\nlog_level = 8\n",
+                "fw.toml:10: rule[1].log_level: 8 is out of range (0-7)",
+            ),
+            (
+                "action = \"log\"\nlog_level = \"loud\"\n",
+                "fw.toml:10: rule[1].log_level: unknown log level \"loud\"",
+            ),
+            (
+                "action = \"log\"\nlog_prefix = \"123456789012345678901234567890\"\n",
+                "fw.toml:10: rule[1].log_prefix: 30 bytes, more than the 29 iptables' LOG keeps",
+            ),
+            (
+                "oif = \"eth0\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].oif: not allowed on chain input",
+            ),
+            (
+                "iif = \"+\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].iif: \"+\" alone is every interface (leave the key out)",
+            ),
+            (
+                "not_iif = \"eth9\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].not_iif: \"eth9\" is not a configured [[interface]] (configured: eth0, eth1)",
+            ),
+            (
+                "iif = \"bad/name+\"\naction = \"drop\"\n",
+                "fw.toml:9: rule[1].iif: \"bad/name\" is not a valid interface name",
+            ),
+        ] {
+            let msg = err(&rule(body));
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+            assert!(
+                msg.starts_with(expected),
+                "{body}:\n{msg:?}\ndoes not start with\n{expected:?}"
+            );
+        }
+        assert_err(
+            &with_two("[[rule]]\nchain = \"output\"\nnot_iif = \"eth0\"\naction = \"drop\"\n"),
+            &["fw.toml:9: rule[1].not_iif: not allowed on chain output"],
+        );
+        assert_err(
+            &with_two("[policy]\ninput = \"reject\"\n"),
+            &["fw.toml:8: policy.input: unknown value \"reject\" (expected accept or drop)"],
+        );
+    }
+
+    // -----------------------------------------------------------------------
+    // `iptables = [...]`.
+
+    #[test]
+    fn iptables_lines_follow_the_rules_in_order() {
+        // Lines 1-11, then the interfaces (12-17) and a [[rule]] (18).
+        let text = format!(
+            "iptables = [\n\
+             \"-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\",\n\
+             \"-P FORWARD ACCEPT\",\n\
+             \"iptables -A INPUT -p tcp -m multiport --dports 22,80 -s 10.0.0.0/8,192.168.0.0/16 -j ACCEPT\",\n\
+             \"-N LOGDROP\",\n\
+             \"-A LOGDROP -j LOG --log-prefix 'dropped: '\",\n\
+             \"-A LOGDROP -j DROP\",\n\
+             \"-A INPUT -i eth+ -p icmp --icmp-type echo-request -m limit --limit 2/s -j ACCEPT\",\n\
+             \"-I INPUT 1 -p tcp --dport 23 -j REJECT --reject-with tcp-reset\",\n\
+             \"-A FORWARD -i eth1 -o wlan0 -j LOGDROP\",\n\
+             ]\n{}",
+            with_two(
+                "[[rule]]\nchain = \"input\"\nproto = \"udp\"\ndport = 53\naction = \"accept\"\n"
+            )
+        );
+        let c = parse(&text, "fw.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.policy,
+            [RuleAction::Drop, RuleAction::Accept, RuleAction::Accept]
+        );
+        let got: Vec<(String, usize, usize)> = c
+            .rules
+            .iter()
+            .map(|r| (r.summary(), r.line, r.index))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("input udp dport 53 -> accept".to_string(), 18, 1),
+                ("input tcp dport 23 -> reject tcp-reset".into(), 9, 2),
+                (
+                    "input tcp dport 22,80 src 10.0.0.0/8 -> accept".into(),
+                    4,
+                    3
+                ),
+                (
+                    "input tcp dport 22,80 src 192.168.0.0/16 -> accept".into(),
+                    4,
+                    4
+                ),
+                (
+                    "input icmp icmp-type 8 iif eth+ limit 2/second burst 5 -> accept".into(),
+                    8,
+                    5
+                ),
+                // The line of the rule that decides, as `firewall import`
+                // names it (the jump is on line 10).
+                (
+                    "forward iif eth1 oif wlan0 -> log \"dropped: \"".into(),
+                    6,
+                    6
+                ),
+                ("forward iif eth1 oif wlan0 -> drop".into(), 7, 7),
+            ]
+        );
+        for r in &c.rules {
+            r.to_match(&ifaces()).unwrap();
+        }
+        // The seeds' line alone: redundant, so no rule at all.
+        let c = parse(
+            &format!(
+                "iptables = [\"-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\"]\n{}",
+                with_two("")
+            ),
+            "fw.toml",
+        )
+        .unwrap();
+        assert!(c.rules.is_empty());
+        // An unresolvable oif is reported at the line, under its index.
+        let c = parse(
+            &format!(
+                "iptables = [\n\"-P INPUT DROP\",\n\"-A OUTPUT -o ppp0 -j DROP\",\n]\n{}",
+                with_two("")
+            ),
+            "fw.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.rules[0].to_match(&ifaces()).unwrap_err().to_string(),
+            "fw.toml:3: iptables[2].oif: interface \"ppp0\" does not exist"
+        );
+        // After a [section] TOML puts the key into it; the message says so.
+        assert_err(
+            &with_two("iptables = [\"-P INPUT DROP\"]\n"),
+            &[
+                "fw.toml:7: interface[2].iptables: unknown key",
+                "top-level keys go before the first [section]",
+            ],
+        );
+    }
+
+    #[test]
+    fn iptables_line_errors_name_the_index_and_the_option() {
+        // The offending entry is on line 4.
+        let lines = |l: &str| {
+            format!(
+                "\niptables = [\n  \"-A INPUT -j ACCEPT\",\n{l}\n]\n{}",
+                with_two("")
+            )
+        };
+        for (line, expected) in [
+            (
+                "  \"-A INPUT -m mac --mac-source 00:11:22:33:44:55 -j DROP\",",
+                "fw.toml:4: iptables[2]: unsupported option --mac-source (match mac)",
+            ),
+            (
+                "  \"-A INPUT -i eth9 -j DROP\",",
+                "fw.toml:4: iptables[2]: -i: \"eth9\" is not a configured [[interface]] (configured: eth0, eth1)",
+            ),
+            (
+                "  \"-t nat -A POSTROUTING -o eth0 -j MASQUERADE\",",
+                "fw.toml:4: iptables[2]: -t nat: this line is read for table filter (NAT is configured with masquerade, snat and [[port_forward]])",
+            ),
+            (
+                "  \"-A INPUT -m conntrack --ctstate ESTABLISHED -j DROP\",",
+                "fw.toml:4: iptables[2]: -j DROP is never reached: it only matches ESTABLISHED/RELATED packets",
+            ),
+            (
+                "  \"-A INPUT -p tcp\",",
+                "fw.toml:4: iptables[2]: no -j target",
+            ),
+            (
+                "  \"-A INPUT -j NOPE\",",
+                "fw.toml:4: iptables[2]: unknown chain or unsupported target NOPE",
+            ),
+            (
+                "  \"-F INPUT\",",
+                "fw.toml:4: iptables[2]: unsupported command -F",
+            ),
+            (
+                "  \"-A INPUT -i lo -j DROP\",",
+                "fw.toml:4: iptables[2]: -j DROP on lo: loopback traffic is never filtered",
+            ),
+            (
+                "  \"-A INPUT -m limit --limit 1/s -m limit --limit 2/s -j ACCEPT\",",
+                "fw.toml:4: iptables[2]: several -m limit conditions",
+            ),
+            (
+                "  \"-A INPUT -s 10.0.0.0/8 -d ::1 -j DROP\",",
+                "fw.toml:4: iptables[2]: -s 10.0.0.0/8 is ipv4 but -d ::1 is ipv6",
+            ),
+            (
+                "  3,",
+                "fw.toml:4: iptables[2]: expected a string, found integer",
+            ),
+        ] {
+            let msg = err(&lines(line));
+            assert!(!msg.contains('\n'), "multi-line error: {msg}");
+            assert!(
+                msg.starts_with(expected),
+                "{line}:\n{msg:?}\ndoes not start with\n{expected:?}"
+            );
+        }
+        assert_err(
+            &format!(
+                "iptables = [\"-P INPUT DROP\"]\n{}",
+                with_two("[policy]\ninput = \"accept\"\n")
+            ),
+            &[
+                "fw.toml:1: iptables[1]: -P INPUT conflicts with policy.input (line 9); set each \
+               policy in one place",
+            ],
+        );
+        assert_err(
+            &format!("iptables = \"-A INPUT -j DROP\"\n{}", with_two("")),
+            &["fw.toml:1: iptables: expected a list of iptables command lines"],
+        );
+    }
+
+    // -----------------------------------------------------------------------
+    // Property: whatever the config accepts compiles, and the compiled tables
+    // agree with the ordered list.
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// A value or a list of 1-3 of `pool`.
+    fn one_or_list(rng: &mut Rng, pool: &[&str]) -> String {
+        if rng.chance(50) {
+            return rng.pick(pool).to_string();
+        }
+        let n = 1 + rng.below(3);
+        let items: Vec<&str> = (0..n).map(|_| *rng.pick(pool)).collect();
+        format!("[{}]", items.join(", "))
+    }
+
+    fn random_rule(rng: &mut Rng) -> String {
+        let mut out = String::from("[[rule]]\n");
+        let chain = *rng.pick(&["input", "forward", "output"]);
+        out += &format!("chain = \"{chain}\"\n");
+        let v6 = rng.chance(30);
+        let proto = *rng.pick(&["", "tcp", "udp", "icmp", "tcp_udp", "47"]);
+        let proto = if v6 && proto == "icmp" {
+            "icmpv6"
+        } else {
+            proto
+        };
+        match proto {
+            "" => {}
+            "tcp_udp" => out += "proto = [\"tcp\", \"udp\"]\n",
+            "47" => out += "proto = 47\n",
+            p => out += &format!("proto = \"{p}\"\n"),
+        }
+        if rng.chance(15) {
+            out += &format!(
+                "not_proto = {}\n",
+                one_or_list(rng, &["\"udp\"", "47", "\"tcp\""])
+            );
+        }
+        let addrs: &[&str] = if v6 {
+            &[
+                "\"2001:db8::/32\"",
+                "\"2001:db8::1\"",
+                "\"2001:db8:1::/48\"",
+                "\"::/0\"",
+            ]
+        } else {
+            &[
+                "\"10.0.0.0/8\"",
+                "\"10.0.0.1\"",
+                "\"10.0.1.0/24\"",
+                "\"192.168.1.0/24\"",
+                "\"0.0.0.0/0\"",
+            ]
+        };
+        let ranges: &[&str] = if v6 {
+            &[
+                "\"2001:db8::1-2001:db8::9\"",
+                "\"2001:db8::-2001:db8:1::5\"",
+            ]
+        } else {
+            &[
+                "\"10.0.0.1-10.0.0.9\"",
+                "\"10.0.0.200-10.0.1.7\"",
+                "\"192.168.1.5-192.168.1.5\"",
+            ]
+        };
+        for key in ["src", "dst", "not_src", "not_dst"] {
+            if rng.chance(20) {
+                out += &format!("{key} = {}\n", one_or_list(rng, addrs));
+            }
+        }
+        for key in ["src_range", "dst_range", "not_src_range", "not_dst_range"] {
+            if rng.chance(10) {
+                out += &format!("{key} = {}\n", one_or_list(rng, ranges));
+            }
+        }
+        if matches!(proto, "tcp" | "udp" | "tcp_udp") {
+            let ports = [
+                "22",
+                "53",
+                "80",
+                "\"1000-2000\"",
+                "\"1-1023\"",
+                "65535",
+                "0",
+            ];
+            for key in ["sport", "dport", "not_sport", "not_dport"] {
+                if rng.chance(25) {
+                    out += &format!("{key} = {}\n", one_or_list(rng, &ports));
+                }
+            }
+        }
+        if matches!(proto, "icmp" | "icmpv6") {
+            let types: &[&str] = if v6 {
+                &[
+                    "\"echo-request\"",
+                    "1",
+                    "\"1/4\"",
+                    "\"packet-too-big\"",
+                    "\"port-unreachable\"",
+                ]
+            } else {
+                &[
+                    "\"echo-request\"",
+                    "3",
+                    "\"3/4\"",
+                    "\"port-unreachable\"",
+                    "0",
+                    "\"any\"",
+                ]
+            };
+            if rng.chance(40) {
+                out += &format!("icmp_type = {}\n", one_or_list(rng, types));
+            }
+            if rng.chance(20) {
+                let types: Vec<&str> = types.iter().copied().filter(|t| *t != "\"any\"").collect();
+                out += &format!("not_icmp_type = {}\n", one_or_list(rng, &types));
+            }
+        }
+        if proto == "tcp" {
+            match rng.below(5) {
+                0 => out += "syn = true\n",
+                1 => out += "syn = false\n",
+                2 => out += "tcp_flags = { mask = [\"syn\", \"ack\"], set = [\"ack\"] }\n",
+                3 => out += "not_tcp_flags = { mask = [\"rst\"], set = [\"rst\"] }\n",
+                _ => {}
+            }
+        }
+        if chain != "output" {
+            for key in ["iif", "not_iif"] {
+                if rng.chance(15) {
+                    out += &format!(
+                        "{key} = {}\n",
+                        one_or_list(rng, &["\"eth0\"", "\"eth1\"", "\"eth+\"", "\"wl+\""])
+                    );
+                }
+            }
+        }
+        if chain != "input" {
+            for key in ["oif", "not_oif"] {
+                if rng.chance(15) {
+                    out += &format!(
+                        "{key} = {}\n",
+                        one_or_list(rng, &["\"eth0\"", "\"wlan0\"", "\"eth+\"", "\"ppp+\""])
+                    );
+                }
+            }
+        }
+        if rng.chance(15) {
+            out += &format!(
+                "ctstate = {}\n",
+                *rng.pick(&[
+                    "[\"new\"]",
+                    "[\"invalid\", \"untracked\"]",
+                    "[\"new\", \"untracked\"]"
+                ])
+            );
+        }
+        if !out.contains("src") && !out.contains("dst") && rng.chance(20) {
+            out += &format!("family = \"{}\"\n", if v6 { "ipv6" } else { "ipv4" });
+        }
+        if rng.chance(10) {
+            out += "limit = \"10/second\"\n";
+        }
+        match rng.below(6) {
+            0 | 1 => out += "action = \"accept\"\n",
+            2 => out += "action = \"drop\"\n",
+            3 if proto == "tcp" => out += "action = \"reject\"\nreject_with = \"tcp-reset\"\n",
+            3 => out += "action = \"reject\"\nreject_with = \"icmp-host-prohibited\"\n",
+            4 => out += "action = \"log\"\nlog_prefix = \"x\"\n",
+            _ => out += "action = \"reject\"\n",
+        }
+        out
+    }
+
+    fn random_packet(rng: &mut Rng) -> MatchInput {
+        let v6 = rng.chance(30);
+        let chain = rng.below(3) as u8;
+        let addr = |rng: &mut Rng| -> [u8; 16] {
+            if v6 {
+                let a: Ipv6Addr = rng
+                    .pick(&[
+                        "2001:db8::1",
+                        "2001:db8::5",
+                        "2001:db8:1::3",
+                        "2001:db8:2::1",
+                        "fe80::1",
+                    ])
+                    .parse()
+                    .unwrap();
+                a.octets()
+            } else {
+                let a: Ipv4Addr = rng
+                    .pick(&[
+                        "10.0.0.1",
+                        "10.0.0.5",
+                        "10.0.0.255",
+                        "10.0.1.3",
+                        "192.168.1.5",
+                        "8.8.8.8",
+                    ])
+                    .parse()
+                    .unwrap();
+                v4b(a.octets())
+            }
+        };
+        let icmp = if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP };
+        let proto = *rng.pick(&[IPPROTO_TCP, IPPROTO_UDP, icmp, 47]);
+        let (sport, dport) = match proto {
+            IPPROTO_TCP | IPPROTO_UDP => {
+                let ports = [22u16, 53, 80, 1500, 0, 65535, 40000];
+                (*rng.pick(&ports), *rng.pick(&ports))
+            }
+            47 => (0, 0),
+            _ => {
+                let types: &[u16] = if v6 {
+                    &[128 << 8, 1 << 8 | 4, 1 << 8, 2 << 8, 129 << 8]
+                } else {
+                    &[8 << 8, 3 << 8 | 4, 3 << 8 | 3, 0, 11 << 8]
+                };
+                (*rng.pick(types), 0)
+            }
+        };
+        let ifaces = [0u32, 2, 3, 4, 5];
+        MatchInput {
+            chain,
+            v6,
+            state: *rng.pick(&[
+                CtState::New as u8,
+                CtState::Invalid as u8,
+                CtState::Untracked as u8,
+            ]),
+            proto,
+            src: addr(rng),
+            dst: addr(rng),
+            iif: if chain == Chain::Output as u8 {
+                0
+            } else {
+                *rng.pick(&ifaces[1..])
+            },
+            oif: if chain == Chain::Input as u8 {
+                0
+            } else {
+                *rng.pick(&ifaces[1..])
+            },
+            sport,
+            dport,
+            tcp_flags: *rng.pick(&[0x02u8, 0x12, 0x10, 0x04, 0x11, 0]),
+        }
+    }
+
+    #[test]
+    fn random_configs_compile_and_agree_with_the_ordered_list() {
+        use firewall_common::rule::{compile::compile, model::reference};
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rules_seen = 0;
+        for round in 0..60 {
+            let n = 1 + rng.below(40);
+            let text = with_two(&(0..n).map(|_| random_rule(&mut rng)).collect::<String>());
+            let config = parse(&text, "random.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let rules: Vec<MatchRule> = config
+                .rules
+                .iter()
+                .map(|r| {
+                    r.to_match(&ifaces())
+                        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+                })
+                .collect();
+            rules_seen += rules.len();
+            let compiled =
+                compile(&rules, [0; 4]).unwrap_or_else(|e| panic!("round {round}: {e}\n{text}"));
+            for _ in 0..400 {
+                let p = random_packet(&mut rng);
+                assert_eq!(
+                    compiled.evaluate(&p),
+                    reference(&rules, &p),
+                    "round {round}: {p:?}\n{text}"
+                );
+            }
+        }
+        assert!(rules_seen > 500);
     }
 }

@@ -155,20 +155,21 @@ fn mode_name(m: AyaXdpMode) -> &'static str {
 }
 
 /// The config's rules as the installer takes them, with interface names
-/// resolved.
+/// resolved against every interface of the network namespace: `oif` may
+/// name interfaces the firewall does not manage, and a `+` wildcard stands
+/// for all those it prefixes.
 pub fn rule_sources(cfg: &Config, ifaces: &[Iface]) -> Result<Vec<RuleSource>, LoadError> {
-    let resolve = |name: &str| {
-        ifaces
-            .iter()
-            .find(|i| i.name == name)
-            .map(|i| i.ifindex)
-            .or_else(|| crate::sys::ifindex(name))
-    };
+    let mut all = crate::sys::interfaces();
+    for i in ifaces {
+        if !all.iter().any(|(n, _)| *n == i.name) {
+            all.push((i.name.clone(), i.ifindex));
+        }
+    }
     cfg.rules
         .iter()
         .map(|r| {
             Ok(RuleSource {
-                rule: r.to_match(&resolve)?,
+                rule: r.to_match(&all)?,
                 text: r.summary(),
                 line: r.line as u32,
             })

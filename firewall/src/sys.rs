@@ -39,6 +39,28 @@ pub fn ifindex(name: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// Every interface of the network namespace, by name and ifindex
+/// (`if_nameindex(3)`); empty if the list cannot be read.
+pub fn interfaces() -> Vec<(String, u32)> {
+    // SAFETY: if_nameindex returns an array ending in a zeroed entry, or
+    // null; it is read up to that entry and freed once.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut p = list;
+        while (*p).if_index != 0 && !(*p).if_name.is_null() {
+            let name = std::ffi::CStr::from_ptr((*p).if_name);
+            out.push((name.to_string_lossy().into_owned(), (*p).if_index));
+            p = p.add(1);
+        }
+        libc::if_freenameindex(list);
+        out
+    }
+}
+
 pub fn require_interface(name: &str) -> Result<u32, SysError> {
     ifindex(name).ok_or_else(|| SysError::NoSuchInterface(name.to_owned()))
 }
