@@ -18,6 +18,13 @@ pub struct Config {
     pub port_forwards: Vec<PortForward>,
     #[serde(rename = "helper", skip_serializing_if = "Vec::is_empty")]
     pub helpers: Vec<Helper>,
+    /// TOML written before everything else (top-level keys such as
+    /// `iptables = [...]`, which must precede the first table).
+    #[serde(skip)]
+    pub head: String,
+    /// TOML appended as is (`[[rule]]` blocks with keys the builder lacks).
+    #[serde(skip)]
+    pub tail: String,
 }
 
 /// A `[[helper]]`: connections to (`proto`, `port`) get the conntrack helper `kind`.
@@ -315,8 +322,23 @@ impl Config {
         self
     }
 
+    /// Adds top-level TOML before the generated tables.
+    pub fn with_head(mut self, text: &str) -> Self {
+        self.head += text;
+        self.head += "\n";
+        self
+    }
+
+    /// Appends TOML after the generated tables.
+    pub fn with_tail(mut self, text: &str) -> Self {
+        self.tail += "\n";
+        self.tail += text;
+        self
+    }
+
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("the config types always serialize")
+        let body = toml::to_string(self).expect("the config types always serialize");
+        format!("{}{body}{}", self.head, self.tail)
     }
 }
 

@@ -212,6 +212,43 @@ pub fn try_connect(netns: &Netns, addr: IpAddr, port: u16) -> Result<ConnectOutc
     }
 }
 
+/// What a UDP datagram to a closed or filtered port met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpOutcome {
+    Answered,
+    /// An ICMP port unreachable came back (ECONNREFUSED on the socket).
+    Refused,
+    TimedOut,
+}
+
+/// Sends one datagram from a connected UDP socket and waits 2 s for an
+/// answer or an ICMP error (which a connected socket reports as
+/// ECONNREFUSED; socat would only log it).
+pub fn udp_probe(netns: &Netns, addr: IpAddr, port: u16) -> Result<UdpOutcome> {
+    let family = if addr.is_ipv4() {
+        "AF_INET"
+    } else {
+        "AF_INET6"
+    };
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
+         s.settimeout(2)\n\
+         s.connect(('{addr}', {port}))\n\
+         s.send(b'probe')\n\
+         try:\n    s.recv(100); print('answered')\n\
+         except ConnectionRefusedError:\n    print('refused')\n\
+         except socket.timeout:\n    print('timeout')\n"
+    );
+    let out = netns.exec(["/usr/bin/python3", "-c", &script])?;
+    match out.trim() {
+        "answered" => Ok(UdpOutcome::Answered),
+        "refused" => Ok(UdpOutcome::Refused),
+        "timeout" => Ok(UdpOutcome::TimedOut),
+        other => bail!("UDP probe of {addr}:{port} printed {other:?}"),
+    }
+}
+
 /// Sends `payload` to `addr:port` over UDP with socat and returns what came back within
 /// a second (empty if nothing did).
 pub fn udp_request(netns: &Netns, addr: IpAddr, port: u16, payload: &str) -> Result<String> {
