@@ -2144,6 +2144,15 @@ fn validate_rule(
     let chain = doc.keyword(chain_v, &key("chain"), CHAINS)?;
     let action_v = raw.action.as_ref().ok_or_else(|| missing("action"))?;
     let action = doc.keyword(action_v, &key("action"), ACTIONS)?;
+    if action == RuleAction::Reject && chain == Chain::Output {
+        // The answer would have to reach a local socket from tc egress,
+        // which the datapath does not do (see ARCHITECTURE, Rules).
+        return Err(doc.at(
+            action_v,
+            &key("action"),
+            "reject is not supported on chain output (use drop)",
+        ));
+    }
 
     let proto = matched(doc, &raw.proto, &raw.not_proto, "proto", &key, |v, k| {
         parse_proto_value(doc, v, k)
@@ -2881,6 +2890,14 @@ comment = "ssh"
         assert_eq!(
             c.policy,
             [RuleAction::Drop, RuleAction::Accept, RuleAction::Drop]
+        );
+    }
+
+    #[test]
+    fn reject_on_output_is_refused() {
+        assert_err(
+            &with_ifaces("[[rule]]\nchain = \"output\"\nproto = \"tcp\"\naction = \"reject\"\n"),
+            &["fw.toml:7: rule[1].action: reject is not supported on chain output"],
         );
     }
 
@@ -4693,6 +4710,8 @@ to = "192.168.1.10:65535"
         }
         match rng.below(6) {
             0 | 1 => out += "action = \"accept\"\n",
+            // REJECT is refused on output.
+            2 | 3 | 5 if chain == "output" => out += "action = \"drop\"\n",
             2 => out += "action = \"drop\"\n",
             3 if proto == "tcp" => out += "action = \"reject\"\nreject_with = \"tcp-reset\"\n",
             3 => out += "action = \"reject\"\nreject_with = \"icmp-host-prohibited\"\n",

@@ -3760,6 +3760,13 @@ pub fn rule_block(
     if states == Some(0) {
         return Err(Omitted::EstablishedOnly);
     }
+    if r.hook == Hook::Output && matches!(r.action, Target::Reject { .. }) {
+        problem(
+            r.line,
+            "REJECT in OUTPUT: the datapath answers only packets arriving on an interface (use DROP)"
+                .to_string(),
+        );
+    }
 
     let mut block = String::new();
     kv(
@@ -6458,6 +6465,18 @@ COMMIT
     }
 
     #[test]
+    fn reject_in_output_is_refused() {
+        let body = "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                    -A OUTPUT -p tcp --dport 25 -j REJECT --reject-with tcp-reset\n";
+        let found = items(&refused(&filter(body)));
+        assert!(
+            found.iter().any(|f| f
+                == "line 6: REJECT in OUTPUT: the datapath answers only packets arriving on an interface (use DROP)"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn too_many_rules() {
         let mut body =
             String::from("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n");
@@ -6793,7 +6812,7 @@ COMMIT
         -A FORWARD ! -p tcp -o wlan+ -j ACCEPT\n\
         -A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
         -A OUTPUT -o eth0 -p udp -m multiport ! --dports 53,123 -j DROP\n\
-        -A OUTPUT -d 203.0.113.0/24 -j REJECT --reject-with icmp-net-prohibited\n\
+        -A OUTPUT -d 203.0.113.0/24 -j DROP\n\
         -A LOGDROP -j LOG --log-prefix \"dropped: \" --log-level 4\n\
         -A LOGDROP -j DROP\n\
         COMMIT\n";

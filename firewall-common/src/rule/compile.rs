@@ -396,6 +396,13 @@ fn validate(i: usize, r: &MatchRule) -> Result<(), CompileError> {
             return bad("a prefix is longer than its family's addresses");
         }
     }
+    if r.tcp_flags.is_some_and(|t| t.comp & !t.mask != 0) {
+        // Such a test can never hold; iptables refuses it too.
+        return bad("TCP flags to be set lie outside the mask");
+    }
+    if r.limit.is_some_and(|l| l.interval_ns == 0) {
+        return bad("a limit needs a rate");
+    }
     if r.action == RuleAction::Reject && r.chain == Chain::Output {
         // The answer would have to be delivered to a local socket from TC
         // egress; netfilter does that, this datapath does not (yet).
@@ -1013,6 +1020,20 @@ mod tests {
         ));
         r.family = Some(FAMILY_V4);
         assert!(compile(&[r], [0; 4]).is_ok());
+        let mut flags = MatchRule::new(Chain::Input, RuleAction::Accept);
+        flags.tcp_flags = Some(crate::rule::model::TcpFlagsSpec {
+            mask: 0x02,
+            comp: 0x12,
+            negated: false,
+        });
+        assert!(matches!(
+            compile(&[flags], [0; 4]),
+            Err(CompileError::Invalid(0, _))
+        ));
+        let mut reject_out = MatchRule::new(Chain::Output, RuleAction::Reject);
+        assert!(compile(&[reject_out.clone()], [0; 4]).is_err());
+        reject_out.chain = Chain::Input;
+        assert!(compile(&[reject_out], [0; 4]).is_ok());
         let mut icmp = MatchRule::new(Chain::Input, RuleAction::Accept);
         icmp.icmp.push(Cond::is((0x0800, 0x08ff)));
         assert!(compile(&[icmp.clone()], [0; 4]).is_err());
