@@ -65,7 +65,7 @@ pub enum LoadError {
         source: aya::maps::MapError,
     },
     #[error(
-        "pinned map {map} at {dir} was made by an incompatible version ({what} {have} bytes, \
+        "pinned map {map} at {dir} was made by an incompatible version ({what} {have}, \
          this version needs {want}); its state cannot be adopted: run \
          `firewall --pin-dir {dir} down` first"
     )]
@@ -186,9 +186,6 @@ pub fn policy_bytes(cfg: &Config) -> [u8; 4] {
     policy
 }
 
-/// Loads the object. With `pins`, every map is pinned under (or adopted
-/// from) the instance's directory; without, the maps are private to this
-/// process (BPF_PROG_TEST_RUN tests).
 /// Key and value sizes of every pinned map, as this version lays them out.
 fn expected_layout(name: &str) -> Option<(u32, u32)> {
     use std::mem::size_of;
@@ -242,9 +239,11 @@ fn check_pinned_layout(pins: &PinDir, max_entries: u32) -> Result<(), LoadError>
                 reason: e.to_string(),
             })?;
         let dir = pins.root().display().to_string();
+        let capacity = expected_capacity(name).unwrap_or(info.max_entries());
         for (what, have, want) in [
-            ("key", info.key_size(), key),
-            ("value", info.value_size(), value),
+            ("key size", info.key_size(), key),
+            ("value size", info.value_size(), value),
+            ("entries", info.max_entries(), capacity),
         ] {
             if have != want {
                 return Err(LoadError::Incompatible {
@@ -269,6 +268,28 @@ fn check_pinned_layout(pins: &PinDir, max_entries: u32) -> Result<(), LoadError>
     Ok(())
 }
 
+/// Capacity of the maps whose size is part of the layout (slot arithmetic
+/// in the datapath depends on it); the connection table's may differ.
+fn expected_capacity(name: &str) -> Option<u32> {
+    use firewall_common::{
+        MAX_RULES,
+        rule::{COUNTER_SLOTS, MAX_BITMAP_WORDS, MAX_CLASSES, META_SLOTS, PORT_SLOTS, RULE_BANKS},
+    };
+    Some(match name {
+        "RULESETS" => RULE_BANKS,
+        "META_CLASS" => RULE_BANKS * META_SLOTS,
+        "PORT_CLASS" => RULE_BANKS * 2 * PORT_SLOTS,
+        "CLASSES" => RULE_BANKS * MAX_CLASSES,
+        "RULE_WORDS" => RULE_BANKS * MAX_BITMAP_WORDS,
+        "RULE_INFO" | "RULE_TEXT" => RULE_BANKS * MAX_RULES,
+        "RULE_STATS" | "RULE_LIMITS" => COUNTER_SLOTS,
+        _ => return None,
+    })
+}
+
+/// Loads the object. With `pins`, every map is pinned under (or adopted
+/// from) the instance's directory; without, the maps are private to this
+/// process (BPF_PROG_TEST_RUN tests).
 pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, LoadError> {
     if let Some(p) = pins {
         check_pinned_layout(p, max_entries)?;

@@ -333,7 +333,7 @@ fn run_refuses_to_adopt_pins_of_an_incompatible_layout() -> Result<()> {
     );
     ensure!(
         stderr.contains("incompatible version")
-            && stderr.contains("value 104 bytes")
+            && stderr.contains("value size 104,")
             && stderr.contains("down"),
         "unclear error: {stderr}"
     );
