@@ -66,7 +66,10 @@ pub struct IfaceConfig {
     pub role: u8,
     /// A [`nat::IfaceNat`] as u8.
     pub nat: u8,
-    pub _pad: [u8; 2],
+    /// [`iface_xdp`] bits: whether packets can be redirected from and to
+    /// this interface in XDP (the fast path).
+    pub xdp: u8,
+    pub _pad: u8,
     /// IPv4 address traffic leaving here is translated to (raw network
     /// order); for masquerade the daemon keeps it equal to the interface's
     /// current address. 0: none known, so nothing can be translated.
@@ -77,6 +80,21 @@ pub struct IfaceConfig {
 }
 const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 12);
 
+/// `IfaceConfig::xdp` bits, set by the loader from how it attached.
+pub mod iface_xdp {
+    /// XDP runs in generic (skb) mode here. A packet redirected from a
+    /// generic-mode program stays an skb and is sent with the target's
+    /// ordinary transmit routine (`generic_xdp_tx`), which every device has.
+    pub const GENERIC: u8 = 1 << 0;
+    /// A NIC running our program in native mode: its driver takes XDP
+    /// frames redirected from another native-mode program
+    /// (`ndo_xdp_xmit`; some drivers only with a program loaded, which ours
+    /// is). Never set on veth: a veth delivers such frames only if its peer,
+    /// possibly in another namespace, has NAPI on (an XDP program or GRO),
+    /// which the loader can neither see nor keep true; otherwise the frame
+    /// is dropped silently after the program returned.
+    pub const FRAME_TARGET: u8 = 1 << 1;
+}
 /// Single-element `SETTINGS` array value: everything the datapath reads per
 /// NEW packet that userspace may change at run time.
 #[repr(C)]
@@ -93,7 +111,10 @@ pub struct Settings {
     pub nat: u8,
     /// Non-zero when any conntrack helper is configured.
     pub helpers: u8,
-    pub _pad: [u8; 6],
+    /// Non-zero: ESTABLISHED forwarded packets may be redirected in XDP
+    /// (`fast_path` in the config).
+    pub fast_path: u8,
+    pub _pad: [u8; 5],
 }
 
 /// `Settings::nat` bits.
@@ -118,7 +139,8 @@ impl Default for Settings {
             ],
             nat: 0,
             helpers: 0,
-            _pad: [0; 6],
+            fast_path: 0,
+            _pad: [0; 5],
         }
     }
 }

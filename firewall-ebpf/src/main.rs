@@ -11,6 +11,7 @@
 #![no_main]
 
 mod conntrack;
+mod fastpath;
 mod ftp;
 mod maps;
 mod nat;
@@ -47,6 +48,8 @@ use crate::{
 enum Verdict {
     Pass,
     Drop,
+    /// Accepted as ESTABLISHED: at XDP, the fast path may forward it.
+    Established,
 }
 
 /// Where the packet was seen.
@@ -82,7 +85,7 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
         // closed like a WAN.
         None => Role::Wan,
     };
-    let (verdict, _) = process(
+    let (verdict, nat) = process(
         &ctx,
         ctx.data(),
         ctx.data_end(),
@@ -90,6 +93,7 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     );
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Established => fastpath::forward(&ctx, ifindex, nat),
         Verdict::Drop => xdp_action::XDP_DROP,
     }
 }
@@ -116,7 +120,7 @@ pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
         egress_local(&ctx, ifindex)
     };
     match verdict {
-        Verdict::Pass => TC_ACT_UNSPEC,
+        Verdict::Pass | Verdict::Established => TC_ACT_UNSPEC,
         Verdict::Drop => TC_ACT_SHOT as i32,
     }
 }
@@ -381,7 +385,7 @@ pub fn firewall_tc_ftp(ctx: TcContext) -> i32 {
         }
     };
     match verdict {
-        Verdict::Pass => TC_ACT_UNSPEC,
+        Verdict::Pass | Verdict::Established => TC_ACT_UNSPEC,
         Verdict::Drop => TC_ACT_SHOT as i32,
     }
 }
@@ -543,7 +547,10 @@ fn process<C: EbpfContext + LoadBytes>(
         Tracked::Hit {
             state: CtState::Established,
             nat,
-        } => (pass_with(Counter::AcceptEstablished), nat),
+        } => {
+            count(Counter::AcceptEstablished);
+            (Verdict::Established, nat)
+        }
         Tracked::Hit { state, nat } => {
             // An original-direction packet of a connection that has not
             // been answered yet is still NEW: policy decides again.

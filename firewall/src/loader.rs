@@ -18,7 +18,7 @@ use aya::{
     },
 };
 use firewall_common::{
-    IfaceConfig, MAX_RULES, Rule, Settings,
+    IfaceConfig, MAX_RULES, Rule, Settings, iface_xdp,
     nat::{IfaceNat, PortFwdKey, PortFwdTarget},
     settings_nat,
 };
@@ -86,6 +86,8 @@ pub struct Iface {
     pub ifindex: u32,
     pub role: firewall_common::Role,
     pub mode: AyaXdpMode,
+    /// A NIC with a driver behind it (not veth, bridge, …).
+    pub physical: bool,
     pub nat: Option<Nat>,
     pub nat_ports: (u16, u16),
 }
@@ -100,10 +102,17 @@ impl Iface {
             Some(Nat::Masquerade) => (IfaceNat::Masquerade, sys::ipv4_address(&self.name)),
             Some(Nat::Snat(a)) => (IfaceNat::Snat, Some(a)),
         };
+        // Where the fast path may redirect (see `iface_xdp`).
+        let xdp = match self.mode {
+            AyaXdpMode::Skb => iface_xdp::GENERIC,
+            AyaXdpMode::Driver if self.physical => iface_xdp::FRAME_TARGET,
+            _ => 0,
+        };
         IfaceConfig {
             role: self.role as u8,
             nat: nat as u8,
-            _pad: [0; 2],
+            xdp,
+            _pad: 0,
             nat_addr: addr.map_or(0, |a| u32::from_ne_bytes(a.octets())),
             nat_port_lo: self.nat_ports.0,
             nat_port_hi: self.nat_ports.1,
@@ -123,13 +132,14 @@ pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
         .iter()
         .map(|i| {
             let ifindex = sys::require_interface(&i.name)?;
+            let physical = sys::is_physical(&i.name);
             let mode = match cfg.xdp_mode {
                 XdpMode::Native => AyaXdpMode::Driver,
                 XdpMode::Generic => AyaXdpMode::Skb,
                 // Native XDP on a virtual device such as veth converts every
                 // skb into an XDP frame (a copy), which is slower than
                 // generic mode; physical NICs run it in the driver.
-                XdpMode::Auto if sys::is_physical(&i.name) => AyaXdpMode::Driver,
+                XdpMode::Auto if physical => AyaXdpMode::Driver,
                 XdpMode::Auto => AyaXdpMode::Skb,
             };
             Ok(Iface {
@@ -137,6 +147,7 @@ pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
                 ifindex,
                 role: i.role,
                 mode,
+                physical,
                 nat: i.nat,
                 nat_ports: (i.nat_ports.lo, i.nat_ports.hi),
             })
@@ -360,6 +371,10 @@ pub fn configure(maps: &mut Maps, cfg: &Config, ifaces: &[Iface]) -> Result<(), 
         settings.nat |= settings_nat::PORT_FORWARD;
     }
     settings.helpers = u8::from(!cfg.helpers.is_empty());
+    // With one managed interface nothing can be forwarded between managed
+    // interfaces, so the fast path could only fall back: skip its FIB
+    // lookup altogether.
+    settings.fast_path = u8::from(cfg.fast_path && ifaces.len() >= 2);
 
     // Interfaces first: an attached program that meets an unknown ifindex
     // fails closed.
