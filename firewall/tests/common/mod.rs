@@ -54,10 +54,14 @@ const TEST_CT_ENTRIES: u32 = 4096;
 pub enum Verdict {
     Pass,
     Drop,
+    /// `XDP_REDIRECT`: the fast path forwarded the packet itself (a test
+    /// run only reports the verdict; nothing is sent).
+    Redirect,
 }
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
 /// `TC_ACT_UNSPEC`: continue with the next classifier (or send).
 const TC_ACT_UNSPEC: i32 = -1;
 const TC_ACT_SHOT: i32 = 2;
@@ -180,6 +184,12 @@ impl Harness {
     }
 
     pub fn xdp(&self, ingress_ifindex: u32, frame: &[u8]) -> Verdict {
+        self.xdp_out(ingress_ifindex, frame).0
+    }
+
+    /// The XDP program on `ingress_ifindex`; returns the verdict and the
+    /// frame as the program left it.
+    pub fn xdp_out(&self, ingress_ifindex: u32, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let prog: &Xdp = self
             .ebpf
             .program(XDP_PROGRAM)
@@ -199,18 +209,37 @@ impl Harness {
             egress_ifindex: 0,
         };
         let ctx = md.to_bytes();
+        let mut out = vec![0u8; frame.len() + 256];
         let res = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
+                data_out: Some(&mut out),
                 ctx_in: Some(&ctx),
                 ..TestRunOptions::default()
             })
             .expect("XDP test run");
-        match res.return_value {
+        out.truncate(res.data_size_out as usize);
+        let verdict = match res.return_value {
             XDP_PASS => Verdict::Pass,
             XDP_DROP => Verdict::Drop,
+            XDP_REDIRECT => Verdict::Redirect,
             other => panic!("XDP program returned {other}"),
-        }
+        };
+        (verdict, out)
+    }
+
+    /// The MAC address of interface `name` in the harness's namespace.
+    pub fn mac(&self, name: &str) -> [u8; 6] {
+        let out = self.netns.ip_output(&format!("-br link show {name}"));
+        let text = out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no MAC in `ip -br link show {name}`: {out}"));
+        let bytes: Vec<u8> = text
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("MAC byte"))
+            .collect();
+        bytes.try_into().expect("six MAC bytes")
     }
 
     /// The TC egress program with `__sk_buff.ingress_ifindex` set:
@@ -505,6 +534,10 @@ impl PrivateNetns {
     /// `ip <words>`, run inside this thread's namespace (a child process
     /// starts in the process's namespace, so it enters the thread's).
     fn ip(&self, words: &str) {
+        self.ip_output(words);
+    }
+
+    fn ip_output(&self, words: &str) -> String {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         let ns = format!("--net=/proc/{}/task/{tid}/ns/net", std::process::id());
@@ -519,6 +552,7 @@ impl PrivateNetns {
             "ip {words}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
