@@ -213,3 +213,71 @@ fn iface(ifindex: u32) -> Option<IfaceConfig> {
     // SAFETY: read-only lookup of a plain value.
     unsafe { IFACES.get(&ifindex) }.copied()
 }
+
+/// The bench's bare forwarding program: what forwarding in XDP costs with
+/// no state at all (FIB lookup, MAC and TTL/hop-limit rewrite, redirect),
+/// the ceiling of this hook on the machine. Everything it cannot forward
+/// goes to the stack.
+#[inline(always)]
+pub fn bare(ctx: &XdpContext) -> u32 {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + ETH_LEN + IPV4_LEN > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: the Ethernet header and 20 bytes after it are in the frame.
+    let (ethertype, ip) = unsafe {
+        (
+            *((start + 12) as *const [u8; 2]),
+            &*((start + ETH_LEN) as *const [u8; IPV4_LEN]),
+        )
+    };
+    // SAFETY: all-zero is a valid bpf_fib_lookup.
+    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    fib.ifindex = ctx.ingress_ifindex() as u32;
+    let v4 = match ethertype {
+        [0x08, 0x00] => {
+            if ip[8] <= 1 {
+                return xdp_action::XDP_PASS;
+            }
+            fib.family = AF_INET;
+            fib.__bindgen_anon_2.tos = ip[1];
+            fib.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[2], ip[3]]);
+            fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+            fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+            true
+        }
+        [0x86, 0xdd] => {
+            if start + ETH_LEN + IPV6_LEN > end {
+                return xdp_action::XDP_PASS;
+            }
+            // SAFETY: 40 header bytes are within the frame (checked above).
+            let ip6 = unsafe { &*((start + ETH_LEN) as *const [u8; IPV6_LEN]) };
+            if ip6[7] <= 1 {
+                return xdp_action::XDP_PASS;
+            }
+            fib.family = AF_INET6;
+            let payload = u16::from_be_bytes([ip6[4], ip6[5]]);
+            fib.__bindgen_anon_1.tot_len = payload.saturating_add(IPV6_LEN as u16);
+            let word = |i: usize| u32::from_ne_bytes([ip6[i], ip6[i + 1], ip6[i + 2], ip6[i + 3]]);
+            fib.__bindgen_anon_3.ipv6_src = [word(8), word(12), word(16), word(20)];
+            fib.__bindgen_anon_4.ipv6_dst = [word(24), word(28), word(32), word(36)];
+            false
+        }
+        _ => return xdp_action::XDP_PASS,
+    };
+    // SAFETY: params is a valid, fully initialised bpf_fib_lookup.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut fib,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    } as u32;
+    if rc != BPF_FIB_LKUP_RET_SUCCESS || rewrite(start, end, v4, &fib.dmac, &fib.smac).is_err() {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: plain helper call.
+    unsafe { bpf_redirect(fib.ifindex, 0) as u32 }
+}

@@ -98,6 +98,21 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Not part of the firewall: the bench's stateless forwarding program (see
+/// `fastpath::bare`), the limit of the XDP hook on the machine.
+#[xdp]
+pub fn bare_forward(ctx: XdpContext) -> u32 {
+    fastpath::bare(&ctx)
+}
+
+/// Not part of the firewall: the bench attaches it to the veth peers of a
+/// router running native XDP, because a veth delivers redirected XDP frames
+/// only when its peer has NAPI on, which an XDP program turns on.
+#[xdp]
+pub fn bare_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[classifier]
 pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
     // SAFETY: the context pointer is valid for the program run.

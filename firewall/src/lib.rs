@@ -24,6 +24,12 @@ pub const TC_PROGRAM: &str = "firewall_tc_egress";
 pub const TC_INGRESS_PROGRAM: &str = "firewall_tc_ingress";
 /// Reached only by tail call from [`TC_PROGRAM`], never attached.
 pub const TC_FTP_PROGRAM: &str = "firewall_tc_ftp";
+/// Bench only (not loaded by the firewall): stateless XDP forwarding, the
+/// hook's limit.
+pub const BARE_FORWARD_PROGRAM: &str = "bare_forward";
+/// Bench only: `XDP_PASS`, attached natively to veth peers so that they
+/// accept redirected XDP frames.
+pub const BARE_PASS_PROGRAM: &str = "bare_pass";
 
 /// Every map the object defines, in the order `down` removes them.
 pub const MAP_NAMES: [&str; 10] = [
