@@ -89,10 +89,14 @@ pub mod iface_xdp {
     /// A NIC running our program in native mode: its driver takes XDP
     /// frames redirected from another native-mode program
     /// (`ndo_xdp_xmit`; some drivers only with a program loaded, which ours
-    /// is). Never set on veth: a veth delivers such frames only if its peer,
-    /// possibly in another namespace, has NAPI on (an XDP program or GRO),
-    /// which the loader can neither see nor keep true; otherwise the frame
-    /// is dropped silently after the program returned.
+    /// is). Never set on veth, for two reasons: a veth delivers such frames
+    /// only if its peer, possibly in another namespace, has NAPI on (an XDP
+    /// program or GRO), which the loader can neither see nor keep true
+    /// (otherwise the frame is dropped after the program returned); and a
+    /// veth carries packets of local sockets with `CHECKSUM_PARTIAL`, which
+    /// an XDP frame cannot express, so a redirected TCP segment arrives
+    /// with a bad checksum (seen in the bench lab: `TcpInCsumErrors` at the
+    /// receiver with a bare native forwarder).
     pub const FRAME_TARGET: u8 = 1 << 1;
 }
 /// Single-element `SETTINGS` array value: everything the datapath reads per

@@ -379,6 +379,8 @@ struct E2e {
     udp_fast_pathed: Option<f64>,
     tcp_mbps: Vec<f64>,
     conns_per_s: Vec<f64>,
+    /// Metrics (`tcp`, `conn`) that could not be measured, with the error.
+    failed: Vec<(&'static str, String)>,
 }
 
 fn end_to_end(bench_bin: &Path) -> Result<Vec<E2e>> {
@@ -497,9 +499,18 @@ fn e2e_one(setup: Setup, bench_bin: &Path) -> Result<E2e> {
             "the fast path forwarded only {udp_fast_pathed:?} of the UDP packets"
         );
     }
-    let tcp_mbps = iperf(&topo)?;
+    // A TCP figure that cannot be taken (see `failed`) does not void the others.
+    let mut failed = Vec::new();
+    let mut attempt = |what: &'static str, result: Result<Vec<f64>>| {
+        result.unwrap_or_else(|err| {
+            eprintln!("{what} failed: {err:#}");
+            failed.push((what, format!("{err:#}")));
+            Vec::new()
+        })
+    };
+    let tcp_mbps = attempt("tcp", iperf(&topo));
     println!("tcp: {tcp_mbps:.0?} Mbit/s");
-    let conns_per_s = conn_rate(&topo, bench_bin)?;
+    let conns_per_s = attempt("conn", conn_rate(&topo, bench_bin));
     println!("new connections: {conns_per_s:.0?} /s");
     drop(firewall);
     drop(programs);
@@ -509,6 +520,7 @@ fn e2e_one(setup: Setup, bench_bin: &Path) -> Result<E2e> {
         udp_fast_pathed,
         tcp_mbps,
         conns_per_s,
+        failed,
     })
 }
 
@@ -703,15 +715,17 @@ fn conn_rate(topo: &RouterTopology, bench_bin: &Path) -> Result<Vec<f64>> {
 fn e2e_rows(results: &[E2e]) -> Vec<Row> {
     let find = |s: Setup| results.iter().find(|r| r.setup == s);
     type Pick = fn(&E2e) -> &Vec<f64>;
-    let metrics: [(&str, &str, Pick); 3] = [
-        ("UDP 64-byte packets delivered", "pkt/s", |r| &r.udp_pps),
-        ("TCP throughput, 1 stream (iperf3)", "Mbit/s", |r| {
+    let metrics: [(&str, &str, &str, Pick); 3] = [
+        ("udp", "UDP 64-byte packets delivered", "pkt/s", |r| {
+            &r.udp_pps
+        }),
+        ("tcp", "TCP throughput, 1 stream (iperf3)", "Mbit/s", |r| {
             &r.tcp_mbps
         }),
-        ("new TCP connections", "conn/s", |r| &r.conns_per_s),
+        ("conn", "new TCP connections", "conn/s", |r| &r.conns_per_s),
     ];
     let mut rows = Vec::new();
-    for (what, unit, pick) in metrics {
+    for (id, what, unit, pick) in metrics {
         for r in results {
             let m = median(pick(r));
             let ratios: Vec<String> = r
@@ -724,10 +738,15 @@ fn e2e_rows(results: &[E2e]) -> Vec<Row> {
                 })
                 .collect();
             let mut note = format!("{E2E_SAMPLES} samples");
-            if what.starts_with("UDP")
+            if id == "udp"
                 && let Some(share) = r.udp_fast_pathed
             {
                 let _ = write!(note, "; {:.0} % fast-pathed", share * 100.0);
+            }
+            if let Some((_, err)) = r.failed.iter().find(|(m, _)| *m == id) {
+                // The first line says what failed; iperf's JSON after it does not.
+                let first = err.lines().next().unwrap_or_default();
+                note = format!("failed: {first}");
             }
             rows.push(Row {
                 group: "end to end (veth lab)".into(),
