@@ -45,13 +45,18 @@ const AF_INET6: u8 = 10;
 
 /// The XDP verdict for a packet tracking accepted as ESTABLISHED: a
 /// redirect out of the egress interface, or `XDP_PASS` to the stack.
-/// `nat` is the rewrite kind its entry carries.
+/// `in_cfg` is the arrival interface's entry in `IFACES` (the caller has
+/// it already), `nat` the rewrite kind the connection's entry carries.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, in_ifindex: u32, nat: u8) -> u32 {
+pub fn forward(ctx: &XdpContext, in_ifindex: u32, in_cfg: Option<IfaceConfig>, nat: u8) -> u32 {
     if !SETTINGS.get(0).is_some_and(|s| s.fast_path != 0) {
         return xdp_action::XDP_PASS;
     }
-    match route_and_rewrite(ctx, in_ifindex, nat) {
+    let Some(in_cfg) = in_cfg else {
+        count(Counter::FastPathUnmanaged);
+        return xdp_action::XDP_PASS;
+    };
+    match route_and_rewrite(ctx, in_ifindex, in_cfg.xdp, nat) {
         Ok(out) => {
             count(Counter::FastPathForwarded);
             // SAFETY: plain helper call; returns XDP_REDIRECT (flags 0 are valid).
@@ -67,7 +72,12 @@ pub fn forward(ctx: &XdpContext, in_ifindex: u32, nat: u8) -> u32 {
 /// Checks that the packet can be forwarded here, rewrites it, and returns
 /// the egress ifindex. Nothing is written before every check passed.
 #[inline(always)]
-fn route_and_rewrite(ctx: &XdpContext, in_ifindex: u32, nat: u8) -> Result<u32, Counter> {
+fn route_and_rewrite(
+    ctx: &XdpContext,
+    in_ifindex: u32,
+    in_xdp: u8,
+    nat: u8,
+) -> Result<u32, Counter> {
     if nat != NO_REWRITE {
         return Err(Counter::FastPathNat);
     }
@@ -162,11 +172,10 @@ fn route_and_rewrite(ctx: &XdpContext, in_ifindex: u32, nat: u8) -> Result<u32, 
         return Err(Counter::FastPathUnusual);
     }
     let out_cfg = iface(out).ok_or(Counter::FastPathUnmanaged)?;
-    let in_cfg = iface(in_ifindex).ok_or(Counter::FastPathUnmanaged)?;
     if v4 && out_cfg.nat != IfaceNat::None as u8 {
         return Err(Counter::FastPathNat);
     }
-    if in_cfg.xdp & iface_xdp::GENERIC == 0 && out_cfg.xdp & iface_xdp::FRAME_TARGET == 0 {
+    if in_xdp & iface_xdp::GENERIC == 0 && out_cfg.xdp & iface_xdp::FRAME_TARGET == 0 {
         return Err(Counter::FastPathNoXdpTarget);
     }
     rewrite(start, end, v4, &fib.dmac, &fib.smac)?;

@@ -78,7 +78,8 @@ const FIB_FWD_DISABLED: i64 = 5;
 pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: read-only lookup of a plain value.
-    let role = match unsafe { IFACES.get(&ifindex) } {
+    let cfg = unsafe { IFACES.get(&ifindex) }.copied();
+    let role = match cfg {
         Some(c) if c.role == Role::Lan as u8 => Role::Lan,
         Some(_) => Role::Wan,
         // Attached but not configured (e.g. mid-reconfiguration): fail
@@ -93,7 +94,7 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     );
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
-        Verdict::Established => fastpath::forward(&ctx, ifindex, nat),
+        Verdict::Established => fastpath::forward(&ctx, ifindex, cfg, nat),
         Verdict::Drop => xdp_action::XDP_DROP,
     }
 }
