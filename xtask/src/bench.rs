@@ -23,7 +23,7 @@ use tests::{
 use crate::{cargo, heading, run_visible, setup, workspace_root};
 
 /// End-to-end samples per figure.
-const E2E_SAMPLES: usize = 3;
+const E2E_SAMPLES: usize = 5;
 const UDP_DST_PORT: u16 = 9;
 const IPERF_PORT: u16 = 5201;
 const CONN_PORT: u16 = 8081;
@@ -801,7 +801,7 @@ fn goals(kernel: &Json, e2e: Option<&[E2e]>) -> Vec<Goal> {
             match (udp(*a), udp(*b)) {
                 (Some(x), Some(y)) => {
                     let q = x / y;
-                    measured.push(format!("{what}: {q:.2}× ({x:.0} vs {y:.0} pkt/s)"));
+                    measured.push(format!("{what}: {q:.3}× ({x:.0} vs {y:.0} pkt/s)"));
                     met = met.map(|m| m && q >= min);
                 }
                 _ => {
