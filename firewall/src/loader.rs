@@ -325,19 +325,38 @@ fn verifier_reason(e: ProgramError) -> String {
     }
 }
 
+/// Attempts at loading one program. The verifier stops with EAGAIN when a
+/// signal is pending on the loading thread, however far it got; libbpf
+/// retries that (`PROG_LOAD_ATTEMPTS`), and so do we. The bigger the
+/// program, the longer the window: it showed up in the parallel test runs.
+const LOAD_ATTEMPTS: u32 = 5;
+
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
     let prog = ebpf
         .program_mut(name)
         .ok_or(LoadError::MissingProgram(name))?;
-    let res = match prog {
-        aya::programs::Program::Xdp(p) => p.load(),
-        aya::programs::Program::SchedClassifier(p) => p.load(),
-        _ => return Err(LoadError::MissingProgram(name)),
-    };
-    res.map_err(|e| LoadError::Verifier {
-        program: name,
-        reason: verifier_reason(e),
-    })
+    let mut attempt = 1;
+    loop {
+        let res = match &mut *prog {
+            aya::programs::Program::Xdp(p) => p.load(),
+            aya::programs::Program::SchedClassifier(p) => p.load(),
+            _ => return Err(LoadError::MissingProgram(name)),
+        };
+        match res {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                warn!("loading {name} was interrupted (EAGAIN), attempt {attempt}; retrying");
+                attempt += 1;
+            }
+            res => {
+                return res.map_err(|e| LoadError::Verifier {
+                    program: name,
+                    reason: verifier_reason(e),
+                });
+            }
+        }
+    }
 }
 
 /// Writes settings, interfaces and rules. Rule counters are kept for a rule
