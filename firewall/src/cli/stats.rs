@@ -92,7 +92,7 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
     }
     println!("verdicts and drop reasons:");
     // As wide as the longest counter name, so the numbers line up.
-    let width = st.counters.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let width = st.counters.keys().map(|n| n.len()).max().unwrap_or(0);
     for (name, v) in &st.counters {
         println!("  {name:<width$} {v:>12}");
     }
