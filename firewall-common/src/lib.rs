@@ -70,7 +70,10 @@ pub struct IfaceConfig {
     pub role: u8,
     /// A [`nat::IfaceNat`] as u8.
     pub nat: u8,
-    pub _pad: [u8; 2],
+    /// [`iface_xdp`] bits: whether packets can be redirected from and to
+    /// this interface in XDP (the fast path).
+    pub xdp: u8,
+    pub _pad: u8,
     /// IPv4 address traffic leaving here is translated to (raw network
     /// order); for masquerade the daemon keeps it equal to the interface's
     /// current address. 0: none known, so nothing can be translated.
@@ -81,6 +84,25 @@ pub struct IfaceConfig {
 }
 const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 12);
 
+/// `IfaceConfig::xdp` bits, set by the loader from how it attached.
+pub mod iface_xdp {
+    /// XDP runs in generic (skb) mode here. A packet redirected from a
+    /// generic-mode program stays an skb and is sent with the target's
+    /// ordinary transmit routine (`generic_xdp_tx`), which every device has.
+    pub const GENERIC: u8 = 1 << 0;
+    /// A NIC running our program in native mode: its driver takes XDP
+    /// frames redirected from another native-mode program
+    /// (`ndo_xdp_xmit`; some drivers only with a program loaded, which ours
+    /// is). Never set on veth, for two reasons: a veth delivers such frames
+    /// only if its peer, possibly in another namespace, has NAPI on (an XDP
+    /// program or GRO), which the loader can neither see nor keep true
+    /// (otherwise the frame is dropped after the program returned); and a
+    /// veth carries packets of local sockets with `CHECKSUM_PARTIAL`, which
+    /// an XDP frame cannot express, so a redirected TCP segment arrives
+    /// with a bad checksum (seen in the bench lab: `TcpInCsumErrors` at the
+    /// receiver with a bare native forwarder).
+    pub const FRAME_TARGET: u8 = 1 << 1;
+}
 /// Single-element `SETTINGS` array value: everything the datapath reads per
 /// NEW packet that userspace may change at run time.
 #[repr(C)]
@@ -95,7 +117,10 @@ pub struct Settings {
     pub nat: u8,
     /// Non-zero when any conntrack helper is configured.
     pub helpers: u8,
-    pub _pad: [u8; 10],
+    /// Non-zero: ESTABLISHED forwarded packets may be redirected in XDP
+    /// (`fast_path` in the config).
+    pub fast_path: u8,
+    pub _pad: [u8; 9],
 }
 
 /// `Settings::nat` bits.
@@ -114,7 +139,8 @@ impl Default for Settings {
             rule_bank: 0,
             nat: 0,
             helpers: 0,
-            _pad: [0; 10],
+            fast_path: 0,
+            _pad: [0; 9],
         }
     }
 }

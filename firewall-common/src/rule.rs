@@ -261,8 +261,10 @@ pub struct RuleInfo {
     /// `limit_burst_ns / limit_interval_ns` packets.
     pub limit_interval_ns: u64,
     pub limit_burst_ns: u64,
-    /// NUL-padded LOG prefix.
-    pub log_prefix: [u8; LOG_PREFIX_LEN],
+    /// NUL-padded LOG prefix, as words: the datapath copies it with four
+    /// stores (a byte array became a `memcpy` call whose byte loop the
+    /// verifier walks for every path).
+    pub log_prefix: [u64; LOG_PREFIX_LEN / 8],
 }
 const _: () = assert!(core::mem::size_of::<RuleInfo>() == 64);
 
@@ -282,7 +284,7 @@ impl Default for RuleInfo {
             _pad: [0; 3],
             limit_interval_ns: 0,
             limit_burst_ns: 0,
-            log_prefix: [0; LOG_PREFIX_LEN],
+            log_prefix: [0; LOG_PREFIX_LEN / 8],
         }
     }
 }
@@ -375,7 +377,28 @@ pub struct LogEvent {
     pub sport: u16,
     pub dport: u16,
     pub _pad2: [u8; 4],
-    pub prefix: [u8; LOG_PREFIX_LEN],
+    /// NUL-padded, as [`RuleInfo::log_prefix`].
+    pub prefix: [u64; LOG_PREFIX_LEN / 8],
+}
+
+/// A NUL-padded prefix as the words [`RuleInfo`] and [`LogEvent`] keep.
+pub fn prefix_words(bytes: &[u8; LOG_PREFIX_LEN]) -> [u64; LOG_PREFIX_LEN / 8] {
+    let mut out = [0u64; LOG_PREFIX_LEN / 8];
+    for (i, w) in out.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        *w = u64::from_ne_bytes(b);
+    }
+    out
+}
+
+/// The bytes of [`prefix_words`].
+pub fn prefix_bytes(words: &[u64; LOG_PREFIX_LEN / 8]) -> [u8; LOG_PREFIX_LEN] {
+    let mut out = [0u8; LOG_PREFIX_LEN];
+    for (i, w) in words.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
 }
 const _: () = assert!(core::mem::size_of::<LogEvent>() == 104);
 

@@ -73,6 +73,32 @@ pub enum Counter {
     /// long, no port for the data connection): dropped rather than leaked
     /// untranslated.
     DropFtpUnmangleable,
+    /// ESTABLISHED packets the XDP fast path forwarded itself (FIB lookup,
+    /// MAC rewrite, TTL/hop limit, `bpf_redirect`), bypassing the stack.
+    FastPathForwarded,
+    /// Fast-path fallbacks to the stack (`XDP_PASS`), one per reason.
+    /// The flow is translated or helped at TC, or would leave a NAT
+    /// interface, whose guard runs at tcx egress (bypassed by a redirect).
+    FastPathNat,
+    /// VLAN tags, IPv4 options, fragments, IPv6 extension headers, or an
+    /// egress back out of the ingress interface.
+    FastPathUnusual,
+    /// TTL/hop limit ≤ 1: the stack sends the time-exceeded error.
+    FastPathTtl,
+    /// The FIB says local delivery, or forwarding is off.
+    FastPathNotForwarded,
+    /// No neighbour entry for the next hop yet: the stack resolves it.
+    FastPathNoNeigh,
+    /// Larger than the egress MTU (GSO packets included): the stack
+    /// fragments or sends the ICMP error.
+    FastPathFragNeeded,
+    /// Blackhole, unreachable, prohibit or another FIB result.
+    FastPathNoRoute,
+    /// The egress interface is not managed by the firewall.
+    FastPathUnmanaged,
+    /// Native XDP towards an interface that cannot take redirected XDP
+    /// frames (veth: depends on its peer, which the loader cannot see).
+    FastPathNoXdpTarget,
     /// Refused by a REJECT rule, which answered with a RST or ICMP error.
     DropReject,
     /// A REJECT rule matched but its answer could not be built (an ICMP
@@ -93,7 +119,7 @@ pub const STATS_SLOTS: u32 = 64;
 const _: () = assert!(Counter::COUNT <= STATS_SLOTS);
 
 impl Counter {
-    pub const COUNT: u32 = 45;
+    pub const COUNT: u32 = 55;
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::AcceptNew,
         Counter::AcceptEstablished,
@@ -135,6 +161,16 @@ impl Counter {
         Counter::DropFtpPartial,
         Counter::DropFtpInvalid,
         Counter::DropFtpUnmangleable,
+        Counter::FastPathForwarded,
+        Counter::FastPathNat,
+        Counter::FastPathUnusual,
+        Counter::FastPathTtl,
+        Counter::FastPathNotForwarded,
+        Counter::FastPathNoNeigh,
+        Counter::FastPathFragNeeded,
+        Counter::FastPathNoRoute,
+        Counter::FastPathUnmanaged,
+        Counter::FastPathNoXdpTarget,
         Counter::DropReject,
         Counter::DropRejectNoReply,
         Counter::LogEmitted,
@@ -184,6 +220,16 @@ impl Counter {
             Counter::DropFtpPartial => "drop_ftp_partial",
             Counter::DropFtpInvalid => "drop_ftp_invalid",
             Counter::DropFtpUnmangleable => "drop_ftp_unmangleable",
+            Counter::FastPathForwarded => "fastpath_forwarded",
+            Counter::FastPathNat => "fastpath_fallback_nat",
+            Counter::FastPathUnusual => "fastpath_fallback_unusual",
+            Counter::FastPathTtl => "fastpath_fallback_ttl",
+            Counter::FastPathNotForwarded => "fastpath_fallback_not_forwarded",
+            Counter::FastPathNoNeigh => "fastpath_fallback_no_neigh",
+            Counter::FastPathFragNeeded => "fastpath_fallback_frag_needed",
+            Counter::FastPathNoRoute => "fastpath_fallback_no_route",
+            Counter::FastPathUnmanaged => "fastpath_fallback_unmanaged",
+            Counter::FastPathNoXdpTarget => "fastpath_fallback_no_xdp_target",
             Counter::DropReject => "drop_reject",
             Counter::DropRejectNoReply => "drop_reject_no_reply",
             Counter::LogEmitted => "log_emitted",

@@ -10,7 +10,7 @@ use firewall_common::{
 };
 
 use crate::{
-    maps::{CONNTRACK, count},
+    maps::{CONNTRACK, CT_SCRATCH, count},
     parse::{L4Kind, Packet},
 };
 
@@ -262,7 +262,14 @@ pub fn create(
         L4Kind::IcmpQuery => t.icmp,
         _ => t.generic,
     };
-    let mut orig = CtEntry {
+    // Both entries are built in per-CPU slots: 224 bytes of stack would
+    // not fit beside the rule walk's frames.
+    let (Some(op), Some(rp)) = (CT_SCRATCH.get_ptr_mut(0), CT_SCRATCH.get_ptr_mut(1)) else {
+        return Err(Counter::CtInsertFailed);
+    };
+    // SAFETY: this CPU's two distinct slots.
+    let (orig, reply) = unsafe { (&mut *op, &mut *rp) };
+    *orig = CtEntry {
         peer: p.key.inverted(),
         expires_ns: now + secs as u64 * NS_PER_SEC,
         created_ns: now,
@@ -273,22 +280,25 @@ pub fn create(
         flags: ct_flags,
         ..CtEntry::default()
     };
-    let mut reply = CtEntry {
+    *reply = CtEntry {
         peer: p.key,
         dir: CtDir::Reply as u8,
         packets: 0,
         bytes: 0,
-        ..orig
+        ..*orig
     };
     let icmp = is_icmp(&p.key);
     match nat {
         NatSpec::None => {
-            if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
+            if CONNTRACK
+                .insert(&p.key, &*orig, BPF_NOEXIST as u64)
+                .is_err()
+            {
                 // Another CPU created it first; its entries stand.
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);
             }
-            if CONNTRACK.insert(&orig.peer, &reply, 0).is_err() {
+            if CONNTRACK.insert(&orig.peer, &*reply, 0).is_err() {
                 let _ = CONNTRACK.remove(&p.key);
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);
@@ -306,12 +316,15 @@ pub fn create(
             reply.nat_addr[0] = p.key.dst[0];
             reply.nat_port = p.key.dport;
             if CONNTRACK
-                .insert(&orig.peer, &reply, BPF_NOEXIST as u64)
+                .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
                 .is_err()
             {
                 return Err(Counter::DropNatCollision);
             }
-            if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
+            if CONNTRACK
+                .insert(&p.key, &*orig, BPF_NOEXIST as u64)
+                .is_err()
+            {
                 let _ = CONNTRACK.remove(&orig.peer);
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);
@@ -349,7 +362,7 @@ pub fn create(
                     orig.peer.dport = port;
                 }
                 if CONNTRACK
-                    .insert(&orig.peer, &reply, BPF_NOEXIST as u64)
+                    .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
                     .is_ok()
                 {
                     claimed = true;
@@ -368,7 +381,10 @@ pub fn create(
                     count(Counter::NatPortRemapped);
                 }
             }
-            if CONNTRACK.insert(&p.key, &orig, BPF_NOEXIST as u64).is_err() {
+            if CONNTRACK
+                .insert(&p.key, &*orig, BPF_NOEXIST as u64)
+                .is_err()
+            {
                 let _ = CONNTRACK.remove(&orig.peer);
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);

@@ -11,6 +11,7 @@
 #![no_main]
 
 mod conntrack;
+mod fastpath;
 mod ftp;
 mod maps;
 mod nat;
@@ -40,8 +41,8 @@ use firewall_common::{
 use crate::{
     conntrack::{NO_REWRITE, NatSpec, Rewrite, Tracked},
     maps::{
-        CONNTRACK, EXPECT, HELPERS, IFACES, JUMP, JUMP_XDP, PORT_FWD, REJECT_ARGS, SCRATCH,
-        SETTINGS, count,
+        CONNTRACK, EXPECT, FASTPATH_ARGS, FastPathArgs, HELPERS, IFACES, JUMP, JUMP_XDP, PORT_FWD,
+        REJECT_ARGS, SCRATCH, SETTINGS, XDP_JUMP_FASTPATH, XDP_JUMP_REJECT, count,
     },
     parse::{L4Kind, LoadBytes, Packet, ParseError},
     rules::{Fallback, PolicyVerdict},
@@ -53,6 +54,8 @@ enum Verdict {
     Drop,
     /// Drop and answer (a REJECT rule).
     Reject(rules::Reject),
+    /// Accepted as ESTABLISHED: at XDP, the fast path may forward it.
+    Established,
 }
 
 /// Where the packet was seen.
@@ -81,14 +84,15 @@ const FIB_FWD_DISABLED: i64 = 5;
 pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: read-only lookup of a plain value.
-    let role = match unsafe { IFACES.get(&ifindex) } {
+    let cfg = unsafe { IFACES.get(&ifindex) }.copied();
+    let role = match cfg {
         Some(c) if c.role == Role::Lan as u8 => Role::Lan,
         Some(_) => Role::Wan,
         // Attached but not configured (e.g. mid-reconfiguration): fail
         // closed like a WAN.
         None => Role::Wan,
     };
-    let (verdict, _) = process(
+    let (verdict, nat) = process(
         &ctx,
         ctx.data(),
         ctx.data_end(),
@@ -96,6 +100,19 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
     );
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Established => {
+            // The fast path is its own program (a tail call): verified
+            // apart from this one, whose paths it would otherwise multiply.
+            if let Some(slot) = FASTPATH_ARGS.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot.
+                unsafe { *slot = FastPathArgs { cfg, nat } };
+                // SAFETY: the slot holds firewall_xdp_fastpath, installed
+                // by the loader.
+                let _ = unsafe { JUMP_XDP.tail_call(&ctx, XDP_JUMP_FASTPATH) };
+            }
+            // Not reached unless the program is missing: the stack forwards.
+            xdp_action::XDP_PASS
+        }
         Verdict::Drop => xdp_action::XDP_DROP,
         Verdict::Reject(r) => {
             // The answer is built by its own program, with a fresh stack:
@@ -105,11 +122,21 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
                 unsafe { *slot = r };
                 // SAFETY: index 0 holds firewall_xdp_reject, installed by
                 // the loader.
-                let _ = unsafe { JUMP_XDP.tail_call(&ctx, 0) };
+                let _ = unsafe { JUMP_XDP.tail_call(&ctx, XDP_JUMP_REJECT) };
             }
             count(Counter::DropRejectNoReply);
             xdp_action::XDP_DROP
         }
+    }
+}
+
+/// The fast path for an ESTABLISHED packet, reached by tail call from
+/// `firewall_xdp` (see `fastpath`).
+#[xdp]
+pub fn firewall_xdp_fastpath(ctx: XdpContext) -> u32 {
+    match FASTPATH_ARGS.get(0) {
+        Some(a) => fastpath::forward(&ctx, ctx.ingress_ifindex() as u32, a.cfg, a.nat),
+        None => xdp_action::XDP_PASS,
     }
 }
 
@@ -124,6 +151,21 @@ pub fn firewall_xdp_reject(ctx: XdpContext) -> u32 {
             xdp_action::XDP_DROP
         }
     }
+}
+
+/// Not part of the firewall: the bench's stateless forwarding program (see
+/// `fastpath::bare`), the limit of the XDP hook on the machine.
+#[xdp]
+pub fn bare_forward(ctx: XdpContext) -> u32 {
+    fastpath::bare(&ctx)
+}
+
+/// Not part of the firewall: the bench attaches it to the veth peers of a
+/// router running native XDP, because a veth delivers redirected XDP frames
+/// only when its peer has NAPI on, which an XDP program turns on.
+#[xdp]
+pub fn bare_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }
 
 #[classifier]
@@ -148,7 +190,7 @@ pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
         egress_local(&ctx, ifindex)
     };
     match verdict {
-        Verdict::Pass => TC_ACT_UNSPEC,
+        Verdict::Pass | Verdict::Established => TC_ACT_UNSPEC,
         Verdict::Drop => TC_ACT_SHOT as i32,
         // OUTPUT has no REJECT (the config refuses it); fail closed.
         Verdict::Reject(_) => {
@@ -271,7 +313,7 @@ fn ftp_egress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
 #[inline(always)]
 fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
     let (verdict, nat_kind) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
-    if verdict != Verdict::Pass {
+    if matches!(verdict, Verdict::Drop | Verdict::Reject(_)) {
         return verdict;
     }
     let Some(p) = scratch() else {
@@ -418,7 +460,7 @@ pub fn firewall_tc_ftp(ctx: TcContext) -> i32 {
         }
     };
     match verdict {
-        Verdict::Pass => TC_ACT_UNSPEC,
+        Verdict::Pass | Verdict::Established => TC_ACT_UNSPEC,
         Verdict::Drop | Verdict::Reject(_) => TC_ACT_SHOT as i32,
     }
 }
@@ -580,40 +622,106 @@ fn process<C: EbpfContext + LoadBytes>(
         }
         _ => {}
     }
-    match conntrack::track(p, settings, now) {
-        Tracked::Invalid(reason) => (drop_with(reason), none),
+    let (state, pending) = match conntrack::track(p, settings, now) {
+        Tracked::Invalid(reason) => return (drop_with(reason), none),
         Tracked::Hit {
             state: CtState::Established,
             nat,
-        } => (pass_with(Counter::AcceptEstablished), nat),
-        Tracked::Hit { state, nat } => {
-            // An original-direction packet of a connection that has not
-            // been answered yet is still NEW: policy decides again.
-            let route = route(ctx, p, settings, hook);
-            match policy(p, settings, hook, route, state, Fallback::Policy) {
-                PolicyVerdict::Accept(c) => (pass_with(c), nat),
-                PolicyVerdict::Drop(c) => (drop_with(c), none),
-                PolicyVerdict::Reject(r) => (reject_with(r), none),
+        } => {
+            count(Counter::AcceptEstablished);
+            return (Verdict::Established, nat);
+        }
+        // An original-direction packet of a connection that has not been
+        // answered yet is still NEW: policy decides again.
+        Tracked::Hit { state, nat } => (state, Pending::tracked(nat)),
+        Tracked::Miss => match first_packet(ctx, p, settings, hook, now) {
+            Ok(pending) => (CtState::New, pending),
+            Err(done) => return done,
+        },
+    };
+    // One call site of the policy: every inlined copy of the rule walk
+    // costs the verifier a full exploration of it.
+    let (route, fallback) = if pending.forward {
+        // The output interface is not known before translation: `oif`
+        // conditions do not match port-forwarded packets.
+        (
+            (Chain::Forward, 0),
+            Fallback::Accept(Counter::AcceptPortForward),
+        )
+    } else {
+        (route(ctx, p, settings, hook), Fallback::Policy)
+    };
+    match policy(p, settings, hook, route, state, fallback) {
+        PolicyVerdict::Drop(c) => (drop_with(c), none),
+        PolicyVerdict::Reject(r) => (reject_with(r), none),
+        PolicyVerdict::Accept(c) if !pending.new => (pass_with(c), pending.nat),
+        PolicyVerdict::Accept(c) => {
+            let spec = if pending.forward {
+                NatSpec::Dest {
+                    addr: pending.fwd_addr,
+                    port: pending.fwd_port,
+                }
+            } else {
+                source_nat(p, settings, route.0, route.1)
+            };
+            match conntrack::create(p, pending.tcp_state, settings, now, spec, pending.ct_flags) {
+                Ok(rw) => (pass_with(c), rw),
+                Err(reason) => (drop_with(reason), none),
             }
         }
-        Tracked::Miss => new_connection(ctx, p, settings, hook, now),
     }
 }
 
-/// The first packet of a flow: port forward, policy, then creation with
-/// whatever translation applies.
+/// A packet the policy decides on, and what follows its acceptance. A
+/// plain struct with every field set on every path: an enum left some
+/// bytes undefined, and LLVM spilled the undefined register, which the
+/// verifier rejects (`!read_ok`).
+#[derive(Clone, Copy)]
+struct Pending {
+    /// A first packet, created on acceptance; else an unanswered
+    /// connection's original-direction packet, tracked already, whose
+    /// rewrite is `nat`.
+    new: bool,
+    nat: u8,
+    tcp_state: u8,
+    ct_flags: u8,
+    /// A port forward translates it to `fwd_addr:fwd_port`; else the
+    /// source NAT of its route applies.
+    forward: bool,
+    fwd_addr: u32,
+    fwd_port: u16,
+}
+
+impl Pending {
+    #[inline(always)]
+    fn tracked(nat: u8) -> Pending {
+        Pending {
+            new: false,
+            nat,
+            tcp_state: 0,
+            ct_flags: 0,
+            forward: false,
+            fwd_addr: 0,
+            fwd_port: 0,
+        }
+    }
+}
+
+/// The first packet of a flow up to the policy: its validity, an expected
+/// (RELATED) data connection, which needs no policy (`Err`, decided), the
+/// helper to attach, and a port forward.
 #[inline(always)]
-fn new_connection<C: EbpfContext>(
+fn first_packet<C: EbpfContext>(
     ctx: &C,
     p: &Packet,
     s: &Settings,
     hook: Hook,
     now: u64,
-) -> (Verdict, u8) {
+) -> Result<Pending, (Verdict, u8)> {
     let none = NO_REWRITE;
     let tcp_state = match conntrack::new_flow_state(p) {
         Ok(st) => st,
-        Err(reason) => return (drop_with(reason), none),
+        Err(reason) => return Err((drop_with(reason), none)),
     };
     let mut ct_flags = 0;
     if s.helpers != 0 && p.kind == L4Kind::Tcp {
@@ -626,10 +734,12 @@ fn new_connection<C: EbpfContext>(
                 let (chain, out_ifindex) = route(ctx, p, s, hook);
                 spec = source_nat(p, s, chain, out_ifindex);
             }
-            return match conntrack::create(p, tcp_state, s, now, spec, flags::EXPECTED) {
-                Ok(rw) => (pass_with(Counter::AcceptExpected), rw),
-                Err(reason) => (drop_with(reason), none),
-            };
+            return Err(
+                match conntrack::create(p, tcp_state, s, now, spec, flags::EXPECTED) {
+                    Ok(rw) => (pass_with(Counter::AcceptExpected), rw),
+                    Err(reason) => (drop_with(reason), none),
+                },
+            );
         }
         let key = PortFwdKey {
             proto: p.key.proto,
@@ -641,46 +751,19 @@ fn new_connection<C: EbpfContext>(
             ct_flags |= flags::HELPER_FTP;
         }
     }
-    if let Some(spec) = port_forward(p, s, hook) {
-        // The output interface is not known before translation: `oif`
-        // conditions do not match port-forwarded packets.
-        return match policy(
-            p,
-            s,
-            hook,
-            (Chain::Forward, 0),
-            CtState::New,
-            Fallback::Accept(Counter::AcceptPortForward),
-        ) {
-            PolicyVerdict::Accept(c) => {
-                match conntrack::create(p, tcp_state, s, now, spec, ct_flags) {
-                    Ok(rw) => (pass_with(c), rw),
-                    Err(reason) => (drop_with(reason), none),
-                }
-            }
-            PolicyVerdict::Drop(c) => (drop_with(c), none),
-            PolicyVerdict::Reject(r) => (reject_with(r), none),
-        };
-    }
-    let (chain, out_ifindex) = route(ctx, p, s, hook);
-    match policy(
-        p,
-        s,
-        hook,
-        (chain, out_ifindex),
-        CtState::New,
-        Fallback::Policy,
-    ) {
-        PolicyVerdict::Accept(c) => {
-            let spec = source_nat(p, s, chain, out_ifindex);
-            match conntrack::create(p, tcp_state, s, now, spec, ct_flags) {
-                Ok(rw) => (pass_with(c), rw),
-                Err(reason) => (drop_with(reason), none),
-            }
-        }
-        PolicyVerdict::Drop(c) => (drop_with(c), none),
-        PolicyVerdict::Reject(r) => (reject_with(r), none),
-    }
+    let (forward, fwd_addr, fwd_port) = match port_forward(p, s, hook) {
+        Some(NatSpec::Dest { addr, port }) => (true, addr, port),
+        _ => (false, 0, 0),
+    };
+    Ok(Pending {
+        new: true,
+        nat: NO_REWRITE,
+        tcp_state,
+        ct_flags,
+        forward,
+        fwd_addr,
+        fwd_port,
+    })
 }
 
 /// The first packet of a data connection a helper announced: consumes the

@@ -54,9 +54,25 @@ pub static EXPECT: LruHashMap<ExpectKey, Expectation> =
 #[map]
 pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// XDP tail-call targets: 0 = `firewall_xdp_reject`. Not pinned.
+/// XDP tail-call targets (`XDP_JUMP_*`). Not pinned: each load fills its
+/// own.
 #[map]
-pub static JUMP_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+pub static JUMP_XDP: ProgramArray = ProgramArray::with_max_entries(2, 0);
+
+pub const XDP_JUMP_REJECT: u32 = 0;
+pub const XDP_JUMP_FASTPATH: u32 = 1;
+
+/// What `firewall_xdp` hands to `firewall_xdp_fastpath`.
+#[derive(Clone, Copy)]
+pub struct FastPathArgs {
+    /// The arrival interface's `IFACES` entry, if it has one.
+    pub cfg: Option<IfaceConfig>,
+    /// The rewrite kind the connection's entry carries.
+    pub nat: u8,
+}
+
+#[map]
+pub static FASTPATH_ARGS: PerCpuArray<FastPathArgs> = PerCpuArray::with_max_entries(1, 0);
 
 /// The REJECT answer `firewall_xdp` hands to `firewall_xdp_reject`.
 #[map]
@@ -129,6 +145,15 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_SLOTS, 
 /// `stats` and `status` from other processes.
 #[map]
 pub static DAEMON_STATE: Array<u64> = Array::with_max_entries(8, 0);
+
+/// Per-CPU slots where `conntrack::create` builds a new connection's two
+/// entries.
+#[map]
+pub static CT_SCRATCH: PerCpuArray<CtEntry> = PerCpuArray::with_max_entries(2, 0);
+
+/// Per-CPU state of the rule walk (see `rules`).
+#[map]
+pub static WALK: PerCpuArray<crate::rules::Walk> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU scratch for the parsed packet (see `parse::parse`).
 #[map]

@@ -20,7 +20,7 @@ use firewall_common::{
 use crate::{
     maps::{
         ADDR_CLASS, CLASSES, IFACE_CLASS, LOG_EVENTS, META_CLASS, PORT_CLASS, RULE_INFO,
-        RULE_LIMITS, RULE_STATS, RULE_WORDS as WORDS, RULESETS, SCRATCH, count,
+        RULE_LIMITS, RULE_STATS, RULE_WORDS as WORDS, RULESETS, SCRATCH, WALK, count,
     },
     parse::{L4Kind, Packet},
 };
@@ -74,46 +74,47 @@ pub fn decide(p: &Packet, s: &Settings, at: &Position, fallback: Fallback) -> Po
     };
     if hdr.count > 0 {
         let bank = s.rule_bank & 1;
-        let mut walk = Walk {
-            sum: [!0; SUMMARY_WORDS],
-            word: 0,
-            cls: [0; 8],
-            used: hdr.fields,
-            bank,
-            w: 0,
-            found: NO_MATCH,
-            iif: at.iif,
-            oif: at.oif,
-            proto: p.key.proto,
-            tcp_flags: p.tcp_flags,
-            chain: at.chain as u8,
-            state: at.state as u8,
-            ready: 0,
-            _pad: [0; 3],
+        // The walk's state lives in a per-CPU slot, not on the stack: the
+        // main program's frame plus a callback's must fit 512 bytes.
+        let Some(walk) = WALK.get_ptr_mut(0) else {
+            return PolicyVerdict::Drop(Counter::DropPolicy);
         };
+        // SAFETY: this CPU's slot; nothing else runs on it meanwhile.
+        unsafe {
+            *walk = Walk {
+                sum: [!0; SUMMARY_WORDS],
+                word: 0,
+                cls: [0; 8],
+                used: hdr.fields,
+                bank,
+                w: 0,
+                found: NO_MATCH,
+                iif: at.iif,
+                oif: at.oif,
+                proto: p.key.proto,
+                tcp_flags: p.tcp_flags,
+                chain: at.chain as u8,
+                state: at.state as u8,
+                ready: 0,
+                _pad: [0; 3],
+            };
+        }
         // Both steps run as bpf_loop callbacks so the verifier checks each
         // once: inlined, the branches on which fields are used multiply
         // with every path through the rest of the program.
-        unsafe {
-            bpf_loop(
-                1,
-                classify as *mut c_void,
-                &mut walk as *mut Walk as *mut c_void,
-                0,
-            )
-        };
-        // Re-read through the stack slot: LLVM must not forward the values
-        // from before the call.
-        if unsafe { core::ptr::read_volatile(&walk.ready) } != 0 {
+        unsafe { bpf_loop(1, classify as *mut c_void, core::ptr::null_mut(), 0) };
+        // Fresh lookups after each call: LLVM must not forward the values
+        // written before it.
+        if WALK.get(0).is_some_and(|w| w.ready != 0) {
             unsafe {
                 bpf_loop(
                     RULE_WORDS as u32 + MAX_RULES + 1,
                     step as *mut c_void,
-                    &mut walk as *mut Walk as *mut c_void,
+                    core::ptr::null_mut(),
                     0,
                 )
             };
-            let found = unsafe { core::ptr::read_volatile(&walk.found) };
+            let found = WALK.get(0).map_or(NO_MATCH, |w| w.found);
             if found != NO_MATCH {
                 if let Some(info) = RULE_INFO.get(rule_slot(bank, found)) {
                     return verdict_of(info, p.key.family == FAMILY_V6);
@@ -157,8 +158,9 @@ fn verdict_of(info: &RuleInfo, v6: bool) -> PolicyVerdict {
 
 const NO_MATCH: u32 = u32::MAX;
 
+/// The walk's state between `bpf_loop` calls (per-CPU `WALK`).
 #[repr(C)]
-struct Walk {
+pub struct Walk {
     /// AND of the used fields' summaries.
     sum: [u64; SUMMARY_WORDS],
     /// Candidate bits of word `w` not yet tried.
@@ -184,9 +186,12 @@ struct Walk {
 /// their summaries. `ready` stays 0 when no rule can match (or the tables
 /// are incomplete, which the loader never leaves live).
 #[inline(never)]
-extern "C" fn classify(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: ctx is the Walk on the caller's stack.
-    let walk = unsafe { &mut *(ctx as *mut Walk) };
+extern "C" fn classify(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(walk) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot.
+    let walk = unsafe { &mut *walk };
     let (Some(p), Some(hdr)) = (SCRATCH.get(0), RULESETS.get(walk.bank)) else {
         return 1;
     };
@@ -326,9 +331,12 @@ fn pop_word(sum: &mut [u64; SUMMARY_WORDS]) -> Option<u32> {
 /// re-checks a callback until its state repeats, and a cursor that grows
 /// every call would never repeat.
 #[inline(never)]
-extern "C" fn step(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: ctx is the Walk on the caller's stack.
-    let walk = unsafe { &mut *(ctx as *mut Walk) };
+extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(walk) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot.
+    let walk = unsafe { &mut *walk };
     let word = walk.word;
     if word == 0 {
         let Some(w) = pop_word(&mut walk.sum) else {
@@ -416,12 +424,18 @@ fn log(walk: &Walk, p: &Packet, info: &RuleInfo, r: u32, now: u64) {
         (*e).chain = walk.chain;
         (*e).ttl = p.ttl;
         (*e)._pad = [0; 2];
-        (*e).src = p.key.src;
-        (*e).dst = p.key.dst;
+        // Element by element: whole-array assignments become `memcpy`
+        // calls, whose byte loops the verifier walks.
+        let mut i = 0;
+        while i < 4 {
+            (*e).src[i] = p.key.src[i];
+            (*e).dst[i] = p.key.dst[i];
+            (*e).prefix[i] = info.log_prefix[i];
+            i += 1;
+        }
         (*e).sport = sport;
         (*e).dport = dport;
         (*e)._pad2 = [0; 4];
-        (*e).prefix = info.log_prefix;
     }
     entry.submit(0);
     count(Counter::LogEmitted);

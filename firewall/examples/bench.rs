@@ -5,6 +5,8 @@
 //! bench kernel [--repeat N] [--samples K] [--conns N]   JSON on stdout
 //! bench serve PORT                                       TCP accept-and-close server
 //! bench connect ADDR PORT SECONDS THREADS                connections/s client, JSON
+//! bench xdp PROGRAM MODE IFACE...                        attach bare_forward/bare_pass
+//!                                                        (native|generic), hold until killed
 //! ```
 //!
 //! `kernel` runs the real programs of private (unpinned) firewall instances with
@@ -35,10 +37,13 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::{
     Ebpf,
-    programs::{SchedClassifier, Xdp},
+    programs::{SchedClassifier, Xdp, xdp::XdpMode},
 };
 use etherparse::PacketBuilder;
-use firewall::{TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM, ager, config, loader, maps::Maps};
+use firewall::{
+    BARE_FORWARD_PROGRAM, BARE_PASS_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM, ager,
+    config, loader, maps::Maps,
+};
 use firewall_common::{
     CtKey, FAMILY_V4, TcpState,
     stats::Counter,
@@ -48,6 +53,7 @@ use serde_json::{Value, json};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
 /// `TC_ACT_UNSPEC` as the u32 the syscall returns.
 const TC_ACT_UNSPEC: u32 = u32::MAX;
 
@@ -79,9 +85,12 @@ fn main() -> Result<()> {
             threads.parse().context("threads")?,
         ),
         ["kernel", rest @ ..] => kernel(&Options::parse(rest)?),
+        ["xdp", program, mode, ifaces @ ..] if !ifaces.is_empty() => {
+            hold_xdp(program, mode, ifaces)
+        }
         _ => bail!(
             "usage: bench kernel [--repeat N] [--samples K] [--conns N] | bench serve PORT | \
-             bench connect ADDR PORT SECONDS THREADS"
+             bench connect ADDR PORT SECONDS THREADS | bench xdp PROGRAM MODE IFACE..."
         ),
     }
 }
@@ -398,8 +407,13 @@ struct Instance {
 
 impl Instance {
     fn new(wan_keys: &str, rest: &str, capacity: u32) -> Result<Instance> {
+        Instance::with_top("", wan_keys, rest, capacity)
+    }
+
+    /// With `top` (top-level keys such as `fast_path`) before the interfaces.
+    fn with_top(top: &str, wan_keys: &str, rest: &str, capacity: u32) -> Result<Instance> {
         let text = format!(
-            "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
+            "{top}[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
              [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n\n{rest}"
         );
         let cfg = config::parse(&text, "bench.toml")?;
@@ -427,6 +441,20 @@ impl Instance {
         Ok(prog.fd()?.as_fd().as_raw_fd())
     }
 
+    /// The bench-only `bare_forward` program of this instance's object, loaded on
+    /// first use.
+    fn bare_forward_fd(&mut self) -> Result<i32> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(BARE_FORWARD_PROGRAM)
+            .context("bare_forward program")?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load().context("loading bare_forward")?;
+        }
+        Ok(prog.fd()?.as_fd().as_raw_fd())
+    }
+
     fn tc_fd(&self, name: &str) -> Result<i32> {
         let prog: &SchedClassifier = self.ebpf.program(name).context("TC program")?.try_into()?;
         Ok(prog.fd()?.as_fd().as_raw_fd())
@@ -440,10 +468,13 @@ impl Instance {
     }
 
     /// Runs `frame` once through XDP on `ingress`, asserting the verdict.
-    fn xdp_once(&self, ingress: u32, frame: &[u8], want: u32) -> Result<()> {
+    fn xdp_once(&self, ingress: u32, frame: &[u8], want: &[u32]) -> Result<()> {
         let ctx = xdp_ctx(frame.len(), ingress);
         let (ret, _, _) = test_run(self.xdp_fd()?, frame, &ctx, 1)?;
-        ensure!(ret == want, "XDP returned {ret}, expected {want}");
+        ensure!(
+            want.contains(&ret),
+            "XDP returned {ret}, expected one of {want:?}"
+        );
         Ok(())
     }
 
@@ -476,10 +507,10 @@ impl Instance {
     fn establish(&self, public: SocketAddrV4) -> Result<()> {
         let (client, server) = (sa(CLIENT), sa(SERVER));
         let syn = tcp(client, server, TCP_SYN, 1000, 0, &[]);
-        self.xdp_once(self.lan, &syn, XDP_PASS)?;
+        self.xdp_once(self.lan, &syn, &[XDP_PASS])?;
         self.tc_once(TC_PROGRAM, self.lan, self.wan, &syn)?;
         let syn_ack = tcp(server, public, TCP_SYN | TCP_ACK, 7000, 1001, &[]);
-        self.xdp_once(self.wan, &syn_ack, XDP_PASS)?;
+        self.xdp_once(self.wan, &syn_ack, &[XDP_PASS])?;
         let back = self.tc_once(TC_INGRESS_PROGRAM, self.wan, self.wan, &syn_ack)?;
         self.tc_once(TC_PROGRAM, self.wan, self.lan, &back)?;
         let ack = tcp(
@@ -490,7 +521,8 @@ impl Instance {
             7001,
             b"GET / HTTP/1.0\r\n\r\n",
         );
-        self.xdp_once(self.lan, &ack, XDP_PASS)?;
+        // Established: the fast path forwards it unless NAT or the config says no.
+        self.xdp_once(self.lan, &ack, &[XDP_PASS, XDP_REDIRECT])?;
         self.tc_once(TC_PROGRAM, self.lan, self.wan, &ack)?;
         let entry = self
             .maps
@@ -731,11 +763,82 @@ fn kernel(o: &Options) -> Result<()> {
     r.add(
         "est_tcp",
         g,
-        "established TCP (reply direction, XDP on wan0), 1 connection tracked",
+        "established TCP (reply direction, XDP on wan0), 1 connection tracked; the fast path \
+         is tried and falls back (no neighbour entry for the client)",
         "ns/pkt",
         &s,
         &rep.describe(),
     );
+
+    // The fast path: the client's next segment, forwarded in XDP out of wan0 to the
+    // gateway. Rewritten in place (TTL), so single-iteration runs.
+    let fwd_ack = tcp(client, server, TCP_ACK, 1019, 7011, &[0u8; 10]);
+    let lan_ctx = xdp_ctx(fwd_ack.len(), plain.lan);
+    let s = plain.measure(
+        Prog {
+            fd: xdp_fd,
+            ctx: &lan_ctx,
+        },
+        &fwd_ack,
+        single,
+        k,
+        XDP_REDIRECT,
+        Counter::FastPathForwarded,
+    )?;
+    r.add(
+        "est_fastpath_single",
+        g,
+        "established TCP forwarded by the fast path (XDP on lan0: track, FIB, rewrite, \
+         redirect), single-iteration runs",
+        "ns/pkt",
+        &s,
+        &single.describe(),
+    );
+    let bare_fwd = plain.bare_forward_fd()?;
+    let s = sample(
+        Prog {
+            fd: bare_fwd,
+            ctx: &lan_ctx,
+        },
+        &fwd_ack,
+        single,
+        k,
+        XDP_REDIRECT,
+    )?;
+    r.add(
+        "bare_forward_single",
+        g,
+        "bare forwarding program (FIB, rewrite, redirect; no state), the same packet, \
+         single-iteration runs",
+        "ns/pkt",
+        &s,
+        &single.describe(),
+    );
+    {
+        let off = Instance::with_top("fast_path = false\n", "", "", 4096)?;
+        off.establish(client)?;
+        let ctx = xdp_ctx(ack_reply.len(), off.wan);
+        let s = off.measure(
+            Prog {
+                fd: off.xdp_fd()?,
+                ctx: &ctx,
+            },
+            &ack_reply,
+            rep,
+            k,
+            XDP_PASS,
+            Counter::AcceptEstablished,
+        )?;
+        r.add(
+            "est_tcp_nofp",
+            g,
+            "established TCP (reply direction, XDP on wan0) with fast_path = false: tracking \
+             only",
+            "ns/pkt",
+            &s,
+            &rep.describe(),
+        );
+    }
 
     // Invalid: SYN|FIN from the WAN.
     let synfin = tcp(
@@ -1042,6 +1145,43 @@ impl Instance {
     /// table is small or holds what `fill` put there).
     fn conntrack_count_hint(&self) -> usize {
         self.maps.conntrack.keys().count()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bare XDP programs for the lab.
+
+/// Attaches `program` (`bare_forward` or `bare_pass` from the firewall's object) to
+/// `ifaces` in `mode` and keeps it there until the process is killed (the links are
+/// not pinned: they go with the process).
+fn hold_xdp(program: &str, mode: &str, ifaces: &[&str]) -> Result<()> {
+    ensure!(
+        [BARE_FORWARD_PROGRAM, BARE_PASS_PROGRAM].contains(&program),
+        "bench xdp attaches {BARE_FORWARD_PROGRAM} or {BARE_PASS_PROGRAM}, not {program}"
+    );
+    let flags = match mode {
+        "native" => XdpMode::Driver,
+        "generic" => XdpMode::Skb,
+        other => bail!("mode {other}: native or generic"),
+    };
+    // The bare programs use no map; keep the object's table small.
+    let mut ebpf = aya::EbpfLoader::new()
+        .map_max_entries("CONNTRACK", 16)
+        .load(firewall::ebpf_object())
+        .context("loading the object")?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program)
+        .with_context(|| format!("no program {program}"))?
+        .try_into()?;
+    prog.load().with_context(|| format!("loading {program}"))?;
+    for iface in ifaces {
+        prog.attach(iface, flags)
+            .with_context(|| format!("attaching {program} to {iface} ({mode})"))?;
+    }
+    println!("attached");
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 

@@ -118,6 +118,10 @@ impl fmt::Display for XdpMode {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub xdp_mode: XdpMode,
+    /// Forward ESTABLISHED packets in XDP where possible (`fast_path`,
+    /// default on); off sends every packet through the stack, for
+    /// comparison.
+    pub fast_path: bool,
     pub interfaces: Vec<InterfaceConfig>,
     /// Conntrack map capacity in entries (two per connection).
     pub max_entries: u32,
@@ -934,13 +938,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let config = parse(&text, &origin)?;
     log::debug!(
         "{origin}: {} interface(s), {} rule(s), {} port forward(s), {} helper(s), \
-         conntrack {} entries, xdp mode {}",
+         conntrack {} entries, xdp mode {}, fast path {}",
         config.interfaces.len(),
         config.rules.len(),
         config.port_forwards.len(),
         config.helpers.len(),
         config.max_entries,
-        config.xdp_mode
+        config.xdp_mode,
+        if config.fast_path { "on" } else { "off" }
     );
     Ok(config)
 }
@@ -961,6 +966,7 @@ type Field = Option<Spanned<Value>>;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     xdp_mode: Field,
+    fast_path: Field,
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
     conntrack: Option<RawConntrack>,
@@ -1465,6 +1471,10 @@ impl RawConfig {
             Some(v) => doc.keyword(v, "xdp_mode", XDP_MODES)?,
             None => XdpMode::Auto,
         };
+        let fast_path = match &self.fast_path {
+            Some(v) => doc.boolean(v, "fast_path")?,
+            None => true,
+        };
 
         if self.interface.is_empty() {
             return Err(doc.invalid(1, "interface", "at least one [[interface]] is required"));
@@ -1572,6 +1582,7 @@ impl RawConfig {
 
         Ok(Config {
             xdp_mode,
+            fast_path,
             interfaces,
             max_entries,
             timeouts,
@@ -2848,6 +2859,24 @@ comment = "ssh"
             r.summary(),
             "input tcp sport 22 dport 8000-8100 src 10.0.0.0/8 dst 192.168.1.1 iif eth0 \
              ctstate new -> accept /* ssh */"
+        );
+    }
+
+    #[test]
+    fn fast_path_defaults_on_and_can_be_switched_off() {
+        assert!(parse(IFACES, "fw.toml").unwrap().fast_path);
+        let on = parse(&format!("fast_path = true\n{IFACES}"), "fw.toml").unwrap();
+        assert!(on.fast_path);
+        let off = parse(&format!("fast_path = false\n{IFACES}"), "fw.toml").unwrap();
+        assert!(!off.fast_path);
+    }
+
+    #[test]
+    fn fast_path_must_be_a_boolean() {
+        let err = parse(&format!("fast_path = \"yes\"\n{IFACES}"), "fw.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fw.toml:1: fast_path: expected true or false, found string"
         );
     }
 

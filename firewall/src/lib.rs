@@ -28,6 +28,14 @@ pub const TC_INGRESS_PROGRAM: &str = "firewall_tc_ingress";
 pub const TC_FTP_PROGRAM: &str = "firewall_tc_ftp";
 /// Reached only by tail call from [`XDP_PROGRAM`], never attached.
 pub const XDP_REJECT_PROGRAM: &str = "firewall_xdp_reject";
+/// Reached only by tail call from [`XDP_PROGRAM`], never attached.
+pub const XDP_FASTPATH_PROGRAM: &str = "firewall_xdp_fastpath";
+/// Bench only (not loaded by the firewall): stateless XDP forwarding, the
+/// hook's limit.
+pub const BARE_FORWARD_PROGRAM: &str = "bare_forward";
+/// Bench only: `XDP_PASS`, attached natively to veth peers so that they
+/// accept redirected XDP frames.
+pub const BARE_PASS_PROGRAM: &str = "bare_pass";
 
 /// Every map the object defines, in the order `down` removes them.
 pub const MAP_NAMES: [&str; 20] = [

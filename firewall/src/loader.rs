@@ -18,7 +18,7 @@ use aya::{
     },
 };
 use firewall_common::{
-    IfaceConfig, Settings,
+    IfaceConfig, Settings, iface_xdp,
     nat::{IfaceNat, PortFwdKey, PortFwdTarget},
     settings_nat,
 };
@@ -26,7 +26,8 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_PROGRAM, XDP_REJECT_PROGRAM,
+    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_FASTPATH_PROGRAM, XDP_PROGRAM,
+    XDP_REJECT_PROGRAM,
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
@@ -87,6 +88,8 @@ pub struct Iface {
     pub ifindex: u32,
     pub role: firewall_common::Role,
     pub mode: AyaXdpMode,
+    /// A NIC with a driver behind it (not veth, bridge, …).
+    pub physical: bool,
     pub nat: Option<Nat>,
     pub nat_ports: (u16, u16),
 }
@@ -101,10 +104,17 @@ impl Iface {
             Some(Nat::Masquerade) => (IfaceNat::Masquerade, sys::ipv4_address(&self.name)),
             Some(Nat::Snat(a)) => (IfaceNat::Snat, Some(a)),
         };
+        // Where the fast path may redirect (see `iface_xdp`).
+        let xdp = match self.mode {
+            AyaXdpMode::Skb => iface_xdp::GENERIC,
+            AyaXdpMode::Driver if self.physical => iface_xdp::FRAME_TARGET,
+            _ => 0,
+        };
         IfaceConfig {
             role: self.role as u8,
             nat: nat as u8,
-            _pad: [0; 2],
+            xdp,
+            _pad: 0,
             nat_addr: addr.map_or(0, |a| u32::from_ne_bytes(a.octets())),
             nat_port_lo: self.nat_ports.0,
             nat_port_hi: self.nat_ports.1,
@@ -124,13 +134,14 @@ pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
         .iter()
         .map(|i| {
             let ifindex = sys::require_interface(&i.name)?;
+            let physical = sys::is_physical(&i.name);
             let mode = match cfg.xdp_mode {
                 XdpMode::Native => AyaXdpMode::Driver,
                 XdpMode::Generic => AyaXdpMode::Skb,
                 // Native XDP on a virtual device such as veth converts every
                 // skb into an XDP frame (a copy), which is slower than
                 // generic mode; physical NICs run it in the driver.
-                XdpMode::Auto if sys::is_physical(&i.name) => AyaXdpMode::Driver,
+                XdpMode::Auto if physical => AyaXdpMode::Driver,
                 XdpMode::Auto => AyaXdpMode::Skb,
             };
             Ok(Iface {
@@ -138,6 +149,7 @@ pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
                 ifindex,
                 role: i.role,
                 mode,
+                physical,
                 nat: i.nat,
                 nat_ports: (i.nat_ports.lo, i.nat_ports.hi),
             })
@@ -327,6 +339,7 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         TC_INGRESS_PROGRAM,
         TC_FTP_PROGRAM,
         XDP_REJECT_PROGRAM,
+        XDP_FASTPATH_PROGRAM,
     ] {
         load_program(&mut ebpf, program)?;
     }
@@ -336,13 +349,16 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
 
 /// Fills `JUMP` (index 0: the FTP helper's egress program).
 fn install_tail_calls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    install_tail_call(ebpf, "JUMP", TC_FTP_PROGRAM)?;
-    install_tail_call(ebpf, "JUMP_XDP", XDP_REJECT_PROGRAM)
+    install_tail_call(ebpf, "JUMP", 0, TC_FTP_PROGRAM)?;
+    // Indexes as `XDP_JUMP_*` in the eBPF crate.
+    install_tail_call(ebpf, "JUMP_XDP", 0, XDP_REJECT_PROGRAM)?;
+    install_tail_call(ebpf, "JUMP_XDP", 1, XDP_FASTPATH_PROGRAM)
 }
 
 fn install_tail_call(
     ebpf: &mut Ebpf,
     map_name: &'static str,
+    index: u32,
     program: &'static str,
 ) -> Result<(), LoadError> {
     let fd = {
@@ -365,10 +381,11 @@ fn install_tail_call(
             map: map_name,
             source,
         })?;
-    jump.set(0, &fd, 0).map_err(|source| LoadError::MapWrite {
-        map: map_name,
-        source,
-    })
+    jump.set(index, &fd, 0)
+        .map_err(|source| LoadError::MapWrite {
+            map: map_name,
+            source,
+        })
 }
 
 fn verifier_reason(e: ProgramError) -> String {
@@ -381,6 +398,9 @@ fn verifier_reason(e: ProgramError) -> String {
             // closing statistics; RUST_LOG=debug prints the whole log.
             let log = verifier_log.to_string();
             log::debug!("verifier log:\n{log}");
+            if let Some(path) = std::env::var_os("FIREWALL_VERIFIER_LOG_FILE") {
+                let _ = std::fs::write(path, &log);
+            }
             if std::env::var_os("FIREWALL_VERIFIER_LOG").is_some() {
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = lines.len().saturating_sub(300);
@@ -408,19 +428,38 @@ fn verifier_reason(e: ProgramError) -> String {
     }
 }
 
+/// Attempts at loading one program. The verifier stops with EAGAIN when a
+/// signal is pending on the loading thread, however far it got; libbpf
+/// retries that (`PROG_LOAD_ATTEMPTS`), and so do we. The bigger the
+/// program, the longer the window: it showed up in the parallel test runs.
+const LOAD_ATTEMPTS: u32 = 5;
+
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
     let prog = ebpf
         .program_mut(name)
         .ok_or(LoadError::MissingProgram(name))?;
-    let res = match prog {
-        aya::programs::Program::Xdp(p) => p.load(),
-        aya::programs::Program::SchedClassifier(p) => p.load(),
-        _ => return Err(LoadError::MissingProgram(name)),
-    };
-    res.map_err(|e| LoadError::Verifier {
-        program: name,
-        reason: verifier_reason(e),
-    })
+    let mut attempt = 1;
+    loop {
+        let res = match &mut *prog {
+            aya::programs::Program::Xdp(p) => p.load(),
+            aya::programs::Program::SchedClassifier(p) => p.load(),
+            _ => return Err(LoadError::MissingProgram(name)),
+        };
+        match res {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                warn!("loading {name} was interrupted (EAGAIN), attempt {attempt}; retrying");
+                attempt += 1;
+            }
+            res => {
+                return res.map_err(|e| LoadError::Verifier {
+                    program: name,
+                    reason: verifier_reason(e),
+                });
+            }
+        }
+    }
 }
 
 /// Writes settings, interfaces, NAT and helper tables, then installs the
@@ -453,6 +492,10 @@ pub fn configure(
         settings.nat |= settings_nat::PORT_FORWARD;
     }
     settings.helpers = u8::from(!cfg.helpers.is_empty());
+    // With one managed interface nothing can be forwarded between managed
+    // interfaces, so the fast path could only fall back: skip its FIB
+    // lookup altogether.
+    settings.fast_path = u8::from(cfg.fast_path && ifaces.len() >= 2);
 
     // Interfaces first: an attached program that meets an unknown ifindex
     // fails closed.

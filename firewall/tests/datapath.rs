@@ -84,7 +84,12 @@ fn tcp_handshake_from_lan_reaches_established_and_data_passes_both_ways() {
         assert_eq!(o.bytes, l3_len(&syn) + l3_len(&ack) + l3_len(&request));
         assert_eq!(r.packets, 2);
         assert_eq!(r.bytes, l3_len(&syn_ack) + l3_len(&response));
-        h.assert_counters(&[(AcceptNew, 1), (CtCreated, 1), (AcceptEstablished, 4)]);
+        h.assert_counters(&[
+            (AcceptNew, 1),
+            (CtCreated, 1),
+            (AcceptEstablished, 4),
+            (FastPathNotForwarded, 4),
+        ]);
         assert_eq!(h.conntrack_len(), 2);
     }
 }
@@ -109,7 +114,12 @@ fn fin_exchange_and_last_ack_reach_time_wait() {
     let (o, r) = h.assert_conn(&c.key(), TcpState::TimeWait, SEEN_REPLY | ASSURED);
     assert_timeout(&o, 120);
     assert_timeout(&r, 120);
-    h.assert_counters(&[(AcceptNew, 1), (CtCreated, 1), (AcceptEstablished, 5)]);
+    h.assert_counters(&[
+        (AcceptNew, 1),
+        (CtCreated, 1),
+        (AcceptEstablished, 5),
+        (FastPathNotForwarded, 5),
+    ]);
 }
 
 #[test]
@@ -125,7 +135,12 @@ fn rst_in_established_moves_to_close_with_the_close_timeout() {
     let (o, r) = h.assert_conn(&c.key(), TcpState::Close, SEEN_REPLY | ASSURED);
     assert_timeout(&o, 10);
     assert_timeout(&r, 10);
-    h.assert_counters(&[(AcceptNew, 1), (CtCreated, 1), (AcceptEstablished, 3)]);
+    h.assert_counters(&[
+        (AcceptNew, 1),
+        (CtCreated, 1),
+        (AcceptEstablished, 3),
+        (FastPathNotForwarded, 3),
+    ]);
 }
 
 #[test]
@@ -162,6 +177,7 @@ fn rst_answering_an_unreplied_syn_ends_the_connection_at_once() {
         (CtClosedByRst, 1),
         (CtExpiredInPath, 1),
         (DropInvalidTcpNew, 1),
+        (FastPathNotForwarded, 1),
     ]);
 }
 
@@ -276,7 +292,12 @@ fn udp_reply_from_wan_passes_and_marks_the_connection_replied() {
         assert_eq!(r.packets, 1);
         // Not a stream yet (the reply came within 2 s): still 30 s.
         assert_timeout(&r, 30);
-        h.assert_counters(&[(AcceptNew, 1), (CtCreated, 1), (AcceptEstablished, 1)]);
+        h.assert_counters(&[
+            (AcceptNew, 1),
+            (CtCreated, 1),
+            (AcceptEstablished, 1),
+            (FastPathNotForwarded, 1),
+        ]);
     }
 }
 
@@ -333,6 +354,7 @@ fn echo_reply_to_a_tracked_request_passes() {
             (CtCreated, 1),
             (AcceptEstablished, 1),
             (DropInvalidIcmp, 1),
+            (FastPathNotForwarded, 1),
         ]);
     }
 }
@@ -646,7 +668,12 @@ fn framed_syn_answered_plainly(
         "{name}: SYN-ACK"
     );
     let (o, _) = h.assert_conn(&plain_conv.key(), TcpState::SynRecv, SEEN_REPLY);
-    h.assert_counters(&[(AcceptNew, 1), (CtCreated, 1), (AcceptEstablished, 1)]);
+    h.assert_counters(&[
+        (AcceptNew, 1),
+        (CtCreated, 1),
+        (AcceptEstablished, 1),
+        (FastPathNotForwarded, 1),
+    ]);
     (syn, o)
 }
 
@@ -776,6 +803,7 @@ fn input_rule_accepts_ssh_from_wan_and_counts_it() {
             (CtCreated, 1),
             (DropPolicy, 1),
             (AcceptEstablished, 2),
+            (FastPathNotForwarded, 1),
         ]);
     }
 }
@@ -854,7 +882,12 @@ fn host_originated_syn_is_tracked_at_tc_egress_and_its_reply_accepted_at_xdp() {
     h.assert_conn(&c.key(), TcpState::SynRecv, SEEN_REPLY);
     assert_eq!(h.egress_host(&c.client_sends(TCP_ACK, &[])), Verdict::Pass);
     h.assert_conn(&c.key(), TcpState::Established, SEEN_REPLY | ASSURED);
-    h.assert_counters(&[(AcceptNew, 1), (CtCreated, 1), (AcceptEstablished, 2)]);
+    h.assert_counters(&[
+        (AcceptNew, 1),
+        (CtCreated, 1),
+        (AcceptEstablished, 2),
+        (FastPathNotForwarded, 1),
+    ]);
 }
 
 #[test]

@@ -339,6 +339,7 @@ fn masqueraded_tcp_leaves_from_the_wan_address_and_replies_return_to_the_lan_hos
         (NatSrcRewritten, 2),
         (NatDstRewritten, 1),
         (SkipForwarded, 1),
+        (FastPathNat, 2),
     ]);
 }
 
@@ -399,6 +400,7 @@ fn masqueraded_udp_and_its_reply_are_translated_with_valid_checksums() {
         (AcceptEstablished, 1),
         (NatSrcRewritten, 1),
         (NatDstRewritten, 1),
+        (FastPathNat, 1),
     ]);
 }
 
@@ -434,6 +436,7 @@ fn udp_without_a_checksum_keeps_checksum_zero_through_both_rewrites() {
         (AcceptEstablished, 1),
         (NatSrcRewritten, 1),
         (NatDstRewritten, 1),
+        (FastPathNat, 1),
     ]);
 }
 
@@ -535,6 +538,7 @@ fn echo_request_gets_the_wan_address_and_a_free_id_and_its_reply_is_translated_b
         (AcceptEstablished, 2),
         (NatSrcRewritten, 2),
         (NatDstRewritten, 2),
+        (FastPathNat, 2),
     ]);
 }
 
@@ -608,6 +612,7 @@ fn second_lan_host_with_the_same_source_port_gets_another_port_from_nat_ports() 
         (AcceptEstablished, 2),
         (NatSrcRewritten, 2),
         (NatDstRewritten, 2),
+        (FastPathNat, 2),
     ]);
 }
 
@@ -712,6 +717,7 @@ fn port_forwarded_tcp_reaches_the_lan_server_and_its_replies_leave_from_the_forw
         (NatDstRewritten, 2),
         (NatSrcRewritten, 1),
         (SkipForwarded, 1),
+        (FastPathNat, 2),
     ]);
 }
 
@@ -770,6 +776,7 @@ fn port_forwarded_udp_reaches_the_lan_server_and_its_reply_leaves_from_the_forwa
         (AcceptEstablished, 1),
         (NatDstRewritten, 1),
         (NatSrcRewritten, 1),
+        (FastPathNat, 1),
     ]);
 }
 
@@ -823,6 +830,7 @@ fn ipv6_through_the_masquerading_interface_passes_untranslated() {
         (CtCreated, 1),
         (AcceptEstablished, 1),
         (SkipForwarded, 2),
+        (FastPathNotForwarded, 1),
     ]);
 }
 
@@ -857,11 +865,13 @@ fn masqueraded_handshake(h: &Harness, client: SocketAddr, server: SocketAddr, pu
 
 /// The counters after [`masqueraded_handshake`] and one more packet of the
 /// connection through XDP, plus `last`.
-fn after_handshake_and_one_more(last: Counter) -> [(Counter, u64); 6] {
+fn after_handshake_and_one_more(last: Counter) -> [(Counter, u64); 7] {
     [
         (AcceptNew, 1),
         (CtCreated, 1),
         (AcceptEstablished, 3),
+        // Translated: every established packet takes the stack.
+        (FastPathNat, 3),
         (NatSrcRewritten, 2),
         (NatDstRewritten, 1),
         (last, 1),

@@ -425,7 +425,10 @@ fn log_events_carry_the_packet_and_the_walk_goes_on() {
     let events = h.log_events();
     assert_eq!(events.len(), 1);
     let e = &events[0];
-    assert_eq!(&e.prefix[..8], b"ssh in \0");
+    assert_eq!(
+        &firewall_common::rule::prefix_bytes(&e.prefix)[..8],
+        b"ssh in \0"
+    );
     assert_eq!((e.log_level, e.iif, e.proto), (6, h.wan, IPPROTO_TCP));
     assert_eq!((e.sport, e.dport, e.tcp_flags), (40000, 22, TCP_SYN));
     assert_eq!(e.src[0].to_ne_bytes(), [198, 51, 100, 20]);

@@ -6,6 +6,10 @@ use serde::Serialize;
 /// defaults apply.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Config {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<bool>,
     #[serde(rename = "interface")]
     pub interfaces: Vec<Interface>,
     #[serde(skip_serializing_if = "Timeouts::is_unset")]
@@ -315,6 +319,22 @@ impl Config {
 
     pub fn with_timeouts(self, timeouts: Timeouts) -> Self {
         Self { timeouts, ..self }
+    }
+
+    /// `fast_path = ON` (the daemon's default is on).
+    pub fn with_fast_path(self, on: bool) -> Self {
+        Self {
+            fast_path: Some(on),
+            ..self
+        }
+    }
+
+    /// `xdp_mode = MODE`: `auto`, `native` or `generic`.
+    pub fn with_xdp_mode(self, mode: &str) -> Self {
+        Self {
+            xdp_mode: Some(mode.to_owned()),
+            ..self
+        }
     }
 
     pub fn with_rule(mut self, rule: Rule) -> Self {

@@ -16,17 +16,21 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use tests::{
-    Config, Firewall, Netns,
+    Config, Firewall, Netns, Process,
     topology::{self, RouterOptions, RouterTopology, WAN_HOST},
 };
 
 use crate::{cargo, heading, run_visible, setup, workspace_root};
 
 /// End-to-end samples per figure.
-const E2E_SAMPLES: usize = 3;
+const E2E_SAMPLES: usize = 5;
 const UDP_DST_PORT: u16 = 9;
 const IPERF_PORT: u16 = 5201;
 const CONN_PORT: u16 = 8081;
+/// The bench-only programs of the firewall's object (`firewall::BARE_*`; xtask cannot
+/// depend on the firewall crate).
+const BARE_FORWARD: &str = "bare_forward";
+const BARE_PASS: &str = "bare_pass";
 
 pub fn run() -> Result<()> {
     setup::run()?;
@@ -75,7 +79,8 @@ pub fn run() -> Result<()> {
         }
     }
     let machine = machine();
-    let table = markdown(&rows, &machine);
+    let goals = goals(&kernel, e2e.as_deref().ok());
+    let table = markdown(&rows, &machine) + &goals_markdown(&goals);
     heading("results");
     print!("{table}");
 
@@ -83,7 +88,7 @@ pub fn run() -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let path = dir.join(format!("{stamp}.json"));
-    std::fs::write(&path, to_json(stamp, &machine, &rows, &kernel_text))
+    std::fs::write(&path, to_json(stamp, &machine, &rows, &goals, &kernel_text))
         .with_context(|| format!("writing {}", path.display()))?;
     println!("\nwritten to {}", path.display());
     e2e.map(|_| ())
@@ -148,9 +153,20 @@ fn spread(samples: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// What each per-packet figure is compared with: (id, baseline id, baseline name).
-const KERNEL_RATIOS: [(&str, &str, &str); 14] = [
+const KERNEL_RATIOS: [(&str, &str, &str); 17] = [
     ("fw_xdp_arp", "bare_xdp", "bare XDP"),
-    ("est_tcp", "bare_xdp", "bare XDP"),
+    ("est_tcp", "est_tcp_nofp", "fast path off"),
+    ("est_tcp_nofp", "bare_xdp", "bare XDP"),
+    (
+        "est_fastpath_single",
+        "bare_forward_single",
+        "bare forwarding program",
+    ),
+    (
+        "bare_forward_single",
+        "bare_xdp_single",
+        "bare XDP (single runs)",
+    ),
     ("invalid_synfin", "bare_xdp", "bare XDP"),
     ("est_tcp_1k", "bare_xdp", "bare XDP"),
     ("est_tcp_1m", "est_tcp_1k", "1k connections"),
@@ -220,19 +236,138 @@ fn kernel_rows(kernel: &Json) -> Result<Vec<Row>> {
 // ---------------------------------------------------------------------------
 // End to end.
 
+/// XDP attach mode of a lab setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Generic,
+    Native,
+}
+
+impl Mode {
+    fn word(self) -> &'static str {
+        match self {
+            Mode::Generic => "generic",
+            Mode::Native => "native",
+        }
+    }
+}
+
+/// A router configuration of the lab.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Setup {
     Routing,
+    /// iptables with conntrack, the seeds' policy and MASQUERADE.
     Iptables,
-    Firewall,
+    /// The same policy without NAT: the stateful half alone.
+    IptablesNoNat,
+    /// The bench's stateless `bare_forward` XDP program: the hook's limit.
+    Bare(Mode),
+    /// This firewall with the same policy and masquerade (`xdp_mode = auto`: generic
+    /// on veth). Translated flows never take the fast path.
+    FirewallMasq,
+    /// This firewall without NAT.
+    Firewall {
+        mode: Mode,
+        fast_path: bool,
+    },
 }
 
 impl Setup {
-    fn name(self) -> &'static str {
+    const ALL: [Setup; 9] = [
+        Setup::Routing,
+        Setup::Iptables,
+        Setup::IptablesNoNat,
+        Setup::Bare(Mode::Generic),
+        Setup::Bare(Mode::Native),
+        Setup::FirewallMasq,
+        Setup::Firewall {
+            mode: Mode::Generic,
+            fast_path: true,
+        },
+        Setup::Firewall {
+            mode: Mode::Generic,
+            fast_path: false,
+        },
+        Setup::Firewall {
+            mode: Mode::Native,
+            fast_path: true,
+        },
+    ];
+
+    fn name(self) -> String {
         match self {
-            Setup::Routing => "plain routing",
-            Setup::Iptables => "iptables conntrack + MASQUERADE",
-            Setup::Firewall => "firewall + masquerade",
+            Setup::Routing => "plain routing".into(),
+            Setup::Iptables => "iptables conntrack + MASQUERADE".into(),
+            Setup::IptablesNoNat => "iptables conntrack, no NAT".into(),
+            Setup::Bare(mode) => format!("bare XDP forwarding program, {}", mode.word()),
+            Setup::FirewallMasq => "firewall + masquerade (generic, fast path on)".into(),
+            Setup::Firewall { mode, fast_path } => format!(
+                "firewall, no NAT, {}, fast path {}",
+                mode.word(),
+                if fast_path { "on" } else { "off" }
+            ),
+        }
+    }
+
+    fn nat(self) -> bool {
+        matches!(self, Setup::Iptables | Setup::FirewallMasq)
+    }
+
+    fn native(self) -> bool {
+        matches!(
+            self,
+            Setup::Bare(Mode::Native)
+                | Setup::Firewall {
+                    mode: Mode::Native,
+                    ..
+                }
+        )
+    }
+
+    /// The setups each figure of this one is compared with, and their short names.
+    fn baselines(self) -> Vec<(Setup, &'static str)> {
+        let fw_generic_on = Setup::Firewall {
+            mode: Mode::Generic,
+            fast_path: true,
+        };
+        match self {
+            Setup::Routing => vec![],
+            Setup::Iptables | Setup::IptablesNoNat | Setup::Bare(Mode::Generic) => {
+                vec![(Setup::Routing, "routing")]
+            }
+            Setup::Bare(Mode::Native) => vec![
+                (Setup::Bare(Mode::Generic), "bare generic"),
+                (Setup::Routing, "routing"),
+            ],
+            Setup::FirewallMasq => vec![
+                (Setup::Iptables, "iptables+MASQ"),
+                (Setup::Routing, "routing"),
+            ],
+            Setup::Firewall {
+                mode: Mode::Generic,
+                fast_path,
+            } => {
+                let mut v = vec![
+                    (Setup::IptablesNoNat, "iptables"),
+                    (Setup::Bare(Mode::Generic), "bare generic"),
+                ];
+                if fast_path {
+                    v.push((
+                        Setup::Firewall {
+                            mode: Mode::Generic,
+                            fast_path: false,
+                        },
+                        "fast path off",
+                    ));
+                }
+                v
+            }
+            Setup::Firewall {
+                mode: Mode::Native, ..
+            } => vec![
+                (Setup::Bare(Mode::Native), "bare native"),
+                (fw_generic_on, "firewall generic"),
+            ],
         }
     }
 }
@@ -240,56 +375,152 @@ impl Setup {
 struct E2e {
     setup: Setup,
     udp_pps: Vec<f64>,
+    /// Share of the UDP packets the fast path forwarded, for the firewall setups.
+    udp_fast_pathed: Option<f64>,
     tcp_mbps: Vec<f64>,
     conns_per_s: Vec<f64>,
+    /// Metrics (`tcp`, `conn`) that could not be measured, with the error.
+    failed: Vec<(&'static str, String)>,
 }
 
 fn end_to_end(bench_bin: &Path) -> Result<Vec<E2e>> {
     let mut out = Vec::new();
-    for setup in [Setup::Routing, Setup::Iptables, Setup::Firewall] {
+    for setup in Setup::ALL {
         println!("--- {}", setup.name());
         out.push(e2e_one(setup, bench_bin).with_context(|| setup.name())?);
     }
     Ok(out)
 }
 
+/// Runs `bench xdp PROGRAM MODE IFACES...` in `netns` and waits until the program is
+/// attached; the returned guard detaches it when dropped.
+fn hold_xdp(
+    bench_bin: &Path,
+    netns: &Netns,
+    program: &str,
+    mode: Mode,
+    ifaces: &[&str],
+) -> Result<Process> {
+    let bin = bench_bin.to_string_lossy().into_owned();
+    let mut args = vec![bin.as_str(), "xdp", program, mode.word()];
+    args.extend_from_slice(ifaces);
+    let process = netns.spawn(args)?;
+    for iface in ifaces {
+        tests::poll(
+            &format!("{program} on {iface} in {}", netns.name()),
+            Duration::from_secs(10),
+            || {
+                Ok(if tests::has_xdp_program(netns, iface)? {
+                    tests::Probe::Ready(())
+                } else {
+                    tests::Probe::Pending(String::new())
+                })
+            },
+        )?;
+    }
+    Ok(process)
+}
+
 fn e2e_one(setup: Setup, bench_bin: &Path) -> Result<E2e> {
-    // Plain routing needs the WAN host's return routes; the NAT setups must not have them.
-    let options = match setup {
-        Setup::Routing => RouterOptions::default(),
-        _ => RouterOptions::nat(),
+    // Without NAT the WAN host needs return routes; with it, it must not have them.
+    let options = if setup.nat() {
+        RouterOptions::nat()
+    } else {
+        RouterOptions::default()
     };
     let topo = topology::router_with("bench", options)?;
-    let _firewall = match setup {
-        Setup::Routing => None,
-        Setup::Iptables => {
-            for rule in [
+    let mut programs = Vec::new();
+    if setup.native() {
+        // A veth delivers XDP frames redirected to it only if its peer has NAPI on,
+        // which an XDP program does (the issue's measurement did the same).
+        for netns in [&topo.lan, &topo.wan] {
+            programs.push(hold_xdp(
+                bench_bin,
+                netns,
+                BARE_PASS,
+                Mode::Native,
+                &["eth0"],
+            )?);
+        }
+    }
+    let mut firewall = None;
+    match setup {
+        Setup::Routing => {}
+        Setup::Iptables | Setup::IptablesNoNat => {
+            let mut rules = vec![
                 "-P FORWARD DROP",
                 "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
                 "-A FORWARD -i lan0 -o wan0 -j ACCEPT",
-                "-t nat -A POSTROUTING -o wan0 -j MASQUERADE",
-            ] {
+            ];
+            if setup == Setup::Iptables {
+                rules.push("-t nat -A POSTROUTING -o wan0 -j MASQUERADE");
+            }
+            for rule in rules {
                 topo.rtr
                     .exec(std::iter::once("iptables").chain(rule.split_whitespace()))?;
             }
-            None
         }
-        Setup::Firewall => Some(Firewall::start(
-            &topo.rtr,
-            &Config::router().with_masquerade("wan0"),
-        )?),
+        Setup::Bare(mode) => {
+            programs.push(hold_xdp(
+                bench_bin,
+                &topo.rtr,
+                BARE_FORWARD,
+                mode,
+                &["lan0", "wan0"],
+            )?);
+        }
+        Setup::FirewallMasq => {
+            firewall = Some(Firewall::start(
+                &topo.rtr,
+                &Config::router().with_masquerade("wan0"),
+            )?);
+        }
+        Setup::Firewall { mode, fast_path } => {
+            firewall = Some(Firewall::start(
+                &topo.rtr,
+                &Config::router()
+                    .with_fast_path(fast_path)
+                    .with_xdp_mode(mode.word()),
+            )?);
+        }
+    }
+    let (udp_pps, udp_fast_pathed) = udp_pps(&topo, setup.nat(), firewall.as_ref())?;
+    println!("udp 64B: {udp_pps:.0?} packets/s, fast-pathed {udp_fast_pathed:.2?}");
+    if setup
+        == (Setup::Firewall {
+            mode: Mode::Generic,
+            fast_path: true,
+        })
+    {
+        // As the per-packet figures check their counters: a figure of the fast
+        // path that did not take it would be meaningless.
+        ensure!(
+            udp_fast_pathed.is_some_and(|f| f > 0.5),
+            "the fast path forwarded only {udp_fast_pathed:?} of the UDP packets"
+        );
+    }
+    // A TCP figure that cannot be taken (see `failed`) does not void the others.
+    let mut failed = Vec::new();
+    let mut attempt = |what: &'static str, result: Result<Vec<f64>>| {
+        result.unwrap_or_else(|err| {
+            eprintln!("{what} failed: {err:#}");
+            failed.push((what, format!("{err:#}")));
+            Vec::new()
+        })
     };
-    let udp_pps = udp_pps(&topo)?;
-    println!("udp 64B: {udp_pps:.0?} packets/s");
-    let tcp_mbps = iperf(&topo)?;
+    let tcp_mbps = attempt("tcp", iperf(&topo));
     println!("tcp: {tcp_mbps:.0?} Mbit/s");
-    let conns_per_s = conn_rate(&topo, bench_bin)?;
+    let conns_per_s = attempt("conn", conn_rate(&topo, bench_bin));
     println!("new connections: {conns_per_s:.0?} /s");
+    drop(firewall);
+    drop(programs);
     Ok(E2e {
         setup,
         udp_pps,
+        udp_fast_pathed,
         tcp_mbps,
         conns_per_s,
+        failed,
     })
 }
 
@@ -319,10 +550,23 @@ fn rx_packets(netns: &Netns, dev: &str) -> Result<u64> {
 /// for which the router has a static neighbour entry naming the WAN host's MAC: the WAN
 /// host's `eth0` receives them and drops them (not its address, no forwarding), so no
 /// socket or ICMP error adds load. Counted as `eth0` RX packets, in 1 s windows.
-fn udp_pps(topo: &RouterTopology) -> Result<Vec<f64>> {
+///
+/// One datagram is sent back from the sink's address first (crafted by trafgen on the
+/// WAN host, to the LAN host or, under NAT, to the router's WAN address), so that the
+/// flow is replied and its packets are ESTABLISHED, as the packets of any real
+/// exchange are; a one-way flood would stay NEW (unreplied) and never meet the fast
+/// path. Returns the samples and, with a firewall, the share of the packets counted
+/// in the windows that the fast path forwarded.
+fn udp_pps(
+    topo: &RouterTopology,
+    nat: bool,
+    firewall: Option<&Firewall>,
+) -> Result<(Vec<f64>, Option<f64>)> {
     let sink = "10.0.2.3";
+    let sport = 4000;
     let wan_mac = mac_of(&topo.wan, "eth0")?;
-    let rtr_mac = mac_of(&topo.rtr, "lan0")?;
+    let rtr_lan_mac = mac_of(&topo.rtr, "lan0")?;
+    let rtr_wan_mac = mac_of(&topo.rtr, "wan0")?;
     let lan_mac = mac_of(&topo.lan, "eth0")?;
     topo.rtr
         .ip(&format!("neigh replace {sink} lladdr {wan_mac} dev wan0"))?;
@@ -331,18 +575,40 @@ fn udp_pps(topo: &RouterTopology) -> Result<Vec<f64>> {
     std::fs::write(
         &conf,
         format!(
-            "{{ eth(da={rtr_mac}, sa={lan_mac}), ipv4(sa={lan}, da={sink}, ttl=64), \
-             udp(sp=4000, dp={UDP_DST_PORT}), fill(0x00, 18) }}\n",
+            "{{ eth(da={rtr_lan_mac}, sa={lan_mac}), ipv4(sa={lan}, da={sink}, ttl=64), \
+             udp(sp={sport}, dp={UDP_DST_PORT}), fill(0x00, 18) }}\n",
             lan = topology::LAN_HOST.v4,
         ),
     )?;
+    let reply = dir.join("reply.cfg");
+    let reply_to = if nat {
+        topology::ROUTER_WAN.v4
+    } else {
+        topology::LAN_HOST.v4
+    };
+    std::fs::write(
+        &reply,
+        format!(
+            "{{ eth(da={rtr_wan_mac}, sa={wan_mac}), ipv4(sa={sink}, da={reply_to}, ttl=64), \
+             udp(sp={UDP_DST_PORT}, dp={sport}), fill(0x00, 18) }}\n"
+        ),
+    )?;
     let conf_arg = conf.to_string_lossy().into_owned();
+    let reply_arg = reply.to_string_lossy().into_owned();
     let _trafgen = topo.lan.spawn([
         "trafgen", "--dev", "eth0", "--conf", &conf_arg, "--cpus", "1",
     ])?;
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(500));
+    topo.wan.exec([
+        "trafgen", "--dev", "eth0", "--conf", &reply_arg, "--num", "1", "--cpus", "1",
+    ])?;
+    std::thread::sleep(Duration::from_millis(500));
+    let forwarded =
+        || -> Result<u64> { firewall.map_or(Ok(0), |fw| fw.counter("fastpath_forwarded")) };
     let mut samples = Vec::new();
-    let mut last = rx_packets(&topo.wan, "eth0")?;
+    let fp_start = forwarded()?;
+    let first = rx_packets(&topo.wan, "eth0")?;
+    let mut last = first;
     let mut at = std::time::Instant::now();
     for _ in 0..E2E_SAMPLES {
         std::thread::sleep(Duration::from_secs(1));
@@ -351,12 +617,18 @@ fn udp_pps(topo: &RouterTopology) -> Result<Vec<f64>> {
         samples.push((now - last) as f64 / (t - at).as_secs_f64());
         (last, at) = (now, t);
     }
+    let fast_pathed = firewall
+        .map(|_| -> Result<f64> {
+            let delivered = (last - first).max(1) as f64;
+            Ok((forwarded()? - fp_start) as f64 / delivered)
+        })
+        .transpose()?;
     let _ = std::fs::remove_dir_all(&dir);
     ensure!(
         samples.iter().all(|s| *s > 0.0),
         "no UDP packets reached the WAN host"
     );
-    Ok(samples)
+    Ok((samples, fast_pathed))
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
@@ -443,25 +715,38 @@ fn conn_rate(topo: &RouterTopology, bench_bin: &Path) -> Result<Vec<f64>> {
 fn e2e_rows(results: &[E2e]) -> Vec<Row> {
     let find = |s: Setup| results.iter().find(|r| r.setup == s);
     type Pick = fn(&E2e) -> &Vec<f64>;
-    let metrics: [(&str, &str, Pick); 3] = [
-        ("UDP 64-byte packets delivered", "pkt/s", |r| &r.udp_pps),
-        ("TCP throughput, 1 stream (iperf3)", "Mbit/s", |r| {
+    let metrics: [(&str, &str, &str, Pick); 3] = [
+        ("udp", "UDP 64-byte packets delivered", "pkt/s", |r| {
+            &r.udp_pps
+        }),
+        ("tcp", "TCP throughput, 1 stream (iperf3)", "Mbit/s", |r| {
             &r.tcp_mbps
         }),
-        ("new TCP connections", "conn/s", |r| &r.conns_per_s),
+        ("conn", "new TCP connections", "conn/s", |r| &r.conns_per_s),
     ];
     let mut rows = Vec::new();
-    for (what, unit, pick) in metrics {
+    for (id, what, unit, pick) in metrics {
         for r in results {
             let m = median(pick(r));
-            let mut ratios = Vec::new();
-            for (base, name) in [(Setup::Iptables, "iptables"), (Setup::Routing, "routing")] {
-                if base != r.setup
-                    && r.setup != Setup::Routing
-                    && let (Some(m), Some(b)) = (m, find(base).and_then(|b| median(pick(b))))
-                {
-                    ratios.push(format!("{:.2}× {name}", m / b));
-                }
+            let ratios: Vec<String> = r
+                .setup
+                .baselines()
+                .into_iter()
+                .filter_map(|(base, name)| {
+                    let b = median(pick(find(base)?))?;
+                    Some(format!("{:.2}× {name}", m? / b))
+                })
+                .collect();
+            let mut note = format!("{E2E_SAMPLES} samples");
+            if id == "udp"
+                && let Some(share) = r.udp_fast_pathed
+            {
+                let _ = write!(note, "; {:.0} % fast-pathed", share * 100.0);
+            }
+            if let Some((_, err)) = r.failed.iter().find(|(m, _)| *m == id) {
+                // The first line says what failed; iperf's JSON after it does not.
+                let first = err.lines().next().unwrap_or_default();
+                note = format!("failed: {first}");
             }
             rows.push(Row {
                 group: "end to end (veth lab)".into(),
@@ -469,11 +754,153 @@ fn e2e_rows(results: &[E2e]) -> Vec<Row> {
                 unit: unit.into(),
                 samples: pick(r).clone(),
                 ratio: ratios.join(", "),
-                note: format!("{E2E_SAMPLES} samples"),
+                note,
             });
         }
     }
     rows
+}
+
+// ---------------------------------------------------------------------------
+// Goals of the issue, from figures of this run.
+
+struct Goal {
+    goal: &'static str,
+    measured: String,
+    /// `None` when a figure is missing.
+    met: Option<bool>,
+}
+
+/// Median of a kernel figure by id.
+fn kernel_median(kernel: &Json, id: &str) -> Option<f64> {
+    kernel
+        .get("results")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("id").and_then(Json::as_str) == Some(id))
+        .and_then(|r| {
+            let samples: Vec<f64> = r
+                .get("samples")?
+                .as_array()?
+                .iter()
+                .filter_map(Json::as_f64)
+                .collect();
+            median(&samples)
+        })
+}
+
+fn goals(kernel: &Json, e2e: Option<&[E2e]>) -> Vec<Goal> {
+    let udp = |s: Setup| {
+        e2e.and_then(|r| r.iter().find(|r| r.setup == s))
+            .and_then(|r| median(&r.udp_pps))
+    };
+    let ratio_goal = |goal, pairs: &[(Setup, Setup, &str)], min: f64| {
+        let mut measured = Vec::new();
+        let mut met = Some(true);
+        for (a, b, what) in pairs {
+            match (udp(*a), udp(*b)) {
+                (Some(x), Some(y)) => {
+                    let q = x / y;
+                    measured.push(format!("{what}: {q:.3}× ({x:.0} vs {y:.0} pkt/s)"));
+                    met = met.map(|m| m && q >= min);
+                }
+                _ => {
+                    measured.push(format!("{what}: not measured"));
+                    met = None;
+                }
+            }
+        }
+        Goal {
+            goal,
+            measured: measured.join("; "),
+            met,
+        }
+    };
+    let fw = |mode, fast_path| Setup::Firewall { mode, fast_path };
+    let mut out = vec![
+        ratio_goal(
+            "lab UDP-64B ≥ 1.3× iptables",
+            &[
+                (
+                    fw(Mode::Generic, true),
+                    Setup::IptablesNoNat,
+                    "no NAT, fast path",
+                ),
+                (Setup::FirewallMasq, Setup::Iptables, "masquerade"),
+            ],
+            1.3,
+        ),
+        ratio_goal(
+            "lab UDP-64B ≥ 0.95× the bare forwarding program, same mode",
+            &[
+                (
+                    fw(Mode::Generic, true),
+                    Setup::Bare(Mode::Generic),
+                    "generic",
+                ),
+                (fw(Mode::Native, true), Setup::Bare(Mode::Native), "native"),
+            ],
+            0.95,
+        ),
+    ];
+    // Program time: a figure minus the floor of its method (the test-run loop and,
+    // for single runs, the kernel's timer).
+    let k = |id| kernel_median(kernel, id);
+    out.push(
+        match (
+            k("nat_xdp_reply"),
+            k("nat_tc_ingress_reply"),
+            k("bare_tc_single"),
+            k("bare_forward_single"),
+            k("bare_xdp_single"),
+        ) {
+            (Some(xdp), Some(tc), Some(tc_floor), Some(bare), Some(xdp_floor)) => {
+                let ours = xdp + (tc - tc_floor);
+                let base = bare - xdp_floor;
+                let q = ours / base;
+                Goal {
+                    goal: "established packet with NAT ≤ 2× the bare program's ns/packet",
+                    measured: format!(
+                        "{q:.2}×: XDP {xdp:.0} ns + TC rewrite {:.0} ns vs bare forwarding \
+                         program {base:.0} ns (floors of each method subtracted)",
+                        tc - tc_floor
+                    ),
+                    met: Some(q <= 2.0),
+                }
+            }
+            _ => Goal {
+                goal: "established packet with NAT ≤ 2× the bare program's ns/packet",
+                measured: "not measured".into(),
+                met: None,
+            },
+        },
+    );
+    out.push(match (k("est_tcp_1m"), k("est_tcp_1k")) {
+        (Some(m), Some(t)) => Goal {
+            goal: "1M tracked connections ≤ 1.3× 1k",
+            measured: format!("{:.2}× ({m:.0} vs {t:.0} ns)", m / t),
+            met: Some(m / t <= 1.3),
+        },
+        _ => Goal {
+            goal: "1M tracked connections ≤ 1.3× 1k",
+            measured: "not measured".into(),
+            met: None,
+        },
+    });
+    out
+}
+
+fn goals_markdown(goals: &[Goal]) -> String {
+    let mut out = String::from("\n| goal | measured | status |\n|---|---|---|\n");
+    for g in goals {
+        let status = match g.met {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {} | {} | {status} |", g.goal, g.measured);
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -564,7 +991,7 @@ fn json_f64(v: f64) -> String {
     }
 }
 
-fn to_json(stamp: u64, m: &Machine, rows: &[Row], kernel_raw: &str) -> String {
+fn to_json(stamp: u64, m: &Machine, rows: &[Row], goals: &[Goal], kernel_raw: &str) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -590,6 +1017,17 @@ fn to_json(stamp: u64, m: &Machine, rows: &[Row], kernel_raw: &str) -> String {
             samples.join(", "),
             json_string(&r.ratio),
             json_string(&r.note),
+        );
+    }
+    let _ = write!(out, "\n  ],\n  \"goals\": [");
+    for (i, g) in goals.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}\n    {{\"goal\": {}, \"measured\": {}, \"met\": {}}}",
+            if i == 0 { "" } else { "," },
+            json_string(g.goal),
+            json_string(&g.measured),
+            g.met.map_or("null".into(), |m| m.to_string()),
         );
     }
     let _ = write!(out, "\n  ],\n  \"kernel_raw\": {}\n}}\n", kernel_raw.trim());

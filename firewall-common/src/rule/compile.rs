@@ -588,7 +588,7 @@ fn info(r: &MatchRule) -> RuleInfo {
     let mut info = RuleInfo {
         action: r.action as u8,
         log_level: r.log_level,
-        log_prefix: r.log_prefix,
+        log_prefix: super::prefix_words(&r.log_prefix),
         ..RuleInfo::default()
     };
     if let Some(t) = r.tcp_flags {

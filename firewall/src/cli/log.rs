@@ -15,7 +15,8 @@ use anyhow::Context as _;
 use aya::maps::{Map, MapData, RingBuf};
 use firewall::{pins::PinDir, sys};
 use firewall_common::{
-    FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, rule::LogEvent,
+    FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    rule::{LogEvent, prefix_bytes},
 };
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
@@ -89,11 +90,8 @@ fn clock_offset_ns() -> i128 {
 }
 
 fn line(e: &LogEvent, offset: i128) -> Line {
-    let prefix_end = e
-        .prefix
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(e.prefix.len());
+    let prefix = prefix_bytes(&e.prefix);
+    let prefix_end = prefix.iter().position(|&b| b == 0).unwrap_or(prefix.len());
     let (tcp, udp) = (e.proto == IPPROTO_TCP, e.proto == IPPROTO_UDP);
     let icmp = e.proto == IPPROTO_ICMP || e.proto == IPPROTO_ICMPV6;
     let flags = [
@@ -112,7 +110,7 @@ fn line(e: &LogEvent, offset: i128) -> Line {
             1 => "FORWARD",
             _ => "OUTPUT",
         },
-        prefix: String::from_utf8_lossy(&e.prefix[..prefix_end]).into_owned(),
+        prefix: String::from_utf8_lossy(&prefix[..prefix_end]).into_owned(),
         level: e.log_level,
         iif: ifname(e.iif),
         out: ifname(e.oif),

@@ -89,8 +89,10 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("verdicts and drop reasons:");
+    // As wide as the longest counter name, so the numbers line up.
+    let width = st.counters.keys().map(|n| n.len()).max().unwrap_or(0);
     for (name, v) in &st.counters {
-        println!("  {name:<26} {v:>12}");
+        println!("  {name:<width$} {v:>12}");
     }
     println!("rules:");
     println!(

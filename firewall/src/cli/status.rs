@@ -19,6 +19,10 @@ struct Status {
     /// pid of the running daemon that set this instance up, if it is alive.
     daemon_pid: Option<u32>,
     pin_dir: String,
+    /// Whether the datapath forwards ESTABLISHED packets in XDP: the
+    /// config's `fast_path`, and off with fewer than two interfaces (nothing
+    /// to forward between). `None` when no settings are readable.
+    fast_path: Option<bool>,
     interfaces: Vec<IfaceStatus>,
 }
 
@@ -54,10 +58,15 @@ pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|m| m.daemon_stat(DAEMON_PID) as u32)
         .filter(|pid| *pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let fast_path = maps
+        .as_ref()
+        .and_then(|m| m.settings.get(&0, 0).ok())
+        .map(|s| s.fast_path != 0);
     let st = Status {
         loaded: complete && !names.is_empty(),
         daemon_pid,
         pin_dir: pins.root().display().to_string(),
+        fast_path,
         interfaces: names
             .into_iter()
             .map(|n| IfaceStatus {
@@ -75,6 +84,9 @@ pub fn status(pins: &PinDir, a: StatusArgs) -> anyhow::Result<ExitCode> {
         match st.daemon_pid {
             Some(pid) => println!("  daemon running, pid {pid}"),
             None => println!("  no daemon running (enforcing; entries age in the datapath)"),
+        }
+        if let Some(on) = st.fast_path {
+            println!("  fast path {}", if on { "on" } else { "off" });
         }
         for i in &st.interfaces {
             let word = |b: bool| if b { "attached" } else { "missing" };

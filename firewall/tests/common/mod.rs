@@ -57,11 +57,15 @@ pub enum Verdict {
     /// XDP_TX: sent back out of the interface it came in on (a REJECT's
     /// answer).
     Tx,
+    /// `XDP_REDIRECT`: the fast path forwarded the packet itself (a test
+    /// run only reports the verdict; nothing is sent).
+    Redirect,
 }
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
 /// `TC_ACT_UNSPEC`: continue with the next classifier (or send).
 const TC_ACT_UNSPEC: i32 = -1;
 const TC_ACT_SHOT: i32 = 2;
@@ -184,11 +188,17 @@ impl Harness {
     }
 
     pub fn xdp(&self, ingress_ifindex: u32, frame: &[u8]) -> Verdict {
-        self.xdp_frame(ingress_ifindex, frame).0
+        self.xdp_out(ingress_ifindex, frame).0
     }
 
-    /// As [`Harness::xdp`], also returning the frame as the program left it.
+    /// As [`Harness::xdp_out`] (the name the REJECT tests use).
     pub fn xdp_frame(&self, ingress_ifindex: u32, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        self.xdp_out(ingress_ifindex, frame)
+    }
+
+    /// The XDP program on `ingress_ifindex`; returns the verdict and the
+    /// frame as the program left it.
+    pub fn xdp_out(&self, ingress_ifindex: u32, frame: &[u8]) -> (Verdict, Vec<u8>) {
         let prog: &Xdp = self
             .ebpf
             .program(XDP_PROGRAM)
@@ -219,13 +229,14 @@ impl Harness {
             })
             .expect("XDP test run");
         out.truncate(res.data_size_out as usize);
-        let v = match res.return_value {
+        let verdict = match res.return_value {
             XDP_PASS => Verdict::Pass,
             XDP_DROP => Verdict::Drop,
             XDP_TX => Verdict::Tx,
+            XDP_REDIRECT => Verdict::Redirect,
             other => panic!("XDP program returned {other}"),
         };
-        (v, out)
+        (verdict, out)
     }
 
     /// Installs `rules` as the live ruleset, as `firewall reload` does.
@@ -262,6 +273,20 @@ impl Harness {
             });
         }
         out
+    }
+
+    /// The MAC address of interface `name` in the harness's namespace.
+    pub fn mac(&self, name: &str) -> [u8; 6] {
+        let out = self.netns.ip_output(&format!("-br link show {name}"));
+        let text = out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no MAC in `ip -br link show {name}`: {out}"));
+        let bytes: Vec<u8> = text
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("MAC byte"))
+            .collect();
+        bytes.try_into().expect("six MAC bytes")
     }
 
     /// The TC egress program with `__sk_buff.ingress_ifindex` set:
@@ -562,6 +587,10 @@ impl PrivateNetns {
     /// `ip <words>`, run inside this thread's namespace (a child process
     /// starts in the process's namespace, so it enters the thread's).
     fn ip(&self, words: &str) {
+        self.ip_output(words);
+    }
+
+    fn ip_output(&self, words: &str) -> String {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() };
         let ns = format!("--net=/proc/{}/task/{tid}/ns/net", std::process::id());
@@ -576,6 +605,7 @@ impl PrivateNetns {
             "ip {words}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
