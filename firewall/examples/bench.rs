@@ -146,14 +146,6 @@ impl Report {
             "samples": samples, "note": note,
         }));
     }
-
-    fn not_available(&mut self, id: &str, group: &str, label: &str, unit: &str, note: &str) {
-        eprintln!("bench: {id}: n/a ({note})");
-        self.results.push(json!({
-            "id": id, "group": group, "label": label, "unit": unit,
-            "samples": [], "note": note,
-        }));
-    }
 }
 
 fn median(samples: &[f64]) -> f64 {
@@ -650,6 +642,43 @@ fn rules_toml(n: usize) -> String {
         .collect()
 }
 
+/// The iptables form of [`rules_toml`] (`dport_base` 1xxxx or 3xxxx).
+fn iptables_rules(n: usize, dport_base: u32) -> String {
+    let mut out =
+        String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for i in 0..n {
+        out += &format!(
+            "-A FORWARD -p tcp -m tcp --dport {} -j ACCEPT\n",
+            dport_base + i as u32
+        );
+    }
+    out += "COMMIT\n";
+    out
+}
+
+/// Time of `iptables-restore` replacing one n-rule FORWARD chain by another, in
+/// this process's private namespace.
+fn iptables_restore_samples(n: usize, samples: usize) -> Result<Vec<f64>> {
+    let files = [iptables_rules(n, 10_000), iptables_rules(n, 30_000)];
+    let mut turn = 0;
+    time_samples(samples, || {
+        turn += 1;
+        let mut child = std::process::Command::new("iptables-restore")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("starting iptables-restore")?;
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .context("iptables-restore stdin")?
+            .write_all(files[turn % 2].as_bytes())?;
+        let status = child.wait()?;
+        ensure!(status.success(), "iptables-restore failed: {status}");
+        Ok(())
+    })
+}
+
 fn time_samples(samples: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
     (0..samples)
         .map(|_| {
@@ -1059,47 +1088,60 @@ fn kernel(o: &Options) -> Result<()> {
     );
     drop(nat);
 
-    // NEW packets against rulesets: a SYN from the WAN to a LAN host matching none of
-    // the rules, so it walks all of them and the policy drops it.
-    let syn = tcp(
-        sa("198.51.100.20:5555"),
-        sa("10.0.1.5:22"),
-        TCP_SYN,
-        1,
-        0,
-        &[],
-    );
-    for n in [0usize, 10, 256] {
-        let inst = Instance::new("", &rules_toml(n), 4096)?;
-        let ctx = xdp_ctx(syn.len(), inst.wan);
-        let s = inst.measure(
-            Prog {
-                fd: inst.xdp_fd()?,
-                ctx: &ctx,
-            },
-            &syn,
-            rep,
-            k,
-            XDP_DROP,
-            Counter::DropPolicy,
-        )?;
-        r.add(
-            &format!("new_rules_{n}"),
-            g,
-            &format!("NEW TCP SYN from the WAN, {n} non-matching rules, policy drop"),
-            "ns/pkt",
-            &s,
-            &rep.describe(),
-        );
-        if n == 256 {
-            let mut inst = inst;
-            // Two different rulesets in turn, so that every call rewrites every rule
-            // (configure keeps what is unchanged).
+    // NEW packets against rulesets of n FORWARD rules, each accepting one TCP port
+    // (10000 + i). "none": a SYN to port 22, which no rule names, so the policy drops
+    // it; "last": a SYN to the last rule's port, which only that rule accepts (the
+    // worst case of a linear list). The repeated SYN finds its unreplied entry and is
+    // NEW again each time, so every run walks the rules.
+    for n in [0usize, 10, 1_000, 10_000] {
+        let mut inst = Instance::new("", &rules_toml(n), 4096)?;
+        let mut cases = vec![("none", 22u16, XDP_DROP, Counter::DropPolicy)];
+        if n > 0 {
+            cases.push(("last", 10_000 + n as u16 - 1, XDP_PASS, Counter::AcceptRule));
+        }
+        for (which, port, want, counter) in cases {
+            let syn = tcp(
+                sa("198.51.100.20:5555"),
+                SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, 5), port),
+                TCP_SYN,
+                1,
+                0,
+                &[],
+            );
+            let ctx = xdp_ctx(syn.len(), inst.wan);
+            let s = inst.measure(
+                Prog {
+                    fd: inst.xdp_fd()?,
+                    ctx: &ctx,
+                },
+                &syn,
+                rep,
+                k,
+                want,
+                counter,
+            )?;
+            let what = if which == "none" {
+                "no rule matches, policy drop"
+            } else {
+                "the last rule matches"
+            };
+            r.add(
+                &format!("new_rules_{n}_{which}"),
+                g,
+                &format!("NEW TCP SYN from the WAN, {n} rules, {what}"),
+                "ns/pkt",
+                &s,
+                &rep.describe(),
+            );
+        }
+        if n == 10_000 {
+            // Two different rulesets in turn, so that every install replaces every
+            // rule (compile, fill the idle bank, flip).
             let other = config::parse(
                 &format!(
                     "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\n\
                      [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n\n{}",
-                    rules_toml(256).replace("dport = 1", "dport = 2")
+                    rules_toml(n).replace("dport = 1", "dport = 3")
                 ),
                 "bench.toml",
             )?;
@@ -1112,23 +1154,23 @@ fn kernel(o: &Options) -> Result<()> {
                 Ok(())
             })?;
             r.add(
-                "configure_256",
+                "install_10000",
                 gs,
-                "install a 256-rule ruleset (loader::configure)",
+                "replace a 10,000-rule ruleset (loader::configure: compile, fill the idle bank, flip)",
                 "ms",
                 &s,
-                "alternating between two different 256-rule rulesets; settings, interfaces, rules and rule counters written to the maps",
+                "alternating between two different 10,000-rule rulesets",
+            );
+            let s = iptables_restore_samples(n, k)?;
+            r.add(
+                "iptables_restore_10000",
+                gs,
+                "iptables-restore of the same 10,000 rules",
+                "ms",
+                &s,
+                "alternating between the two rulesets, in a scratch namespace",
             );
         }
-    }
-    for n in [1_000, 10_000] {
-        r.not_available(
-            &format!("new_rules_{n}"),
-            g,
-            &format!("NEW TCP SYN from the WAN, {n} rules"),
-            "ns/pkt",
-            "n/a: max 256 rules (firewall_common::MAX_RULES)",
-        );
     }
 
     let out = json!({

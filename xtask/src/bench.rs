@@ -153,7 +153,7 @@ fn spread(samples: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// What each per-packet figure is compared with: (id, baseline id, baseline name).
-const KERNEL_RATIOS: [(&str, &str, &str); 17] = [
+const KERNEL_RATIOS: [(&str, &str, &str); 22] = [
     ("fw_xdp_arp", "bare_xdp", "bare XDP"),
     ("est_tcp", "est_tcp_nofp", "fast path off"),
     ("est_tcp_nofp", "bare_xdp", "bare XDP"),
@@ -181,9 +181,18 @@ const KERNEL_RATIOS: [(&str, &str, &str); 17] = [
         "bare_tc_single",
         "bare TC (single runs)",
     ),
-    ("new_rules_0", "bare_xdp", "bare XDP"),
-    ("new_rules_10", "new_rules_0", "0 rules"),
-    ("new_rules_256", "new_rules_0", "0 rules"),
+    ("new_rules_0_none", "bare_xdp", "bare XDP"),
+    ("new_rules_10_none", "new_rules_0_none", "0 rules"),
+    ("new_rules_1000_none", "new_rules_10_none", "10 rules"),
+    ("new_rules_10000_none", "new_rules_10_none", "10 rules"),
+    ("new_rules_10_last", "new_rules_0_none", "0 rules"),
+    ("new_rules_1000_last", "new_rules_10_last", "10 rules"),
+    ("new_rules_10000_last", "new_rules_10_last", "10 rules"),
+    (
+        "install_10000",
+        "iptables_restore_10000",
+        "iptables-restore",
+    ),
     ("bare_xdp_single", "bare_xdp", "bare XDP (repeat)"),
     (
         "bare_tc_single",
@@ -270,10 +279,15 @@ enum Setup {
         mode: Mode,
         fast_path: bool,
     },
+    /// iptables with this many FORWARD rules before the LAN → WAN accept, none
+    /// matching the flood, whose packets stay NEW (unreplied): each walks them all.
+    RulesIptables(usize),
+    /// This firewall with the same rules (`xdp_mode = auto`, no NAT).
+    RulesFirewall(usize),
 }
 
 impl Setup {
-    const ALL: [Setup; 9] = [
+    const ALL: [Setup; 13] = [
         Setup::Routing,
         Setup::Iptables,
         Setup::IptablesNoNat,
@@ -292,11 +306,21 @@ impl Setup {
             mode: Mode::Native,
             fast_path: true,
         },
+        Setup::RulesIptables(10),
+        Setup::RulesIptables(10_000),
+        Setup::RulesFirewall(10),
+        Setup::RulesFirewall(10_000),
     ];
 
     fn name(self) -> String {
         match self {
             Setup::Routing => "plain routing".into(),
+            Setup::RulesIptables(n) => {
+                format!("iptables conntrack, {n} FORWARD rules, NEW (unreplied) UDP")
+            }
+            Setup::RulesFirewall(n) => {
+                format!("firewall, {n} forward rules, NEW (unreplied) UDP")
+            }
             Setup::Iptables => "iptables conntrack + MASQUERADE".into(),
             Setup::IptablesNoNat => "iptables conntrack, no NAT".into(),
             Setup::Bare(mode) => format!("bare XDP forwarding program, {}", mode.word()),
@@ -325,13 +349,23 @@ impl Setup {
     }
 
     /// The setups each figure of this one is compared with, and their short names.
+    /// UDP only: these setups measure the rule walk, which TCP figures would not.
+    fn rules(self) -> bool {
+        matches!(self, Setup::RulesIptables(_) | Setup::RulesFirewall(_))
+    }
+
     fn baselines(self) -> Vec<(Setup, &'static str)> {
         let fw_generic_on = Setup::Firewall {
             mode: Mode::Generic,
             fast_path: true,
         };
         match self {
-            Setup::Routing => vec![],
+            Setup::Routing | Setup::RulesIptables(10) => vec![],
+            Setup::RulesIptables(_) => vec![(Setup::RulesIptables(10), "10 rules")],
+            Setup::RulesFirewall(n) => vec![
+                (Setup::RulesIptables(n), "iptables, same rules"),
+                (Setup::RulesFirewall(10), "10 rules"),
+            ],
             Setup::Iptables | Setup::IptablesNoNat | Setup::Bare(Mode::Generic) => {
                 vec![(Setup::Routing, "routing")]
             }
@@ -483,6 +517,50 @@ fn e2e_one(setup: Setup, bench_bin: &Path) -> Result<E2e> {
                     .with_xdp_mode(mode.word()),
             )?);
         }
+        Setup::RulesIptables(n) => {
+            let mut dump = String::from(
+                "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+                 -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n",
+            );
+            for port in rule_ports(n) {
+                dump += &format!("-A FORWARD -p udp -m udp --dport {port} -j DROP\n");
+            }
+            dump += "-A FORWARD -i lan0 -o wan0 -j ACCEPT\nCOMMIT\n";
+            topo.rtr
+                .exec_with_input(["iptables-restore"], dump.as_bytes())?;
+        }
+        Setup::RulesFirewall(n) => {
+            let mut config = Config::router();
+            for port in rule_ports(n) {
+                config = config.with_tail(&format!(
+                    "[[rule]]\nchain = \"forward\"\nproto = \"udp\"\ndport = {port}\naction = \"drop\"\n"
+                ));
+            }
+            firewall = Some(Firewall::start(&topo.rtr, &config)?);
+        }
+    }
+    if setup.rules() {
+        // A one-way flood: every packet is NEW and meets the rules.
+        let (udp_pps, _) = udp_pps_primed(&topo, false, None, false)?;
+        println!("udp 64B: {udp_pps:.0?} packets/s");
+        drop(firewall);
+        drop(programs);
+        return Ok(E2e {
+            setup,
+            udp_pps,
+            udp_fast_pathed: None,
+            tcp_mbps: Vec::new(),
+            conns_per_s: Vec::new(),
+            failed: ["tcp", "conn"]
+                .into_iter()
+                .map(|m| {
+                    (
+                        m,
+                        "not measured: this setup measures the rule walk (UDP)".into(),
+                    )
+                })
+                .collect(),
+        });
     }
     let (udp_pps, udp_fast_pathed) = udp_pps(&topo, setup.nat(), firewall.as_ref())?;
     println!("udp 64B: {udp_pps:.0?} packets/s, fast-pathed {udp_fast_pathed:.2?}");
@@ -557,10 +635,25 @@ fn rx_packets(netns: &Netns, dev: &str) -> Result<u64> {
 /// exchange are; a one-way flood would stay NEW (unreplied) and never meet the fast
 /// path. Returns the samples and, with a firewall, the share of the packets counted
 /// in the windows that the fast path forwarded.
+/// Destination ports of the rules setups' rules: none is the flood's.
+fn rule_ports(n: usize) -> impl Iterator<Item = u32> {
+    (0..n as u32).map(|i| 10_000 + i)
+}
+
 fn udp_pps(
     topo: &RouterTopology,
     nat: bool,
     firewall: Option<&Firewall>,
+) -> Result<(Vec<f64>, Option<f64>)> {
+    udp_pps_primed(topo, nat, firewall, true)
+}
+
+/// [`udp_pps`]; without `prime`, no reply is sent and the flow stays NEW.
+fn udp_pps_primed(
+    topo: &RouterTopology,
+    nat: bool,
+    firewall: Option<&Firewall>,
+    prime: bool,
 ) -> Result<(Vec<f64>, Option<f64>)> {
     let sink = "10.0.2.3";
     let sport = 4000;
@@ -599,9 +692,11 @@ fn udp_pps(
         "trafgen", "--dev", "eth0", "--conf", &conf_arg, "--cpus", "1",
     ])?;
     std::thread::sleep(Duration::from_millis(500));
-    topo.wan.exec([
-        "trafgen", "--dev", "eth0", "--conf", &reply_arg, "--num", "1", "--cpus", "1",
-    ])?;
+    if prime {
+        topo.wan.exec([
+            "trafgen", "--dev", "eth0", "--conf", &reply_arg, "--num", "1", "--cpus", "1",
+        ])?;
+    }
     std::thread::sleep(Duration::from_millis(500));
     let forwarded =
         || -> Result<u64> { firewall.map_or(Ok(0), |fw| fw.counter("fastpath_forwarded")) };
@@ -870,6 +965,56 @@ fn goals(kernel: &Json, e2e: Option<&[E2e]>) -> Vec<Goal> {
             }
             _ => Goal {
                 goal: "established packet with NAT ≤ 2× the bare program's ns/packet",
+                measured: "not measured".into(),
+                met: None,
+            },
+        },
+    );
+    for which in ["none", "last"] {
+        let goal = if which == "none" {
+            "NEW packet, 10,000 rules ≤ 1.3× 10 (no rule matches)"
+        } else {
+            "NEW packet, 10,000 rules ≤ 1.3× 10 (the last rule matches)"
+        };
+        let (big_id, small_id) = (
+            format!("new_rules_10000_{which}"),
+            format!("new_rules_10_{which}"),
+        );
+        out.push(
+            match (
+                kernel_median(kernel, &big_id),
+                kernel_median(kernel, &small_id),
+            ) {
+                (Some(big), Some(small)) => Goal {
+                    goal,
+                    measured: format!("{:.2}× ({big:.0} vs {small:.0} ns)", big / small),
+                    met: Some(big / small <= 1.3),
+                },
+                _ => Goal {
+                    goal,
+                    measured: "not measured".into(),
+                    met: None,
+                },
+            },
+        );
+    }
+    out.push(
+        match (
+            udp(Setup::RulesFirewall(10_000)),
+            udp(Setup::RulesIptables(10_000)),
+            udp(Setup::RulesFirewall(10)),
+        ) {
+            (Some(fw), Some(ipt), Some(fw10)) => Goal {
+                goal: "lab: NEW packets through 10,000 rules vs iptables with the same rules",
+                measured: format!(
+                    "{:.1}× iptables ({fw:.0} vs {ipt:.0} pkt/s); {:.2}× the firewall with 10 rules",
+                    fw / ipt,
+                    fw / fw10
+                ),
+                met: Some(fw / fw10 >= 1.0 / 1.3),
+            },
+            _ => Goal {
+                goal: "lab: NEW packets through 10,000 rules vs iptables with the same rules",
                 measured: "not measured".into(),
                 met: None,
             },
