@@ -27,16 +27,34 @@ struct BatchAttr {
 
 /// Writes `values` to slots `first..first + values.len()` of an array map.
 pub fn update_array<T: Pod>(fd: &OwnedFd, first: u32, values: &[T]) -> io::Result<()> {
+    let keys: Vec<u32> = (0..values.len() as u32).map(|i| first + i).collect();
+    update_keys(fd, &keys, values, 1)
+}
+
+/// Writes `values` to the array slots `keys`; `per_key` values per key (the
+/// number of possible CPUs for a per-CPU array, whose values must then be
+/// 8-byte multiples, as `RuleCounter` is).
+pub fn update_keys<T: Pod>(
+    fd: &OwnedFd,
+    keys: &[u32],
+    values: &[T],
+    per_key: usize,
+) -> io::Result<()> {
+    if values.len() != keys.len() * per_key {
+        return Err(io::Error::other(format!(
+            "batch update of {} keys with {} values ({per_key} per key)",
+            keys.len(),
+            values.len()
+        )));
+    }
     // The kernel copies each element with `copy_from_user` per key; chunks
-    // keep the key buffer small for huge arrays.
+    // keep each call's buffers bounded for huge arrays.
     const CHUNK: usize = 1 << 16;
-    for (n, chunk) in values.chunks(CHUNK).enumerate() {
-        let base = first + (n * CHUNK) as u32;
-        let keys: Vec<u32> = (0..chunk.len() as u32).map(|i| base + i).collect();
+    for (keys, chunk) in keys.chunks(CHUNK).zip(values.chunks(CHUNK * per_key)) {
         let mut attr = BatchAttr {
             keys: keys.as_ptr() as u64,
             values: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
+            count: keys.len() as u32,
             map_fd: fd.as_raw_fd() as u32,
             ..BatchAttr::default()
         };
@@ -53,11 +71,11 @@ pub fn update_array<T: Pod>(fd: &OwnedFd, first: u32, values: &[T]) -> io::Resul
         if ret < 0 {
             return Err(io::Error::last_os_error());
         }
-        if attr.count as usize != chunk.len() {
+        if attr.count as usize != keys.len() {
             return Err(io::Error::other(format!(
                 "batch update wrote {} of {} elements",
                 attr.count,
-                chunk.len()
+                keys.len()
             )));
         }
     }

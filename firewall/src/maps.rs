@@ -57,7 +57,7 @@ pub struct Maps {
     pub rule_limits: Array<MapData, u64>,
     /// Duplicated descriptors of the arrays the ruleset writes in batches
     /// (aya has no batch update): META_CLASS, PORT_CLASS, CLASSES,
-    /// RULE_WORDS, RULE_INFO, RULE_TEXT.
+    /// RULE_WORDS, RULE_INFO, RULE_TEXT, RULE_STATS, RULE_LIMITS.
     pub batch_fds: BatchFds,
     pub stats: PerCpuArray<MapData, u64>,
     /// `DAEMON_STATE`.
@@ -71,6 +71,8 @@ pub struct BatchFds {
     pub rule_words: OwnedFd,
     pub rule_info: OwnedFd,
     pub rule_text: OwnedFd,
+    pub rule_stats: OwnedFd,
+    pub rule_limits: OwnedFd,
 }
 
 fn dup_fd(map: &Map) -> Option<OwnedFd> {
@@ -129,6 +131,8 @@ impl Maps {
         let (rule_words, words_fd) = with_fd!("RULE_WORDS");
         let (rule_info, info_fd) = with_fd!("RULE_INFO");
         let (rule_text, text_fd) = with_fd!("RULE_TEXT");
+        let (rule_stats, stats_fd) = with_fd!("RULE_STATS");
+        let (rule_limits, limits_fd) = with_fd!("RULE_LIMITS");
         Ok(Self {
             conntrack: typed!("CONNTRACK"),
             settings: typed!("SETTINGS"),
@@ -145,8 +149,8 @@ impl Maps {
             rule_words,
             rule_info,
             rule_text,
-            rule_stats: typed!("RULE_STATS"),
-            rule_limits: typed!("RULE_LIMITS"),
+            rule_stats,
+            rule_limits,
             batch_fds: BatchFds {
                 meta_class: meta_fd,
                 port_class: port_fd,
@@ -154,6 +158,8 @@ impl Maps {
                 rule_words: words_fd,
                 rule_info: info_fd,
                 rule_text: text_fd,
+                rule_stats: stats_fd,
+                rule_limits: limits_fd,
             },
             stats: typed!("STATS"),
             daemon: typed!("DAEMON_STATE"),

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapError, PerCpuValues, lpm_trie::Key};
+use aya::maps::{MapError, lpm_trie::Key};
 use firewall_common::{
     Settings,
     rule::{
@@ -124,35 +124,19 @@ pub fn install(
     })?;
     let mut infos = compiled.infos.clone();
     let mut texts = Vec::with_capacity(rules.len());
+    let mut fresh = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let fp = fingerprint(&r.rule);
-        let slot =
-            match reusable.get_mut(&fp).and_then(VecDeque::pop_front) {
-                Some(slot) => slot,
-                None => {
-                    // The live ruleset uses at most MAX_RULES slots, so one of
-                    // the 2 * MAX_RULES is always free.
-                    let slot = free.next().expect("a free counter slot");
-                    let zero = PerCpuValues::try_from(vec![RuleCounter::default(); ncpus])
-                        .map_err(|e| RulesetError::Write {
-                            map: "RULE_STATS",
-                            source: e,
-                        })?;
-                    maps.rule_stats
-                        .set(slot, zero, 0)
-                        .map_err(|source| RulesetError::Map {
-                            map: "RULE_STATS",
-                            source,
-                        })?;
-                    maps.rule_limits
-                        .set(slot, 0, 0)
-                        .map_err(|source| RulesetError::Map {
-                            map: "RULE_LIMITS",
-                            source,
-                        })?;
-                    slot
-                }
-            };
+        let slot = match reusable.get_mut(&fp).and_then(VecDeque::pop_front) {
+            Some(slot) => slot,
+            None => {
+                // The live ruleset uses at most MAX_RULES slots, so one of
+                // the 2 * MAX_RULES is always free.
+                let slot = free.next().expect("a free counter slot");
+                fresh.push(slot);
+                slot
+            }
+        };
         infos[i].counter = slot;
         texts.push(RuleText {
             fingerprint: fp,
@@ -162,6 +146,25 @@ pub fn install(
             line: r.line,
             text: text_bytes(&r.text),
         });
+    }
+
+    // New rules' slots start from zero (counters and limit state), written
+    // in two batches.
+    if !fresh.is_empty() {
+        let zeros = vec![RuleCounter::default(); fresh.len() * ncpus];
+        batch::update_keys(&maps.batch_fds.rule_stats, &fresh, &zeros, ncpus).map_err(
+            |source| RulesetError::Write {
+                map: "RULE_STATS",
+                source,
+            },
+        )?;
+        let zeros = vec![0u64; fresh.len()];
+        batch::update_keys(&maps.batch_fds.rule_limits, &fresh, &zeros, 1).map_err(|source| {
+            RulesetError::Write {
+                map: "RULE_LIMITS",
+                source,
+            }
+        })?;
     }
 
     // The bank being replaced may have gone out of service a moment ago.

@@ -513,6 +513,10 @@ fn reload_swaps_banks_and_keeps_counters_of_unchanged_rules() {
         h.ingress_wan(&c22.client_sends(TCP_SYN, &[])),
         Verdict::Drop
     );
+    // Nothing is live now, so the next rule takes the lowest slot, which
+    // holds the ssh rule's count: it must start at zero all the same.
+    h.install(&[web], POLICY);
+    assert_eq!(h.rule_counter(0).packets, 0, "a reused slot is zeroed");
 }
 
 #[test]
