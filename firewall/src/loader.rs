@@ -473,11 +473,9 @@ pub fn configure(
 ) -> Result<crate::ruleset::Installed, LoadError> {
     let sources = rule_sources(cfg, ifaces)?;
     let policy = policy_bytes(cfg);
-    // Compile once up front so a ruleset the tables cannot hold is refused
-    // before any map changes; `install` compiles again (cheap next to the
-    // map writes) so it can stand alone for reloads.
-    let compiled: Vec<_> = sources.iter().map(|r| r.rule.clone()).collect();
-    firewall_common::rule::compile::compile(&compiled, policy)
+    // Compile up front so a ruleset the tables cannot hold is refused
+    // before any map changes.
+    let compiled = crate::ruleset::compile_sources(&sources, policy)
         .map_err(|e| LoadError::Other(e.to_string()))?;
     let old_settings = maps.settings.get(&0, 0).ok();
     let mut settings = Settings {
@@ -592,7 +590,7 @@ pub fn configure(
             map: "SETTINGS",
             source,
         })?;
-    crate::ruleset::install(maps, &sources, policy)
+    crate::ruleset::install_compiled(maps, &sources, &compiled)
         .map_err(|e| LoadError::Other(format!("installing the ruleset: {e}")))
 }
 

@@ -20,7 +20,7 @@ use firewall_common::{
     rule::{
         COUNTER_SLOTS, Chain, IfaceClassKey, LOG_PREFIX_LEN, MAX_BITMAP_WORDS, MAX_CLASSES,
         META_SLOTS, PORT_SLOTS, RULE_TEXT_LEN, RuleAction, RuleCounter, RuleText, RulesetHeader,
-        compile::{CompileError, compile},
+        compile::{CompileError, Compiled, compile},
         model::MatchRule,
         rule_slot,
     },
@@ -94,9 +94,22 @@ pub fn install(
     rules: &[RuleSource],
     policy: [u8; 4],
 ) -> Result<Installed, RulesetError> {
-    let match_rules: Vec<MatchRule> = rules.iter().map(|r| r.rule.clone()).collect();
-    let compiled = compile(&match_rules, policy).map_err(RulesetError::Compile)?;
+    let compiled = compile_sources(rules, policy)?;
+    install_compiled(maps, rules, &compiled)
+}
 
+/// The tables for `rules`, or why they cannot be built; nothing is written.
+pub fn compile_sources(rules: &[RuleSource], policy: [u8; 4]) -> Result<Compiled, RulesetError> {
+    let match_rules: Vec<MatchRule> = rules.iter().map(|r| r.rule.clone()).collect();
+    compile(&match_rules, policy).map_err(RulesetError::Compile)
+}
+
+/// [`install`] with the tables compiled already (from the same `rules`).
+pub fn install_compiled(
+    maps: &mut Maps,
+    rules: &[RuleSource],
+    compiled: &Compiled,
+) -> Result<Installed, RulesetError> {
     let settings = maps.settings.get(&0, 0).map_err(RulesetError::Read)?;
     let live = settings.rule_bank & 1;
     let target = live ^ 1;
