@@ -294,6 +294,30 @@ fn check_accepts_a_valid_config_and_rejects_an_unknown_role() -> Result<()> {
         stderr.contains("dmz"),
         "the error does not name the bad value: {stderr}"
     );
+    // Valid rules that the datapath's tables cannot hold: 5,000 address
+    // ranges of ~15 prefixes each, more than the 65,536 prefixes per bank.
+    let mut big = Config::router().to_toml();
+    for i in 0..5000u32 {
+        let (a, b) = (i / 100, (i % 100) * 2);
+        big += &format!(
+            "\n[[rule]]\nchain = \"input\"\nsrc_range = \"10.{a}.{b}.1-10.{a}.{}.254\"\naction = \"drop\"\n",
+            b + 1
+        );
+    }
+    let output = check(&big)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        !output.status.success(),
+        "check accepted a ruleset the tables cannot hold"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("firewall: error:"))
+        .collect();
+    ensure!(
+        errors.len() == 1 && errors[0].contains("address prefixes"),
+        "not a one-line error about the tables' capacity: {stderr}"
+    );
     Ok(())
 }
 

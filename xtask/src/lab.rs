@@ -74,8 +74,13 @@ fn lab(step: &dyn Fn(&str) -> Result<()>) -> Result<()> {
     );
     println!("the WAN host routes only IPv6 back to the LAN: IPv4 needs the router's masquerade");
 
-    step("firewall run (router mode, masquerade on wan0)")?;
-    let config = Config::router().with_masquerade("wan0");
+    step("firewall run (router mode, masquerade on wan0, a LOG and a REJECT rule)")?;
+    let config = Config::router().with_masquerade("wan0").with_tail(
+        "[[rule]]\nchain = \"forward\"\nproto = \"tcp\"\ndport = 22\naction = \"log\"\n\
+         log_prefix = \"wan-ssh \"\n\n\
+         [[rule]]\nchain = \"forward\"\nproto = \"tcp\"\ndport = 22\naction = \"reject\"\n\
+         reject_with = \"tcp-reset\"\n",
+    );
     let fw = Firewall::start(&topo.rtr, &config)?;
     println!("config {}:", fw.config_path().display());
     print!("{}", config.to_toml());
@@ -122,6 +127,30 @@ fn lab(step: &dyn Fn(&str) -> Result<()>) -> Result<()> {
         }
     }
 
+    step("REJECT and LOG: curl WAN -> LAN port 22 over IPv6 (refused at once, logged)")?;
+    let bin = tests::firewall_bin()?;
+    let pin_dir = fw.pin_dir().to_string_lossy().into_owned();
+    let mut log = topo.rtr.spawn([
+        bin.to_string_lossy().as_ref(),
+        "--pin-dir",
+        &pin_dir,
+        "log",
+        "-n",
+        "1",
+    ])?;
+    let target = LAN_HOST.get(Family::V6);
+    match traffic::try_connect(&topo.wan, target, 22)? {
+        ConnectOutcome::Refused => {
+            println!("[{target}]:22: connection refused (RST from the firewall)")
+        }
+        outcome => bail!("[{target}]:22 from the WAN: {outcome:?}, not refused"),
+    }
+    log.wait_timeout(std::time::Duration::from_secs(5))?;
+    println!("firewall log:");
+    print!("{}", log.log());
+
+    step("firewall rules list")?;
+    print!("{}", fw.cli(["rules", "list"])?);
     step("firewall conntrack list")?;
     print!("{}", fw.cli(["conntrack", "list"])?);
     step("firewall stats")?;

@@ -141,13 +141,34 @@ fn line(e: &LogEvent, offset: i128) -> Line {
     }
 }
 
+/// `secs` since the Unix epoch as a UTC date and time (the civil-from-days
+/// conversion of Howard Hinnant's date algorithms).
+fn utc(secs: i64, micros: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The kernel's LOG format, after a timestamp and the rule number.
 fn kernel_format(l: &Line) -> String {
     let secs = l.time as i64;
     let mut s = format!(
-        "{}.{:06} rule {} ({}) {}IN={} OUT={} SRC={} DST={} LEN={} TTL={} PROTO={}",
-        secs,
-        ((l.time - secs as f64) * 1e6) as u32,
+        "{} rule {} ({}) {}IN={} OUT={} SRC={} DST={} LEN={} TTL={} PROTO={}",
+        utc(secs, ((l.time - secs as f64) * 1e6) as u32),
         l.rule,
         l.chain,
         l.prefix,
@@ -217,4 +238,16 @@ pub fn log(pins: &PinDir, a: LogArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(utc(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
+        assert_eq!(utc(1_795_640_332, 952_709), "2026-11-25T20:58:52.952709Z");
+    }
 }
