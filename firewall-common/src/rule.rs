@@ -41,7 +41,7 @@
 //! either the old ruleset or the new, never a mix. Counters live in slots
 //! that a rule keeps across reloads while it is unchanged.
 
-use crate::{MAX_RULES, ct::CtState};
+use crate::MAX_RULES;
 
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,6 +182,22 @@ pub struct ClassBits {
 const _: () = assert!(core::mem::size_of::<ClassBits>() == 48);
 
 impl ClassBits {
+    /// A class whose non-zero words (`summary`) are stored from `offset`.
+    pub fn new(summary: [u64; SUMMARY_WORDS], offset: u32) -> ClassBits {
+        let mut before = [0u16; SUMMARY_WORDS];
+        let mut n = 0;
+        for (b, s) in before.iter_mut().zip(&summary) {
+            *b = n;
+            n += s.count_ones() as u16;
+        }
+        ClassBits {
+            summary,
+            before,
+            offset,
+            _pad: 0,
+        }
+    }
+
     /// Slot of bitmap word `w` (whose summary bit is set) among the stored
     /// words: the summary bits below it. Branch-free, because the verifier
     /// explores every branch of every field's lookup.
@@ -408,7 +424,7 @@ pub struct MatchInput {
     /// A [`Chain`] as u8.
     pub chain: u8,
     pub v6: bool,
-    /// A [`CtState`] as u8.
+    /// A [`crate::CtState`] as u8.
     pub state: u8,
     pub proto: u8,
     /// Network order; IPv4 in the first four bytes.
@@ -430,49 +446,22 @@ impl MatchInput {
     }
 }
 
-/// Position of bitmap word `w` among the class's stored words: the number of
-/// summary bits below it.
+/// Takes the lowest set bit out of a summary AND: the next candidate word,
+/// in rule order. Constant indices only, so in the datapath each outcome is
+/// one straight path, and the walk's state stays a bitmask (see the
+/// datapath's `step`).
 #[inline(always)]
-pub fn rank(summary: &[u64; SUMMARY_WORDS], w: u32) -> u32 {
-    let hi = (w / 64) as usize;
-    let bit = w % 64;
-    let mut n = 0;
+pub fn pop_word(sum: &mut [u64; SUMMARY_WORDS]) -> Option<u32> {
     let mut i = 0;
     while i < SUMMARY_WORDS {
-        if i < hi {
-            n += summary[i].count_ones();
-        } else if i == hi {
-            n += (summary[i] & ((1u64 << bit) - 1)).count_ones();
-        }
-        i += 1;
-    }
-    n
-}
-
-/// The first word index `>= from` whose summary bit is set, or
-/// [`RULE_WORDS`] when none is.
-#[inline(always)]
-pub fn next_word(summary: &[u64; SUMMARY_WORDS], from: u32) -> u32 {
-    let mut i = (from / 64) as usize;
-    let mut mask = if from as usize >= RULE_WORDS {
-        return RULE_WORDS as u32;
-    } else {
-        !0u64 << (from % 64)
-    };
-    while i < SUMMARY_WORDS {
-        let v = summary[i] & mask;
+        let v = sum[i];
         if v != 0 {
-            return i as u32 * 64 + v.trailing_zeros();
+            sum[i] = v & (v - 1);
+            return Some(i as u32 * 64 + v.trailing_zeros());
         }
-        mask = !0;
         i += 1;
     }
-    RULE_WORDS as u32
-}
-
-/// Bit for a packet's state, for rule `ctstate` masks.
-pub const fn ctstate_bit(s: CtState) -> u8 {
-    s.bit()
+    None
 }
 
 #[cfg(any(feature = "alloc", test))]
@@ -486,29 +475,25 @@ mod tests {
 
     #[test]
     fn rank_counts_summary_bits_below_the_word() {
-        let s = [0b1011, 0, 1 << 63, 1];
-        assert_eq!(rank(&s, 0), 0);
-        assert_eq!(rank(&s, 1), 1);
-        assert_eq!(rank(&s, 2), 2);
-        assert_eq!(rank(&s, 3), 2);
-        assert_eq!(rank(&s, 4), 3);
-        assert_eq!(rank(&s, 64 * 2 + 63), 3);
-        assert_eq!(rank(&s, 64 * 3), 4);
-        assert_eq!(rank(&s, 64 * 3 + 1), 5);
+        let c = ClassBits::new([0b1011, 0, 1 << 63, 1], 0);
+        assert_eq!(c.before, [0, 3, 3, 4]);
+        assert_eq!(c.rank(0), 0);
+        assert_eq!(c.rank(1), 1);
+        assert_eq!(c.rank(3), 2);
+        assert_eq!(c.rank(64 * 2 + 63), 3);
+        assert_eq!(c.rank(64 * 3), 4);
     }
 
     #[test]
-    fn next_word_finds_the_next_set_summary_bit() {
-        let s = [0b1010, 0, 1 << 63, 1];
-        assert_eq!(next_word(&s, 0), 1);
-        assert_eq!(next_word(&s, 1), 1);
-        assert_eq!(next_word(&s, 2), 3);
-        assert_eq!(next_word(&s, 4), 64 * 2 + 63);
-        assert_eq!(next_word(&s, 64 * 2 + 63), 64 * 2 + 63);
-        assert_eq!(next_word(&s, 64 * 3), 64 * 3);
-        assert_eq!(next_word(&s, 64 * 3 + 1), RULE_WORDS as u32);
-        assert_eq!(next_word(&s, RULE_WORDS as u32), RULE_WORDS as u32);
-        assert_eq!(next_word(&[0; 4], 0), RULE_WORDS as u32);
+    fn pop_word_yields_set_summary_bits_in_order() {
+        let mut s = [0b1010, 0, 1 << 63, 1];
+        let mut seen = [0u32; 4];
+        for slot in &mut seen {
+            *slot = pop_word(&mut s).expect("a word");
+        }
+        assert_eq!(seen, [1, 3, 64 * 2 + 63, 64 * 3]);
+        assert_eq!(pop_word(&mut s), None);
+        assert_eq!(s, [0; 4]);
     }
 
     #[test]

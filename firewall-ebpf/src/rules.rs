@@ -13,7 +13,7 @@ use firewall_common::{
     rule::{
         AddrClassData, IfaceClassKey, LogEvent, MAX_BITMAP_WORDS, RULE_WORDS, RuleInfo,
         RulesetHeader, SUMMARY_WORDS, addr_field, addr_prefixlen, class_slot, field, info_flags,
-        limit_admit, meta_slot, port_slot, rule_slot,
+        limit_admit, meta_slot, pop_word, port_slot, rule_slot,
     },
 };
 
@@ -85,7 +85,6 @@ pub fn decide(p: &Packet, s: &Settings, at: &Position, fallback: Fallback) -> Po
                 sum: [!0; SUMMARY_WORDS],
                 word: 0,
                 cls: [0; 8],
-                used: hdr.fields,
                 bank,
                 w: 0,
                 found: NO_MATCH,
@@ -161,13 +160,12 @@ const NO_MATCH: u32 = u32::MAX;
 /// The walk's state between `bpf_loop` calls (per-CPU `WALK`).
 #[repr(C)]
 pub struct Walk {
-    /// AND of the used fields' summaries.
+    /// What is left of the AND of the fields' summaries.
     sum: [u64; SUMMARY_WORDS],
     /// Candidate bits of word `w` not yet tried.
     word: u64,
-    /// `CLASSES` index per field (valid for `used` fields).
+    /// `CLASSES` index per field.
     cls: [u32; 8],
-    used: u32,
     bank: u32,
     w: u32,
     found: u32,
@@ -307,22 +305,6 @@ fn addr_class(bank: u32, f: usize, v6: bool, addr: &[u32; 4]) -> Option<u32> {
     ADDR_CLASS.get(&key).copied()
 }
 
-/// Takes the lowest set bit out of the summary AND: the next candidate
-/// word. Constant indices only, so each outcome is one straight path.
-#[inline(always)]
-fn pop_word(sum: &mut [u64; SUMMARY_WORDS]) -> Option<u32> {
-    let mut i = 0;
-    while i < SUMMARY_WORDS {
-        let v = sum[i];
-        if v != 0 {
-            sum[i] = v & (v - 1);
-            return Some(i as u32 * 64 + v.trailing_zeros());
-        }
-        i += 1;
-    }
-    None
-}
-
 /// `bpf_loop` callback: one candidate word fetched, or one candidate rule
 /// tried, per call. Returns 1 to stop.
 ///
@@ -367,8 +349,10 @@ extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
     if !info.residual_ok(walk.proto, walk.tcp_flags) {
         return 0;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The clock is read only by what needs it (limit, LOG).
+    let mut now = 0;
     if info.flags & info_flags::LIMIT != 0 {
+        now = unsafe { bpf_ktime_get_ns() };
         let Some(tat) = RULE_LIMITS.get_ptr_mut(info.counter) else {
             return 0;
         };
@@ -393,6 +377,9 @@ extern "C" fn step(_index: u64, _ctx: *mut c_void) -> i64 {
         }
     }
     if info.action == RuleAction::Log as u8 {
+        if now == 0 {
+            now = unsafe { bpf_ktime_get_ns() };
+        }
         log(walk, p, info, r, now);
         return 0;
     }

@@ -24,10 +24,10 @@ use core::fmt;
 
 use super::{
     AddrClassData, Chain, ClassBits, MAX_ADDR_CLASSES, MAX_BITMAP_WORDS, MAX_CLASSES,
-    MAX_IFACE_CLASSES, META_SLOTS, MatchInput, PORT_SLOTS, RULE_WORDS, RuleAction, RuleInfo,
-    RulesetHeader, SUMMARY_WORDS, addr_field, addr_prefixlen, field, info_flags, meta_slot,
+    MAX_IFACE_CLASSES, META_SLOTS, MatchInput, PORT_SLOTS, RuleAction, RuleInfo, RulesetHeader,
+    SUMMARY_WORDS, addr_field, addr_prefixlen, field, info_flags, meta_slot,
     model::{Cond, MatchRule, Outcome, Prefix, RejectWith},
-    next_word, rank,
+    pop_word,
 };
 use crate::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, MAX_RULES};
 
@@ -104,21 +104,15 @@ impl Store {
         if let Some(&c) = self.by_bitmap.get(&bitmap) {
             return c;
         }
-        let mut cb = ClassBits {
-            offset: self.words.len() as u32,
-            ..ClassBits::default()
-        };
+        let offset = self.words.len() as u32;
+        let mut summary = [0u64; SUMMARY_WORDS];
         for (w, &v) in bitmap.iter().enumerate() {
             if v != 0 {
-                cb.summary[w / 64] |= 1 << (w % 64);
+                summary[w / 64] |= 1 << (w % 64);
                 self.words.push(v);
             }
         }
-        let mut n = 0;
-        for i in 0..SUMMARY_WORDS {
-            cb.before[i] = n;
-            n += cb.summary[i].count_ones() as u16;
-        }
+        let cb = ClassBits::new(summary, offset);
         let id = self.classes.len() as u32;
         self.classes.push(cb);
         self.by_bitmap.insert(bitmap, id);
@@ -658,11 +652,9 @@ impl Compiled {
                 *s &= w;
             }
         }
-        let mut w = next_word(&sum, 0);
-        while (w as usize) < RULE_WORDS {
+        while let Some(w) = pop_word(&mut sum) {
             let mut word = !0u64;
             for c in &used {
-                debug_assert_eq!(c.rank(w), rank(&c.summary, w));
                 word &= self.words[(c.offset + c.rank(w)) as usize];
             }
             while word != 0 {
@@ -679,7 +671,6 @@ impl Compiled {
                 out.decided_by = Some(r as usize);
                 return out;
             }
-            w = next_word(&sum, w + 1);
         }
         out
     }
