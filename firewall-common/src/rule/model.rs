@@ -174,7 +174,7 @@ pub struct MatchRule {
     pub dport: Vec<Cond<(u16, u16)>>,
     /// Inclusive ranges of `type << 8 | code`; needs an ICMP protocol.
     pub icmp: Vec<Cond<(u16, u16)>>,
-    /// [`super::ctstate_bit`]s; 0 matches every state.
+    /// [`crate::CtState::bit`]s; 0 matches every state.
     pub ctstate: u8,
     pub tcp_flags: Option<TcpFlagsSpec>,
     pub limit: Option<LimitSpec>,
