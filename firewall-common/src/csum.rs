@@ -106,6 +106,76 @@ pub fn checksum(data: &[u8], initial: u32) -> u16 {
     !fold(sum(data, initial))
 }
 
+/// The two 16-bit words of a 32-bit value as read from the packet.
+#[inline(always)]
+const fn halves(w: u32) -> u32 {
+    (w & 0xffff) + (w >> 16)
+}
+
+/// Partial sum of the IPv4 pseudo-header (RFC 793/768): addresses as read
+/// from the packet, the protocol, and the transport length (host order).
+#[inline(always)]
+pub const fn pseudo_sum_v4(src: u32, dst: u32, proto: u8, len: u16) -> u32 {
+    halves(src)
+        + halves(dst)
+        + u16::from_ne_bytes([0, proto]) as u32
+        + u16::from_ne_bytes(len.to_be_bytes()) as u32
+}
+
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1): addresses as
+/// read from the packet, the 32-bit upper-layer length and the next header.
+#[inline(always)]
+pub const fn pseudo_sum_v6(src: &[u32; 4], dst: &[u32; 4], proto: u8, len: u32) -> u32 {
+    let len = len.to_be_bytes();
+    halves(src[0])
+        + halves(src[1])
+        + halves(src[2])
+        + halves(src[3])
+        + halves(dst[0])
+        + halves(dst[1])
+        + halves(dst[2])
+        + halves(dst[3])
+        + u16::from_ne_bytes([len[0], len[1]]) as u32
+        + u16::from_ne_bytes([len[2], len[3]]) as u32
+        + u16::from_ne_bytes([0, proto]) as u32
+}
+
+/// What a transport checksum field says about its segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4Checksum {
+    /// The pseudo-header plus the segment sum to all ones (or a UDP/IPv4
+    /// datagram without a checksum).
+    Valid,
+    /// The field holds exactly the pseudo-header sum: how a local sender's
+    /// offloaded checksum (`CHECKSUM_PARTIAL`) looks on a virtual device
+    /// before any NIC filled it in. XDP cannot see `ip_summed`, so this is
+    /// the only sign of it.
+    Partial,
+    Bad,
+}
+
+/// Two stored checksums are the same one's-complement number.
+#[inline(always)]
+const fn same(a: u16, b: u16) -> bool {
+    a == b || (a == 0 && b == 0xffff) || (a == 0xffff && b == 0)
+}
+
+/// Classifies a transport checksum: `field` as stored, `pseudo` the
+/// pseudo-header's partial sum (0 for ICMPv4, which has none), `segment`
+/// the partial sum of the whole transport segment, field included.
+#[inline(always)]
+pub const fn verify_l4(field: u16, pseudo: u32, segment: u32) -> L4Checksum {
+    // Fold each part first: the sums may be 32-bit partial sums.
+    let total = fold(pseudo) as u32 + fold(segment) as u32;
+    if fold(total) == 0xffff {
+        L4Checksum::Valid
+    } else if pseudo != 0 && same(field, fold(pseudo)) {
+        L4Checksum::Partial
+    } else {
+        L4Checksum::Bad
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -321,5 +391,74 @@ mod tests {
             }
             assert_eq!(replace_addr(c, &old, &new), checksum(&data, 0));
         }
+    }
+
+    /// A valid segment verifies; one flipped bit anywhere does not; a
+    /// field holding only the pseudo-header sum reads as a partial
+    /// checksum, for TCP and UDP over both families.
+    #[test]
+    fn transport_checksums_verify_and_partial_is_recognised() {
+        let mut rng = Rng(0xc0ff_ee00);
+        for case in 0..5_000 {
+            let proto = if case % 2 == 0 { 6 } else { 17 };
+            let v6 = case % 4 >= 2;
+            let (hdr, off) = if proto == 6 { (20, 16) } else { (8, 6) };
+            let extra = (rng.next() % 200) as usize;
+            let mut seg = rng.bytes(hdr + extra);
+            put16(&mut seg, off, 0);
+            let pseudo = if v6 {
+                let s: [u32; 4] = core::array::from_fn(|_| rng.next() as u32);
+                let d: [u32; 4] = core::array::from_fn(|_| rng.next() as u32);
+                pseudo_sum_v6(&s, &d, proto, seg.len() as u32)
+            } else {
+                pseudo_sum_v4(
+                    rng.next() as u32,
+                    rng.next() as u32,
+                    proto,
+                    seg.len() as u16,
+                )
+            };
+            let c = checksum(&seg, pseudo);
+            put16(&mut seg, off, c);
+            assert_eq!(
+                verify_l4(c, pseudo, sum(&seg, 0)),
+                L4Checksum::Valid,
+                "case {case}"
+            );
+            let mut bad = seg.clone();
+            let bit = (rng.next() as usize) % (bad.len() * 8);
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let field = get16(&bad, off);
+            assert_eq!(
+                verify_l4(field, pseudo, sum(&bad, 0)),
+                L4Checksum::Bad,
+                "case {case} bit {bit}"
+            );
+            let mut partial = seg.clone();
+            put16(&mut partial, off, fold(pseudo));
+            assert_eq!(
+                verify_l4(fold(pseudo), pseudo, sum(&partial, 0)),
+                L4Checksum::Partial,
+                "case {case}"
+            );
+        }
+    }
+
+    /// The pseudo-header sum matches the RFC's byte layout summed plainly.
+    #[test]
+    fn pseudo_headers_match_their_byte_layout() {
+        let src = u32::from_ne_bytes([10, 1, 0, 5]);
+        let dst = u32::from_ne_bytes([203, 0, 113, 7]);
+        let bytes = [10, 1, 0, 5, 203, 0, 113, 7, 0, 6, 0x05, 0xdc];
+        assert_eq!(fold(pseudo_sum_v4(src, dst, 6, 1500)), fold(sum(&bytes, 0)));
+        let s6 = [1u32, 2, 3, 4].map(|w: u32| w.to_be());
+        let d6 = [5u32, 6, 7, 8].map(|w: u32| w.to_be());
+        let mut b6 = alloc::vec::Vec::new();
+        for w in s6.iter().chain(d6.iter()) {
+            b6.extend_from_slice(&w.to_ne_bytes());
+        }
+        b6.extend_from_slice(&70_000u32.to_be_bytes());
+        b6.extend_from_slice(&[0, 0, 0, 17]);
+        assert_eq!(fold(pseudo_sum_v6(&s6, &d6, 17, 70_000)), fold(sum(&b6, 0)));
     }
 }

@@ -7,7 +7,7 @@
 //! NAT rewrote: the reply key is whatever the reply will look like on the
 //! wire, not a mechanical inversion of the original.
 
-use crate::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 
 /// A direction-specific tuple. Addresses are stored as read from the packet
 /// (network byte order in memory); IPv4 uses `addr[0]` and zeroes the rest.
@@ -51,7 +51,7 @@ impl CtKey {
     }
 
     pub fn has_ports(&self) -> bool {
-        matches!(self.proto, IPPROTO_TCP | IPPROTO_UDP)
+        matches!(self.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP)
     }
 }
 
@@ -95,8 +95,9 @@ pub enum IcmpClass {
     Query,
     /// An error quoting another packet: RELATED via the quoted tuple.
     Error,
-    /// Neighbour discovery, router discovery and MLD: never tracked
-    /// (netfilter marks them UNTRACKED in `icmpv6_error`).
+    /// Neighbour and router discovery, redirects and MLD: never tracked
+    /// (netfilter marks 130–136 and 143 UNTRACKED in `icmpv6_error`); see
+    /// `nd` for what happens to them instead.
     Untracked,
     /// Anything else, e.g. a type number beyond what netfilter accepts.
     Invalid,
@@ -113,7 +114,7 @@ pub fn classify_icmp(proto: u8, ty: u8) -> IcmpClass {
     } else {
         match ty {
             1..=4 => IcmpClass::Error,
-            130..=136 | 143 => IcmpClass::Untracked,
+            130..=137 | 143 => IcmpClass::Untracked,
             _ if ty < 128 => IcmpClass::Invalid,
             _ => IcmpClass::Query,
         }
@@ -279,6 +280,7 @@ mod tests {
         assert_eq!(classify_icmp(IPPROTO_ICMPV6, 2), IcmpClass::Error);
         assert_eq!(classify_icmp(IPPROTO_ICMPV6, 135), IcmpClass::Untracked);
         assert_eq!(classify_icmp(IPPROTO_ICMPV6, 143), IcmpClass::Untracked);
+        assert_eq!(classify_icmp(IPPROTO_ICMPV6, 137), IcmpClass::Untracked);
         assert_eq!(classify_icmp(IPPROTO_ICMPV6, 128), IcmpClass::Query);
         assert!(icmp_type_starts_connection(IPPROTO_ICMP, 8));
         assert!(!icmp_type_starts_connection(IPPROTO_ICMP, 0));

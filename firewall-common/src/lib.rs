@@ -13,9 +13,12 @@ extern crate alloc;
 pub mod csum;
 pub mod ct;
 pub mod ftp;
+pub mod ip;
 pub mod nat;
+pub mod nd;
 pub mod reject;
 pub mod rule;
+pub mod sctp;
 pub mod stats;
 pub mod tcp;
 pub mod timeouts;
@@ -35,6 +38,9 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
+/// IPv6 "No Next Header": nothing follows the header chain.
+pub const IPPROTO_NONE: u8 = 59;
 
 /// Upper bound on rules (over all chains). Bitmaps of this many bits bound
 /// the datapath's walk (see `rule`).
@@ -73,7 +79,9 @@ pub struct IfaceConfig {
     /// [`iface_xdp`] bits: whether packets can be redirected from and to
     /// this interface in XDP (the fast path).
     pub xdp: u8,
-    pub _pad: u8,
+    /// [`nd::iface_flags`] bits: the interface's IPv6 settings the
+    /// datapath follows, and whether it is a virtual device.
+    pub flags: u8,
     /// IPv4 address traffic leaving here is translated to (raw network
     /// order); for masquerade the daemon keeps it equal to the interface's
     /// current address. 0: none known, so nothing can be translated.

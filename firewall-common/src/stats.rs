@@ -1,252 +1,229 @@
 //! Per-CPU counters of every verdict and drop reason (`STATS` map, indexed
 //! by [`Counter`]).
 
-/// Counter slots. The names are what `firewall stats` prints, so they are
-/// part of the user interface; append new ones at the end.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    AcceptNew = 0,
-    AcceptEstablished,
-    AcceptRelated,
-    AcceptUntracked,
+/// Declares [`Counter`], its slot order, [`Counter::ALL`] and the names
+/// `firewall stats` prints, from one list: a counter is added in one place.
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )*) => {
+        /// Counter slots. The names are part of the user interface; append
+        /// new ones at the end (slots are positions in the pinned map).
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Counter {
+            /// Every counter, in slot order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+            pub const COUNT: u32 = Self::ALL.len() as u32;
+
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    AcceptNew => "accept_new",
+    AcceptEstablished => "accept_established",
+    AcceptRelated => "accept_related",
+    AcceptUntracked => "accept_untracked",
     /// Not IPv4/IPv6 (ARP, LLDP…): outside a layer-3 firewall's remit.
-    AcceptNonIp,
+    AcceptNonIp => "accept_non_ip",
     /// Transit traffic seen again at egress after ingress already decided.
-    SkipForwarded,
-    DropPolicy,
-    DropRule,
-    DropInvalidTcpFlags,
-    DropInvalidTcpNew,
-    DropInvalidTcpState,
-    DropInvalidIcmp,
-    DropIcmpErrorNoConn,
-    DropMalformed,
-    DropFragment,
-    CtCreated,
-    CtExpiredInPath,
-    CtClosedByRst,
-    CtReopened,
-    CtInsertFailed,
-    AcceptRule,
+    SkipForwarded => "skip_forwarded",
+    DropPolicy => "drop_policy",
+    DropRule => "drop_rule",
+    DropInvalidTcpFlags => "drop_invalid_tcp_flags",
+    DropInvalidTcpNew => "drop_invalid_tcp_new",
+    DropInvalidTcpState => "drop_invalid_tcp_state",
+    DropInvalidIcmp => "drop_invalid_icmp",
+    DropIcmpErrorNoConn => "drop_icmp_error_no_conn",
+    DropMalformed => "drop_malformed",
+    DropFragment => "drop_fragment",
+    CtCreated => "ct_created",
+    CtExpiredInPath => "ct_expired_in_datapath",
+    CtClosedByRst => "ct_closed_by_rst",
+    CtReopened => "ct_reopened",
+    CtInsertFailed => "ct_insert_failed",
+    AcceptRule => "accept_rule",
     /// Non-first fragments from a trusted side (they carry no ports to
     /// track); from a WAN they are dropped as `DropFragment`.
-    AcceptFragment,
+    AcceptFragment => "accept_fragment",
     /// NEW connections a port forward let in (and DNATed).
-    AcceptPortForward,
+    AcceptPortForward => "accept_port_forward",
     /// Packets whose source (egress) or destination (ingress) was rewritten.
-    NatSrcRewritten,
-    NatDstRewritten,
+    NatSrcRewritten => "nat_src_rewritten",
+    NatDstRewritten => "nat_dst_rewritten",
     /// No free port/id within the tries: the connection is refused.
-    DropNatExhausted,
+    DropNatExhausted => "drop_nat_exhausted",
     /// Masquerade on an interface that has no IPv4 address (yet).
-    DropNatNoAddress,
+    DropNatNoAddress => "drop_nat_no_address",
     /// A port forward's reply tuple is already in use.
-    DropNatCollision,
+    DropNatCollision => "drop_nat_collision",
     /// Would have left a NAT interface with an untranslated source.
-    DropNatUntranslated,
+    DropNatUntranslated => "drop_nat_untranslated",
     /// A masquerade binding made with an address the interface no longer
     /// has; the pair is deleted so the next packet starts afresh.
-    DropNatStale,
+    DropNatStale => "drop_nat_stale",
     /// One half of a translated pair was missing (LRU eviction); the other
     /// half is deleted too.
-    DropNatPairBroken,
+    DropNatPairBroken => "drop_nat_pair_broken",
     /// A rewrite helper failed; the packet is not sent half-translated.
-    DropNatRewriteFailed,
+    DropNatRewriteFailed => "drop_nat_rewrite_failed",
     /// A connection kept its address but had to change its source port.
-    NatPortRemapped,
+    NatPortRemapped => "nat_port_remapped",
     /// First packets of connections an FTP command announced (RELATED).
-    AcceptExpected,
+    AcceptExpected => "accept_expected",
     /// Expectations the FTP helper created.
-    FtpExpectCreated,
+    FtpExpectCreated => "ftp_expect_created",
     /// FTP commands whose address/port NAT rewrote.
-    FtpRewritten,
+    FtpRewritten => "ftp_rewritten",
     /// PORT/EPRT naming another host than the client (anti-bounce): no
     /// expectation, as in netfilter.
-    FtpBounceRefused,
+    FtpBounceRefused => "ftp_bounce_refused",
     /// A command split across segments (netfilter drops these; the sender
     /// retransmits).
-    DropFtpPartial,
+    DropFtpPartial => "drop_ftp_partial",
     /// A recognised command with malformed arguments.
-    DropFtpInvalid,
+    DropFtpInvalid => "drop_ftp_invalid",
     /// A command needing NAT that cannot be rewritten in place (segment too
     /// long, no port for the data connection): dropped rather than leaked
     /// untranslated.
-    DropFtpUnmangleable,
+    DropFtpUnmangleable => "drop_ftp_unmangleable",
     /// ESTABLISHED packets the XDP fast path forwarded itself (FIB lookup,
     /// MAC rewrite, TTL/hop limit, `bpf_redirect`), bypassing the stack.
-    FastPathForwarded,
+    FastPathForwarded => "fastpath_forwarded",
     /// Fast-path fallbacks to the stack (`XDP_PASS`), one per reason.
     /// The flow is translated or helped at TC, or would leave a NAT
     /// interface, whose guard runs at tcx egress (bypassed by a redirect).
-    FastPathNat,
+    FastPathNat => "fastpath_fallback_nat",
     /// VLAN tags, IPv4 options, fragments, IPv6 extension headers, or an
     /// egress back out of the ingress interface.
-    FastPathUnusual,
+    FastPathUnusual => "fastpath_fallback_unusual",
     /// TTL/hop limit ≤ 1: the stack sends the time-exceeded error.
-    FastPathTtl,
+    FastPathTtl => "fastpath_fallback_ttl",
     /// The FIB says local delivery, or forwarding is off.
-    FastPathNotForwarded,
+    FastPathNotForwarded => "fastpath_fallback_not_forwarded",
     /// No neighbour entry for the next hop yet: the stack resolves it.
-    FastPathNoNeigh,
+    FastPathNoNeigh => "fastpath_fallback_no_neigh",
     /// Larger than the egress MTU (GSO packets included): the stack
     /// fragments or sends the ICMP error.
-    FastPathFragNeeded,
+    FastPathFragNeeded => "fastpath_fallback_frag_needed",
     /// Blackhole, unreachable, prohibit or another FIB result.
-    FastPathNoRoute,
+    FastPathNoRoute => "fastpath_fallback_no_route",
     /// The egress interface is not managed by the firewall.
-    FastPathUnmanaged,
+    FastPathUnmanaged => "fastpath_fallback_unmanaged",
     /// Native XDP towards an interface that cannot take redirected XDP
     /// frames (veth: depends on its peer, which the loader cannot see).
-    FastPathNoXdpTarget,
+    FastPathNoXdpTarget => "fastpath_fallback_no_xdp_target",
     /// Refused by a REJECT rule, which answered with a RST or ICMP error.
-    DropReject,
+    DropReject => "drop_reject",
     /// A REJECT rule matched but its answer could not be built (an ICMP
     /// error about an ICMP error, a frame too short): dropped silently.
-    DropRejectNoReply,
+    DropRejectNoReply => "drop_reject_no_reply",
     /// LOG events written to the ring buffer `firewall log` reads.
-    LogEmitted,
+    LogEmitted => "log_emitted",
     /// LOG events lost because the ring buffer was full (no reader).
-    LogLost,
+    LogLost => "log_lost",
     /// A rule that matched but was over its `limit` rate (not a match).
-    RuleLimited,
+    RuleLimited => "rule_limited",
+    /// A frame still carrying an 802.1Q/802.1ad (or 0x9100) tag after the
+    /// two the parser follows: the kernel would strip the tags and route
+    /// what is inside, so passing it as "not IP" would skip the firewall.
+    DropVlanStack => "drop_vlan_stack",
+    /// An IPv4 header checksum that does not verify, on a packet that would
+    /// create a connection or on an ICMP error (`ip_rcv` drops these; no
+    /// state may be made for them).
+    DropBadIpChecksum => "drop_bad_ip_checksum",
+    /// A transport checksum that does not verify, on a packet that would
+    /// create a connection or on an ICMP error (netfilter: INVALID with
+    /// `nf_conntrack_checksum`).
+    DropBadChecksum => "drop_bad_checksum",
+    /// Malformed IPv4 options, or source routing (IPv4 LSRR/SSRR, an IPv6
+    /// routing header with segments left), on a packet that would create a
+    /// connection.
+    DropIpOptions => "drop_ip_options",
+    /// A new connection from outside with a martian source (multicast,
+    /// broadcast, loopback, this host's own address, one with no route
+    /// back) or to a martian destination: the stack drops these.
+    DropMartian => "drop_martian",
+    /// A first packet the stack will not forward because its TTL or hop
+    /// limit is spent: passed without a connection, so the stack sends its
+    /// time-exceeded error and nothing is let back in.
+    PassTtlExpired => "pass_ttl_expired",
+    /// A first packet to a destination with no route (unreachable,
+    /// blackhole, prohibit): passed without a connection, for the stack's
+    /// ICMP error.
+    PassUnroutable => "pass_unroutable",
+    /// A port-forwarded (or helper-translated) first packet with TTL or hop
+    /// limit spent: without its translation the stack would deliver it
+    /// locally, so it is dropped.
+    DropTtlExpired => "drop_ttl_expired",
+    /// An ICMP error this host sends about a packet that has no connection
+    /// (one it refused to forward: TTL, no route). netfilter attaches the
+    /// packet's unconfirmed connection and calls it RELATED.
+    AcceptLocalIcmpError => "accept_local_icmp_error",
+    /// An IPv6 packet whose header chain ends in No Next Header (59): no
+    /// transport to track (netfilter: INVALID).
+    DropNoNextHeader => "drop_no_next_header",
+    /// An ICMP redirect about a translated connection (netfilter drops
+    /// these in `nf_nat_icmp_reply_translation`).
+    DropIcmpRedirectNat => "drop_icmp_redirect_nat",
+    /// An ICMP error quoting a non-first fragment: no transport header to
+    /// tie it to a connection (netfilter: INVALID).
+    DropIcmpErrorQuote => "drop_icmp_error_quote",
+    /// Link-scope ICMPv6 (neighbour and router discovery, redirect, MLD)
+    /// that would be forwarded: never (RFC 4890).
+    DropNdForward => "drop_nd_forward",
+    /// Neighbour/router discovery or MLD failing RFC 4861/2710 validation
+    /// (hop limit, code, length, options).
+    DropNdInvalid => "drop_nd_invalid",
+    /// SCTP packets outside netfilter's SCTP tracker: a wrong verification
+    /// tag, chunks in an invalid order or state, a bad first packet.
+    DropInvalidSctp => "drop_invalid_sctp",
+    /// A protocol without ports (GRE, ESP…) translated by address: another
+    /// inside host already talks to this peer with this protocol, and
+    /// replies could not tell them apart.
+    DropNatPeerBusy => "drop_nat_peer_busy",
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new
 /// counters do not change the map's size, which would stop a newer daemon
 /// from adopting an older instance's pinned map.
-pub const STATS_SLOTS: u32 = 64;
+pub const STATS_SLOTS: u32 = 128;
 const _: () = assert!(Counter::COUNT <= STATS_SLOTS);
-
-impl Counter {
-    pub const COUNT: u32 = 55;
-    pub const ALL: [Counter; Self::COUNT as usize] = [
-        Counter::AcceptNew,
-        Counter::AcceptEstablished,
-        Counter::AcceptRelated,
-        Counter::AcceptUntracked,
-        Counter::AcceptNonIp,
-        Counter::SkipForwarded,
-        Counter::DropPolicy,
-        Counter::DropRule,
-        Counter::DropInvalidTcpFlags,
-        Counter::DropInvalidTcpNew,
-        Counter::DropInvalidTcpState,
-        Counter::DropInvalidIcmp,
-        Counter::DropIcmpErrorNoConn,
-        Counter::DropMalformed,
-        Counter::DropFragment,
-        Counter::CtCreated,
-        Counter::CtExpiredInPath,
-        Counter::CtClosedByRst,
-        Counter::CtReopened,
-        Counter::CtInsertFailed,
-        Counter::AcceptRule,
-        Counter::AcceptFragment,
-        Counter::AcceptPortForward,
-        Counter::NatSrcRewritten,
-        Counter::NatDstRewritten,
-        Counter::DropNatExhausted,
-        Counter::DropNatNoAddress,
-        Counter::DropNatCollision,
-        Counter::DropNatUntranslated,
-        Counter::DropNatStale,
-        Counter::DropNatPairBroken,
-        Counter::DropNatRewriteFailed,
-        Counter::NatPortRemapped,
-        Counter::AcceptExpected,
-        Counter::FtpExpectCreated,
-        Counter::FtpRewritten,
-        Counter::FtpBounceRefused,
-        Counter::DropFtpPartial,
-        Counter::DropFtpInvalid,
-        Counter::DropFtpUnmangleable,
-        Counter::FastPathForwarded,
-        Counter::FastPathNat,
-        Counter::FastPathUnusual,
-        Counter::FastPathTtl,
-        Counter::FastPathNotForwarded,
-        Counter::FastPathNoNeigh,
-        Counter::FastPathFragNeeded,
-        Counter::FastPathNoRoute,
-        Counter::FastPathUnmanaged,
-        Counter::FastPathNoXdpTarget,
-        Counter::DropReject,
-        Counter::DropRejectNoReply,
-        Counter::LogEmitted,
-        Counter::LogLost,
-        Counter::RuleLimited,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Counter::AcceptNew => "accept_new",
-            Counter::AcceptEstablished => "accept_established",
-            Counter::AcceptRelated => "accept_related",
-            Counter::AcceptUntracked => "accept_untracked",
-            Counter::AcceptNonIp => "accept_non_ip",
-            Counter::SkipForwarded => "skip_forwarded",
-            Counter::DropPolicy => "drop_policy",
-            Counter::DropRule => "drop_rule",
-            Counter::DropInvalidTcpFlags => "drop_invalid_tcp_flags",
-            Counter::DropInvalidTcpNew => "drop_invalid_tcp_new",
-            Counter::DropInvalidTcpState => "drop_invalid_tcp_state",
-            Counter::DropInvalidIcmp => "drop_invalid_icmp",
-            Counter::DropIcmpErrorNoConn => "drop_icmp_error_no_conn",
-            Counter::DropMalformed => "drop_malformed",
-            Counter::DropFragment => "drop_fragment",
-            Counter::CtCreated => "ct_created",
-            Counter::CtExpiredInPath => "ct_expired_in_datapath",
-            Counter::CtClosedByRst => "ct_closed_by_rst",
-            Counter::CtReopened => "ct_reopened",
-            Counter::CtInsertFailed => "ct_insert_failed",
-            Counter::AcceptRule => "accept_rule",
-            Counter::AcceptFragment => "accept_fragment",
-            Counter::AcceptPortForward => "accept_port_forward",
-            Counter::NatSrcRewritten => "nat_src_rewritten",
-            Counter::NatDstRewritten => "nat_dst_rewritten",
-            Counter::DropNatExhausted => "drop_nat_exhausted",
-            Counter::DropNatNoAddress => "drop_nat_no_address",
-            Counter::DropNatCollision => "drop_nat_collision",
-            Counter::DropNatUntranslated => "drop_nat_untranslated",
-            Counter::DropNatStale => "drop_nat_stale",
-            Counter::DropNatPairBroken => "drop_nat_pair_broken",
-            Counter::DropNatRewriteFailed => "drop_nat_rewrite_failed",
-            Counter::NatPortRemapped => "nat_port_remapped",
-            Counter::AcceptExpected => "accept_expected",
-            Counter::FtpExpectCreated => "ftp_expect_created",
-            Counter::FtpRewritten => "ftp_rewritten",
-            Counter::FtpBounceRefused => "ftp_bounce_refused",
-            Counter::DropFtpPartial => "drop_ftp_partial",
-            Counter::DropFtpInvalid => "drop_ftp_invalid",
-            Counter::DropFtpUnmangleable => "drop_ftp_unmangleable",
-            Counter::FastPathForwarded => "fastpath_forwarded",
-            Counter::FastPathNat => "fastpath_fallback_nat",
-            Counter::FastPathUnusual => "fastpath_fallback_unusual",
-            Counter::FastPathTtl => "fastpath_fallback_ttl",
-            Counter::FastPathNotForwarded => "fastpath_fallback_not_forwarded",
-            Counter::FastPathNoNeigh => "fastpath_fallback_no_neigh",
-            Counter::FastPathFragNeeded => "fastpath_fallback_frag_needed",
-            Counter::FastPathNoRoute => "fastpath_fallback_no_route",
-            Counter::FastPathUnmanaged => "fastpath_fallback_unmanaged",
-            Counter::FastPathNoXdpTarget => "fastpath_fallback_no_xdp_target",
-            Counter::DropReject => "drop_reject",
-            Counter::DropRejectNoReply => "drop_reject_no_reply",
-            Counter::LogEmitted => "log_emitted",
-            Counter::LogLost => "log_lost",
-            Counter::RuleLimited => "rule_limited",
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
     fn all_lists_every_counter_in_slot_order() {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i, "{}", c.name());
+        }
+        // The last variant's slot is COUNT - 1: nothing was left out.
+        assert_eq!(*Counter::ALL.last().unwrap() as u32, Counter::COUNT - 1);
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let names: BTreeSet<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Counter::ALL.len());
+        for n in names {
+            assert!(
+                n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{n}"
+            );
         }
     }
 }

@@ -10,21 +10,26 @@
 #![no_std]
 #![no_main]
 
+mod admit;
 mod conntrack;
+mod csum;
 mod fastpath;
+mod fib;
 mod ftp;
 mod maps;
 mod nat;
+mod nd;
 mod parse;
 mod reject;
+mod related;
 mod rules;
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, bpf_fib_lookup as FibParams, xdp_action, xdp_md},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action, xdp_md},
     cty::c_void,
     helpers::{
-        bpf_fib_lookup, bpf_ktime_get_ns,
+        bpf_ktime_get_ns,
         generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
     },
     macros::{classifier, xdp},
@@ -39,11 +44,13 @@ use firewall_common::{
 };
 
 use crate::{
+    admit::Admission,
     conntrack::{NO_REWRITE, NatSpec, Rewrite, Tracked},
     maps::{
         CONNTRACK, EXPECT, FASTPATH_ARGS, FastPathArgs, HELPERS, IFACES, JUMP, JUMP_XDP, PORT_FWD,
         REJECT_ARGS, SCRATCH, SETTINGS, XDP_JUMP_FASTPATH, XDP_JUMP_REJECT, count,
     },
+    nd::NdVerdict,
     parse::{L4Kind, LoadBytes, Packet, ParseError},
     rules::{Fallback, PolicyVerdict},
 };
@@ -61,8 +68,8 @@ enum Verdict {
 /// Where the packet was seen.
 #[derive(Clone, Copy)]
 enum Hook {
-    /// XDP on a managed interface.
-    Ingress { ifindex: u32, role: Role },
+    /// XDP on a managed interface; `flags` are its `nd::iface_flags`.
+    Ingress { ifindex: u32, role: Role, flags: u8 },
     /// TC egress on `ifindex`, for traffic the host originates (or that
     /// arrived on an interface the firewall does not manage).
     Egress { ifindex: u32 },
@@ -72,13 +79,6 @@ enum Hook {
 /// tags, IPv4 with maximal options or IPv6 with ordinary extension headers,
 /// and a TCP header with options.
 const HEADER_PULL: u32 = 256;
-
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-/// BPF_FIB_LKUP_RET_NOT_FWDED / _FWD_DISABLED: local delivery (or a host
-/// that does not forward). Everything else means the kernel would route it.
-const FIB_NOT_FWDED: i64 = 4;
-const FIB_FWD_DISABLED: i64 = 5;
 
 #[xdp]
 pub fn firewall_xdp(ctx: XdpContext) -> u32 {
@@ -92,11 +92,16 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
         // closed like a WAN.
         None => Role::Wan,
     };
+    let flags = cfg.map_or(0, |c| c.flags);
     let (verdict, nat) = process(
         &ctx,
         ctx.data(),
         ctx.data_end(),
-        Hook::Ingress { ifindex, role },
+        Hook::Ingress {
+            ifindex,
+            role,
+            flags,
+        },
     );
     match verdict {
         Verdict::Pass => xdp_action::XDP_PASS,
@@ -515,6 +520,13 @@ impl LoadBytes for XdpContext {
     fn holds(&self, start: usize, end: usize, len: usize) -> bool {
         start + len <= end
     }
+
+    #[inline(always)]
+    fn load_raw(&self, off: u32, buf: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper bounds-checks against the frame; the caller
+        // owns `len` bytes at `buf`.
+        unsafe { bpf_xdp_load_bytes(self.ctx as *mut xdp_md, off, buf as *mut c_void, len) >= 0 }
+    }
 }
 
 impl LoadBytes for TcContext {
@@ -540,6 +552,15 @@ impl LoadBytes for TcContext {
     #[inline(always)]
     fn holds(&self, _start: usize, _end: usize, len: usize) -> bool {
         len <= self.len() as usize
+    }
+
+    #[inline(always)]
+    fn load_raw(&self, off: u32, buf: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper bounds-checks against the skb; the caller
+        // owns `len` bytes at `buf`.
+        unsafe {
+            bpf_skb_load_bytes(self.skb.skb as *const c_void, off, buf as *mut c_void, len) >= 0
+        }
     }
 }
 
@@ -589,24 +610,25 @@ fn process<C: EbpfContext + LoadBytes>(
         Ok(p) => p,
         Err(ParseError::NotIp) => return (pass_with(Counter::AcceptNonIp), none),
         Err(ParseError::Malformed) => return (drop_with(Counter::DropMalformed), none),
+        Err(ParseError::VlanStack) => return (drop_with(Counter::DropVlanStack), none),
     };
     let Some(settings) = SETTINGS.get(0) else {
         return (drop_with(Counter::DropPolicy), none);
     };
-    let untrusted = matches!(
-        hook,
-        Hook::Ingress {
-            role: Role::Wan,
-            ..
-        }
-    );
     let now = unsafe { bpf_ktime_get_ns() };
-    match p.kind {
-        L4Kind::IcmpUntracked => return (pass_with(Counter::AcceptUntracked), none),
+    let mut state = CtState::New;
+    let pending = match p.kind {
         L4Kind::IcmpInvalid => return (drop_with(Counter::DropInvalidIcmp), none),
         L4Kind::Fragment => {
             // Non-first fragments carry no transport header; without the
             // first fragment's verdict we cannot tie them to a connection.
+            let untrusted = matches!(
+                hook,
+                Hook::Ingress {
+                    role: Role::Wan,
+                    ..
+                }
+            );
             let v = if untrusted {
                 drop_with(Counter::DropFragment)
             } else {
@@ -615,54 +637,101 @@ fn process<C: EbpfContext + LoadBytes>(
             return (v, none);
         }
         L4Kind::IcmpError => {
-            return match conntrack::related(p, now) {
-                Some(rw) => (pass_with(Counter::AcceptRelated), rw),
-                None => (drop_with(Counter::DropIcmpErrorNoConn), none),
+            let r = match hook {
+                Hook::Ingress { .. } => related::arriving(ctx, p, now),
+                Hook::Egress { .. } => related::leaving(p, now),
+            };
+            return match r {
+                Ok((c, nat)) => (pass_with(c), nat),
+                Err(c) => (drop_with(c), none),
             };
         }
-        _ => {}
-    }
-    let (state, pending) = match conntrack::track(p, settings, now) {
-        Tracked::Invalid(reason) => return (drop_with(reason), none),
-        Tracked::Hit {
-            state: CtState::Established,
-            nat,
-        } => {
-            count(Counter::AcceptEstablished);
-            return (Verdict::Established, nat);
-        }
-        // An original-direction packet of a connection that has not been
-        // answered yet is still NEW: policy decides again.
-        Tracked::Hit { state, nat } => (state, Pending::tracked(nat)),
-        Tracked::Miss => match first_packet(ctx, p, settings, hook, now) {
-            Ok(pending) => (CtState::New, pending),
-            Err(done) => return done,
+        L4Kind::IcmpUntracked => match hook {
+            // The host's own neighbour discovery.
+            Hook::Egress { .. } => return (pass_with(Counter::AcceptUntracked), none),
+            Hook::Ingress {
+                ifindex,
+                role,
+                flags,
+            } => match nd::arriving(ctx, p, ifindex, flags, role == Role::Lan) {
+                NdVerdict::Accept => return (pass_with(Counter::AcceptUntracked), none),
+                NdVerdict::Drop(c) => return (drop_with(c), none),
+                NdVerdict::Rules => {
+                    state = CtState::Untracked;
+                    Pending::decided(none)
+                }
+            },
         },
+        _ => match conntrack::track(p, settings, now) {
+            Tracked::Invalid(reason) => return (drop_with(reason), none),
+            Tracked::Hit {
+                state: CtState::Established,
+                nat,
+            } => {
+                count(Counter::AcceptEstablished);
+                return (Verdict::Established, nat);
+            }
+            // An original-direction packet of a connection that has not
+            // been answered yet is still NEW: policy decides again.
+            Tracked::Hit { state: st, nat } => {
+                state = st;
+                Pending::decided(nat)
+            }
+            Tracked::Miss => match first_packet(p, settings, hook, now) {
+                Ok(pending) => pending,
+                Err(done) => return done,
+            },
+        },
+    };
+    let routed = if pending.dnat {
+        // The output interface is not known before translation: `oif`
+        // conditions do not match port-forwarded packets.
+        Routed {
+            chain: Chain::Forward,
+            route: fib::Route::UNKNOWN,
+        }
+    } else if state == CtState::Untracked {
+        // Link-scope messages for the host (`nd` dropped the others).
+        Routed {
+            chain: Chain::Input,
+            route: fib::Route::UNKNOWN,
+        }
+    } else {
+        route(ctx, p, settings, hook)
     };
     // One call site of the policy: every inlined copy of the rule walk
     // costs the verifier a full exploration of it.
-    let (route, fallback) = if pending.forward {
-        // The output interface is not known before translation: `oif`
-        // conditions do not match port-forwarded packets.
-        (
-            (Chain::Forward, 0),
-            Fallback::Accept(Counter::AcceptPortForward),
-        )
+    let verdict = if pending.related {
+        // An announced data connection: RELATED, policy does not apply.
+        PolicyVerdict::Accept(Counter::AcceptExpected)
     } else {
-        (route(ctx, p, settings, hook), Fallback::Policy)
+        let fallback = if pending.port_forward {
+            Fallback::Accept(Counter::AcceptPortForward)
+        } else {
+            Fallback::Policy
+        };
+        policy(p, settings, hook, &routed, state, fallback)
     };
-    match policy(p, settings, hook, route, state, fallback) {
+    match verdict {
         PolicyVerdict::Drop(c) => (drop_with(c), none),
         PolicyVerdict::Reject(r) => (reject_with(r), none),
-        PolicyVerdict::Accept(c) if !pending.new => (pass_with(c), pending.nat),
+        PolicyVerdict::Accept(c) if !pending.create => (pass_with(c), pending.nat),
         PolicyVerdict::Accept(c) => {
-            let spec = if pending.forward {
+            if let Hook::Ingress { ifindex, flags, .. } = hook {
+                let at = admit::Arrival { ifindex, flags };
+                match admit::first_packet(ctx, p, at, routed.route, pending.dnat) {
+                    Admission::Create => {}
+                    Admission::Drop(reason) => return (drop_with(reason), none),
+                    Admission::PassUntracked(reason) => return (pass_with(reason), none),
+                }
+            }
+            let spec = if pending.dnat {
                 NatSpec::Dest {
-                    addr: pending.fwd_addr,
-                    port: pending.fwd_port,
+                    addr: pending.dnat_addr,
+                    port: pending.dnat_port,
                 }
             } else {
-                source_nat(p, settings, route.0, route.1)
+                source_nat(p, settings, routed.chain, routed.route.oif)
             };
             match conntrack::create(p, pending.tcp_state, settings, now, spec, pending.ct_flags) {
                 Ok(rw) => (pass_with(c), rw),
@@ -678,68 +747,70 @@ fn process<C: EbpfContext + LoadBytes>(
 /// verifier rejects (`!read_ok`).
 #[derive(Clone, Copy)]
 struct Pending {
-    /// A first packet, created on acceptance; else an unanswered
-    /// connection's original-direction packet, tracked already, whose
-    /// rewrite is `nat`.
-    new: bool,
+    /// A first packet, whose connection is created on acceptance; else a
+    /// packet of a connection tracked already (whose rewrite is `nat`), or
+    /// one never tracked.
+    create: bool,
+    /// The first packet of a data connection a helper announced: RELATED,
+    /// no policy.
+    related: bool,
+    /// A port forward lets it in unless a rule drops it.
+    port_forward: bool,
     nat: u8,
     tcp_state: u8,
     ct_flags: u8,
-    /// A port forward translates it to `fwd_addr:fwd_port`; else the
-    /// source NAT of its route applies.
-    forward: bool,
-    fwd_addr: u32,
-    fwd_port: u16,
+    /// Translated to `dnat_addr:dnat_port` (a port forward, or a data
+    /// connection following its master); else the source NAT of its route
+    /// applies.
+    dnat: bool,
+    dnat_addr: u32,
+    dnat_port: u16,
 }
 
 impl Pending {
+    /// A packet whose connection (if any) exists: policy only.
     #[inline(always)]
-    fn tracked(nat: u8) -> Pending {
+    fn decided(nat: u8) -> Pending {
         Pending {
-            new: false,
+            create: false,
+            related: false,
+            port_forward: false,
             nat,
             tcp_state: 0,
             ct_flags: 0,
-            forward: false,
-            fwd_addr: 0,
-            fwd_port: 0,
+            dnat: false,
+            dnat_addr: 0,
+            dnat_port: 0,
         }
     }
 }
 
-/// The first packet of a flow up to the policy: its validity, an expected
-/// (RELATED) data connection, which needs no policy (`Err`, decided), the
-/// helper to attach, and a port forward.
+/// The first packet of a flow up to the policy: its validity, whether a
+/// helper announced it (RELATED), the helper to attach, and a port forward.
 #[inline(always)]
-fn first_packet<C: EbpfContext>(
-    ctx: &C,
-    p: &Packet,
-    s: &Settings,
-    hook: Hook,
-    now: u64,
-) -> Result<Pending, (Verdict, u8)> {
-    let none = NO_REWRITE;
+fn first_packet(p: &Packet, s: &Settings, hook: Hook, now: u64) -> Result<Pending, (Verdict, u8)> {
     let tcp_state = match conntrack::new_flow_state(p) {
         Ok(st) => st,
-        Err(reason) => return Err((drop_with(reason), none)),
+        Err(reason) => return Err((drop_with(reason), NO_REWRITE)),
     };
-    let mut ct_flags = 0;
+    let mut pending = Pending {
+        create: true,
+        tcp_state,
+        ..Pending::decided(NO_REWRITE)
+    };
     if s.helpers != 0 && p.kind == L4Kind::Tcp {
-        if let Some(mut spec) = expected(p, now) {
-            // RELATED: an announced data connection; policy does not apply.
+        if let Some(spec) = expected(p, now) {
             // Without a translation of its own (a passive data connection
-            // from inside), it still gets the source NAT of the interface it
-            // leaves through, like any connection.
-            if matches!(spec, NatSpec::None) {
-                let (chain, out_ifindex) = route(ctx, p, s, hook);
-                spec = source_nat(p, s, chain, out_ifindex);
+            // from inside), it still gets the source NAT of the interface
+            // it leaves through, like any connection.
+            if let NatSpec::Dest { addr, port } = spec {
+                pending.dnat = true;
+                pending.dnat_addr = addr;
+                pending.dnat_port = port;
             }
-            return Err(
-                match conntrack::create(p, tcp_state, s, now, spec, flags::EXPECTED) {
-                    Ok(rw) => (pass_with(Counter::AcceptExpected), rw),
-                    Err(reason) => (drop_with(reason), none),
-                },
-            );
+            pending.related = true;
+            pending.ct_flags = flags::EXPECTED;
+            return Ok(pending);
         }
         let key = PortFwdKey {
             proto: p.key.proto,
@@ -748,22 +819,16 @@ fn first_packet<C: EbpfContext>(
         };
         // SAFETY: read-only lookup of a plain value.
         if unsafe { HELPERS.get(&key) }.is_some() {
-            ct_flags |= flags::HELPER_FTP;
+            pending.ct_flags |= flags::HELPER_FTP;
         }
     }
-    let (forward, fwd_addr, fwd_port) = match port_forward(p, s, hook) {
-        Some(NatSpec::Dest { addr, port }) => (true, addr, port),
-        _ => (false, 0, 0),
-    };
-    Ok(Pending {
-        new: true,
-        nat: NO_REWRITE,
-        tcp_state,
-        ct_flags,
-        forward,
-        fwd_addr,
-        fwd_port,
-    })
+    if let Some(NatSpec::Dest { addr, port }) = port_forward(p, s, hook) {
+        pending.port_forward = true;
+        pending.dnat = true;
+        pending.dnat_addr = addr;
+        pending.dnat_port = port;
+    }
+    Ok(pending)
 }
 
 /// The first packet of a data connection a helper announced: consumes the
@@ -848,10 +913,12 @@ fn policy(
     p: &Packet,
     s: &Settings,
     hook: Hook,
-    (chain, oif): (Chain, u32),
+    routed: &Routed,
     state: CtState,
     fallback: Fallback,
 ) -> PolicyVerdict {
+    let chain = routed.chain;
+    let oif = routed.route.oif;
     let at = match hook {
         Hook::Egress { .. } => rules::Position {
             chain,
@@ -860,7 +927,7 @@ fn policy(
             role: None,
             state,
         },
-        Hook::Ingress { ifindex, role } => rules::Position {
+        Hook::Ingress { ifindex, role, .. } => rules::Position {
             chain,
             iif: ifindex,
             oif: if chain == Chain::Forward { oif } else { 0 },
@@ -871,49 +938,46 @@ fn policy(
     rules::decide(p, s, &at, fallback)
 }
 
-/// The chain, and the egress interface when the packet is forwarded. At
-/// egress it is OUTPUT through the interface itself; at ingress a FIB lookup
-/// decides, done only when rules, differing policies or source NAT need it.
+/// The chain, and where the routing table sends the packet.
+#[derive(Clone, Copy)]
+struct Routed {
+    chain: Chain,
+    /// At egress, the interface itself; at ingress, the FIB's answer, or
+    /// `Outcome::Unknown` when nothing needed one.
+    route: fib::Route,
+}
+
+/// At egress it is OUTPUT through the interface itself; at ingress a FIB
+/// lookup decides, done only when rules, differing policies or source NAT
+/// need it (admission makes its own when it must).
 #[inline(always)]
-fn route<C: EbpfContext>(ctx: &C, p: &Packet, s: &Settings, hook: Hook) -> (Chain, u32) {
+fn route<C: EbpfContext>(ctx: &C, p: &Packet, s: &Settings, hook: Hook) -> Routed {
     let ifindex = match hook {
-        Hook::Egress { ifindex } => return (Chain::Output, ifindex),
+        Hook::Egress { ifindex } => {
+            return Routed {
+                chain: Chain::Output,
+                route: fib::Route {
+                    outcome: fib::Outcome::Forward,
+                    oif: ifindex,
+                },
+            };
+        }
         Hook::Ingress { ifindex, .. } => ifindex,
     };
     let needs_nat = s.nat & settings_nat::SOURCE != 0 && p.key.family == FAMILY_V4;
     let no_rules = rules::ruleset(s).is_none_or(|h| h.count == 0 && h.policy[0] == h.policy[1]);
     if no_rules && !needs_nat {
-        return (Chain::Input, 0);
+        return Routed {
+            chain: Chain::Input,
+            route: fib::Route::UNKNOWN,
+        };
     }
-    // SAFETY: all-zero is a valid bpf_fib_lookup.
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
-    params.l4_protocol = p.key.proto;
-    params.sport = p.key.sport;
-    params.dport = p.key.dport;
-    params.ifindex = ifindex;
-    // tot_len stays 0: only the route matters here, not the MTU check.
-    if p.key.family == FAMILY_V4 {
-        params.family = AF_INET;
-        params.__bindgen_anon_3.ipv4_src = p.key.src[0];
-        params.__bindgen_anon_4.ipv4_dst = p.key.dst[0];
-    } else {
-        params.family = AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = p.key.src;
-        params.__bindgen_anon_4.ipv6_dst = p.key.dst;
-    }
-    let ret = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut params,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
+    let route = fib::route(ctx, &p.key, ifindex, false);
+    let chain = match route.outcome {
+        fib::Outcome::Local | fib::Outcome::Disabled => Chain::Input,
+        _ => Chain::Forward,
     };
-    if ret == FIB_NOT_FWDED || ret == FIB_FWD_DISABLED {
-        (Chain::Input, 0)
-    } else {
-        (Chain::Forward, params.ifindex)
-    }
+    Routed { chain, route }
 }
 
 #[cfg(not(test))]

@@ -8,7 +8,8 @@
 use core::mem::size_of;
 
 use firewall_common::{
-    CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+    IPPROTO_UDP,
     ct::{IcmpClass, classify_icmp},
 };
 use network_types::{
@@ -25,6 +26,10 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
+/// The pre-standard QinQ TPID some switches still use.
+const ETH_P_QINQ1: u16 = 0x9100;
+/// VLAN tags followed (802.1ad outer + 802.1Q inner).
+const MAX_VLAN_TAGS: usize = 2;
 
 /// Reads bytes through the `bpf_{xdp,skb}_load_bytes` helpers. Used where
 /// the offset comes out of a loop (IPv6 extension headers) or sits deep in
@@ -37,6 +42,8 @@ pub trait LoadBytes {
     /// pointers; TC uses `skb->len`, because the payload of a locally built
     /// skb sits in paged data beyond `data_end`.
     fn holds(&self, start: usize, end: usize, len: usize) -> bool;
+    /// Copies `len` bytes at `off` to `buf`; false if they are not there.
+    fn load_raw(&self, off: u32, buf: *mut u8, len: u32) -> bool;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,6 +52,23 @@ pub enum ParseError {
     NotIp,
     /// Truncated or inconsistent headers.
     Malformed,
+    /// Still a VLAN TPID after the tags the parser follows. The kernel
+    /// strips any number of priority tags and routes what is inside, so
+    /// such a frame cannot be passed as "not IP".
+    VlanStack,
+}
+
+/// `Packet::flags` bits.
+pub mod pkt_flags {
+    /// An IPv6 routing header with segments left: the packet asks to be
+    /// source-routed.
+    pub const SOURCE_ROUTE: u8 = 1 << 0;
+    /// An ICMP error quoting a non-first fragment, whose bytes after the IP
+    /// header are payload, not a transport header.
+    pub const QUOTES_FRAGMENT: u8 = 1 << 1;
+    /// The first fragment of a fragmented datagram: its transport header is
+    /// here, but its checksum and length cover fragments still to come.
+    pub const FIRST_FRAGMENT: u8 = 1 << 2;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,6 +83,8 @@ pub enum L4Kind {
     IcmpInvalid,
     /// Any other IP protocol: tracked by addresses only.
     Other,
+    /// SCTP: ports in the tuple, the verification tag in `Packet::vtag`.
+    Sctp,
     /// A non-first fragment: no transport header to read.
     Fragment,
 }
@@ -85,6 +111,10 @@ pub struct Packet {
     pub inner_l4_off: u16,
     /// For TCP: offset of the payload.
     pub payload_off: u16,
+    /// [`pkt_flags`] bits.
+    pub flags: u8,
+    /// SCTP: the common header's verification tag, as read.
+    pub vtag: u32,
 }
 
 /// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
@@ -145,8 +175,9 @@ pub fn parse<L: LoadBytes>(
     // SAFETY: bounds-checked by ptr_at.
     let mut proto = be16(unsafe { (*eth).ether_type.to_ne_bytes() });
     let mut off = EthHdr::LEN;
-    // Up to two VLAN tags (802.1ad outer + 802.1Q inner).
-    for _ in 0..2 {
+    // Only the TPIDs the kernel strips are followed (`eth_type_vlan`); a
+    // 0x9100 tag, or one more tag than we follow, is refused below.
+    for _ in 0..MAX_VLAN_TAGS {
         if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
             let tag: *const [u8; 4] = ptr_at(start, end, off)?;
             proto = be16(unsafe { [(*tag)[2], (*tag)[3]] });
@@ -156,8 +187,14 @@ pub fn parse<L: LoadBytes>(
     match proto {
         ETH_P_IP => parse_v4(l, start, end, off, p),
         ETH_P_IPV6 => parse_v6(l, start, end, off, p),
+        _ if is_vlan_tpid(proto) => Err(ParseError::VlanStack),
         _ => Err(ParseError::NotIp),
     }
+}
+
+#[inline(always)]
+fn is_vlan_tpid(proto: u16) -> bool {
+    proto == ETH_P_8021Q || proto == ETH_P_8021AD || proto == ETH_P_QINQ1
 }
 
 #[inline(always)]
@@ -176,6 +213,8 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     p.l4_off = 0;
     p.inner_l4_off = 0;
     p.payload_off = 0;
+    p.flags = 0;
+    p.vtag = 0;
 }
 
 fn parse_v4<L: LoadBytes>(
@@ -202,10 +241,13 @@ fn parse_v4<L: LoadBytes>(
     p.ttl = ip.ttl;
     p.key.src[0] = u32::from_ne_bytes(ip.src_addr);
     p.key.dst[0] = u32::from_ne_bytes(ip.dst_addr);
-    let frag_off = be16(ip.frags) & 0x1fff;
-    if frag_off != 0 {
+    let frags = be16(ip.frags);
+    if frags & 0x1fff != 0 {
         p.kind = L4Kind::Fragment;
         return Ok(());
+    }
+    if frags & 0x2000 != 0 {
+        p.flags |= pkt_flags::FIRST_FRAGMENT;
     }
     parse_l4(l, start, end, l3 + tot_len, l3 + ihl, p)
 }
@@ -227,19 +269,62 @@ fn parse_v6<L: LoadBytes>(
     if !l.holds(start, end, l3_end) {
         return Err(ParseError::Malformed);
     }
-    let mut nh = ip.next_hdr;
     reset(p, FAMILY_V6, 0, (Ipv6Hdr::LEN + payload) as u32);
     p.l3_off = l3 as u16;
     p.ttl = ip.hop_limit;
     p.key.src = v6_words(&ip.src_addr);
     p.key.dst = v6_words(&ip.dst_addr);
-    let mut off = l3 + Ipv6Hdr::LEN;
-    let mut fragment = false;
+    let chain = walk_ext_headers(l, ip.next_hdr, l3 + Ipv6Hdr::LEN)?;
+    p.key.proto = chain.next;
+    p.l4_off = chain.off as u16;
+    if chain.source_route {
+        p.flags |= pkt_flags::SOURCE_ROUTE;
+    }
+    if chain.later_fragment {
+        p.kind = L4Kind::Fragment;
+        return Ok(());
+    }
+    if chain.first_fragment {
+        p.flags |= pkt_flags::FIRST_FRAGMENT;
+    }
+    let off = chain.off;
+    parse_l4(l, start, end, l3_end, off, p)
+}
+
+/// Where an IPv6 extension-header chain leads.
+struct ExtChain {
+    /// The first header that is not an extension header.
+    next: u8,
+    /// Its offset.
+    off: usize,
+    /// A fragment header with a non-zero offset: no transport header here.
+    later_fragment: bool,
+    /// A routing header with segments left.
+    source_route: bool,
+    /// A fragment header with offset 0 and more fragments to come.
+    first_fragment: bool,
+}
+
+/// Follows up to [`MAX_EXT_HEADERS`] extension headers from `nh` at `off`,
+/// for the packet itself and for the packet an ICMPv6 error quotes alike.
+#[inline(always)]
+fn walk_ext_headers<L: LoadBytes>(
+    l: &L,
+    mut nh: u8,
+    mut off: usize,
+) -> Result<ExtChain, ParseError> {
+    let mut later_fragment = false;
+    let mut first_fragment = false;
+    let mut source_route = false;
     for _ in 0..MAX_EXT_HEADERS {
         match nh {
-            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+            // Hop-by-hop, routing, destination options: (len + 1) * 8
+            // bytes. A routing header's fourth byte is Segments Left.
             0 | 43 | 60 => {
-                let h: [u8; 2] = l.load(off)?;
+                let h: [u8; 4] = l.load(off)?;
+                if nh == 43 && h[3] != 0 {
+                    source_route = true;
+                }
                 nh = h[0];
                 off += (h[1] as usize + 1) * 8;
                 if off > MAX_OFF {
@@ -250,8 +335,11 @@ fn parse_v6<L: LoadBytes>(
             44 => {
                 let h: [u8; 4] = l.load(off)?;
                 nh = h[0];
-                if be16([h[2], h[3]]) & 0xfff8 != 0 {
-                    fragment = true;
+                let frag = be16([h[2], h[3]]);
+                if frag & 0xfff8 != 0 {
+                    later_fragment = true;
+                } else if frag & 1 != 0 {
+                    first_fragment = true;
                 }
                 off += 8;
             }
@@ -271,13 +359,13 @@ fn parse_v6<L: LoadBytes>(
         // Chain longer than we follow.
         return Err(ParseError::Malformed);
     }
-    p.key.proto = nh;
-    p.l4_off = off as u16;
-    if fragment {
-        p.kind = L4Kind::Fragment;
-        return Ok(());
-    }
-    parse_l4(l, start, end, l3_end, off, p)
+    Ok(ExtChain {
+        next: nh,
+        off,
+        later_fragment,
+        source_route,
+        first_fragment,
+    })
 }
 
 /// Reads the transport header at `l4`. `l3_end` is the offset where the IP
@@ -316,9 +404,27 @@ fn parse_l4<L: LoadBytes>(
             }
             let h: *const [u8; 8] = ptr_at(start, end, l4)?;
             let h = unsafe { &*h };
+            // udp_error(): a length below the header or beyond the packet
+            // (in a first fragment it covers the fragments still to come).
+            let ulen = be16([h[4], h[5]]) as usize;
+            let whole = p.flags & pkt_flags::FIRST_FRAGMENT == 0;
+            if ulen < 8 || (whole && l4 + ulen > l3_end) {
+                return Err(ParseError::Malformed);
+            }
             p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
             p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
             p.kind = L4Kind::Udp;
+        }
+        IPPROTO_SCTP => {
+            // Common header: ports, verification tag, CRC32c.
+            if l4 + 12 > l3_end {
+                return Err(ParseError::Malformed);
+            }
+            let h: [u8; 8] = l.load(l4)?;
+            p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
+            p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
+            p.vtag = u32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+            p.kind = L4Kind::Sctp;
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if l4 + 8 > l3_end {
@@ -334,10 +440,24 @@ fn parse_l4<L: LoadBytes>(
                     p.icmp_code = h[1];
                     p.kind = L4Kind::IcmpQuery;
                 }
-                IcmpClass::Untracked => p.kind = L4Kind::IcmpUntracked,
+                IcmpClass::Untracked => {
+                    // Not a tuple: the type and code are what the link
+                    // checks and the rules look at.
+                    p.key.dport = ty as u16;
+                    p.icmp_code = h[1];
+                    p.kind = L4Kind::IcmpUntracked;
+                }
                 IcmpClass::Invalid => p.kind = L4Kind::IcmpInvalid,
                 IcmpClass::Error => {
-                    p.inner_l4_off = parse_inner(l, l3_end, l4 + 8, p.key.family, &mut p.inner)?;
+                    let (inner_l4, fragment) =
+                        parse_inner(l, l3_end, l4 + 8, p.key.family, &mut p.inner)?;
+                    p.inner_l4_off = inner_l4;
+                    if fragment {
+                        p.flags |= pkt_flags::QUOTES_FRAGMENT;
+                    }
+                    // The key is never looked up; it carries the type.
+                    p.key.dport = ty as u16;
+                    p.icmp_code = h[1];
                     p.kind = L4Kind::IcmpError;
                 }
             }
@@ -347,8 +467,11 @@ fn parse_l4<L: LoadBytes>(
     Ok(())
 }
 
-/// The tuple of the packet an ICMP error quotes: its IP header and the first
-/// 8 bytes of its transport header (all RFC 792 guarantees).
+/// The tuple of the packet an ICMP error quotes: its IP header (IPv6: and
+/// its extension headers, as the outer parser walks them) and the first 8
+/// bytes of its transport header (all RFC 792 guarantees). Returns the
+/// quoted transport header's offset, and whether the quote is a non-first
+/// fragment, which has none (its tuple is left without ports).
 #[inline(always)]
 fn parse_inner<L: LoadBytes>(
     l: &L,
@@ -356,12 +479,13 @@ fn parse_inner<L: LoadBytes>(
     off: usize,
     family: u8,
     k: &mut CtKey,
-) -> Result<u16, ParseError> {
+) -> Result<(u16, bool), ParseError> {
     *k = CtKey {
         family,
         ..CtKey::default()
     };
     let l4;
+    let later_fragment;
     if family == FAMILY_V4 {
         let ip: [u8; 20] = l.load(off)?;
         let ihl = ((ip[0] & 0x0f) as usize) * 4;
@@ -372,21 +496,27 @@ fn parse_inner<L: LoadBytes>(
         k.src[0] = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
         k.dst[0] = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
         l4 = off + ihl;
+        later_fragment = be16([ip[6], ip[7]]) & 0x1fff != 0;
     } else {
         let nh: [u8; 1] = l.load(off + 6)?;
-        k.proto = nh[0];
         let src: [u8; 16] = l.load(off + 8)?;
         k.src = v6_words(&src);
         let dst: [u8; 16] = l.load(off + 24)?;
         k.dst = v6_words(&dst);
-        l4 = off + Ipv6Hdr::LEN;
+        let chain = walk_ext_headers(l, nh[0], off + Ipv6Hdr::LEN)?;
+        k.proto = chain.next;
+        l4 = chain.off;
+        later_fragment = chain.later_fragment;
+    }
+    if later_fragment {
+        return Ok((l4 as u16, true));
     }
     if l4 + 8 > l3_end {
         return Err(ParseError::Malformed);
     }
     let h: [u8; 8] = l.load(l4)?;
     match k.proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP => {
             k.sport = u16::from_ne_bytes([h[0], h[1]]);
             k.dport = u16::from_ne_bytes([h[2], h[3]]);
         }
@@ -396,5 +526,5 @@ fn parse_inner<L: LoadBytes>(
         }
         _ => {}
     }
-    Ok(l4 as u16)
+    Ok((l4 as u16, false))
 }

@@ -20,6 +20,7 @@ use aya::{
 use firewall_common::{
     IfaceConfig, Settings, iface_xdp,
     nat::{IfaceNat, PortFwdKey, PortFwdTarget},
+    nd::iface_flags,
     settings_nat,
 };
 use log::{info, warn};
@@ -95,9 +96,10 @@ pub struct Iface {
 }
 
 impl Iface {
-    /// The datapath's view: role, NAT mode and the address to translate to.
-    /// For masquerade that is the interface's current IPv4 address (none
-    /// yet: 0, and the datapath refuses to translate rather than guess).
+    /// The datapath's view: role, NAT mode and the address to translate to,
+    /// and the IPv6 settings it follows. For masquerade that is the
+    /// interface's current IPv4 address (none yet: 0, and the datapath
+    /// refuses to translate rather than guess).
     pub fn datapath_config(&self) -> IfaceConfig {
         let (nat, addr) = match self.nat {
             None => (IfaceNat::None, None),
@@ -110,11 +112,18 @@ impl Iface {
             AyaXdpMode::Driver if self.physical => iface_xdp::FRAME_TARGET,
             _ => 0,
         };
+        // A virtual device may carry local senders' packets with their
+        // checksum still to be filled in (see `admit`).
+        let virtual_dev = if self.physical {
+            0
+        } else {
+            iface_flags::VIRTUAL
+        };
         IfaceConfig {
             role: self.role as u8,
             nat: nat as u8,
             xdp,
-            _pad: 0,
+            flags: sys::ipv6_nd_flags(&self.name) | virtual_dev,
             nat_addr: addr.map_or(0, |a| u32::from_ne_bytes(a.octets())),
             nat_port_lo: self.nat_ports.0,
             nat_port_hi: self.nat_ports.1,
@@ -295,6 +304,9 @@ fn expected_capacity(name: &str) -> Option<u32> {
         "RULE_WORDS" => RULE_BANKS * MAX_BITMAP_WORDS,
         "RULE_INFO" | "RULE_TEXT" => RULE_BANKS * MAX_RULES,
         "RULE_STATS" | "RULE_LIMITS" => COUNTER_SLOTS,
+        // A smaller one from an older version would silently lose the
+        // counters past its end.
+        "STATS" => firewall_common::stats::STATS_SLOTS,
         _ => return None,
     })
 }
@@ -817,6 +829,27 @@ pub fn refresh_masquerade(maps: &mut Maps, ifaces: &[Iface]) -> Vec<String> {
             && maps.ifaces.insert(i.ifindex, want, 0).is_ok()
         {
             changed.push(i.name.clone());
+        }
+    }
+    changed
+}
+
+/// What the daemon does every second besides masquerade: brings each
+/// interface's IPv6 settings in `IFACES` (whether router advertisements
+/// and redirects are acted on) up to date with its sysctls. Returns the
+/// interfaces whose settings changed.
+pub fn refresh_ipv6_settings(maps: &mut Maps, ifaces: &[Iface]) -> Vec<String> {
+    let mut changed = Vec::new();
+    for i in ifaces {
+        let Ok(mut have) = maps.ifaces.get(&i.ifindex, 0) else {
+            continue;
+        };
+        let want = i.datapath_config().flags;
+        if have.flags != want {
+            have.flags = want;
+            if maps.ifaces.insert(i.ifindex, have, 0).is_ok() {
+                changed.push(i.name.clone());
+            }
         }
     }
     changed

@@ -65,6 +65,32 @@ pub fn require_interface(name: &str) -> Result<u32, SysError> {
     ifindex(name).ok_or_else(|| SysError::NoSuchInterface(name.to_owned()))
 }
 
+/// An IPv6 sysctl of interface `name` (`/proc/sys/net/ipv6/conf/NAME/KEY`),
+/// or `None` when it cannot be read (IPv6 disabled).
+fn ipv6_conf(name: &str, key: &str) -> Option<i64> {
+    let path = Path::new("/proc/sys/net/ipv6/conf").join(name).join(key);
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// What the kernel does with router advertisements and redirects arriving
+/// on `name`, as `nd::iface_flags` bits: `accept_ra` 2, or 1 with
+/// forwarding off (`ipv6_accept_ra`); `accept_redirects` with forwarding
+/// off (a router ignores redirects).
+pub fn ipv6_nd_flags(name: &str) -> u8 {
+    use firewall_common::nd::iface_flags::{ACCEPT_RA, ACCEPT_REDIRECTS};
+    let forwarding = ipv6_conf(name, "forwarding").unwrap_or(0) != 0;
+    let mut flags = 0;
+    match ipv6_conf(name, "accept_ra") {
+        Some(2) => flags |= ACCEPT_RA,
+        Some(1) if !forwarding => flags |= ACCEPT_RA,
+        _ => {}
+    }
+    if !forwarding && ipv6_conf(name, "accept_redirects").unwrap_or(0) != 0 {
+        flags |= ACCEPT_REDIRECTS;
+    }
+    flags
+}
+
 /// Physical NICs have a `device` link in sysfs; veth, bridges and other
 /// virtual devices do not. Used to pick the XDP mode in `auto`.
 pub fn is_physical(name: &str) -> bool {

@@ -764,10 +764,20 @@ fn input_rule_accepts_ssh_from_wan_and_counts_it() {
         ),
     ] {
         let h = Harness::new(SSH_INPUT_RULE);
-        // Forwarding on, but no interface is up and nothing is routed in the
-        // test namespace: the datapath's FIB lookup finds no route, which
-        // means local delivery (INPUT), as the kernel would decide.
+        // Forwarding on, the host's address on the WAN and a default route
+        // out of it: the datapath's FIB lookup says local delivery (INPUT)
+        // for the host, and the default route is the way back to the
+        // client (without one its SYN is refused: see
+        // `new_connection_from_a_source_with_no_route_back_is_refused`).
         h.sysctl(forwarding, "1");
+        h.ip("link set wan0 up");
+        if forwarding.contains("ipv6") {
+            h.ip("addr add 2001:db8:2::2/64 dev wan0 nodad");
+            h.ip("-6 route add default dev wan0");
+        } else {
+            h.ip("addr add 192.0.2.2/24 dev wan0");
+            h.ip("route add default dev wan0");
+        }
         let mut ssh = TcpConv::new(client, host);
         let syn = ssh.client_sends(TCP_SYN, &[]);
         assert_eq!(h.ingress_wan(&syn), Verdict::Pass, "SYN to {host}");
@@ -842,6 +852,12 @@ fn chain_follows_the_route_input_for_local_addresses_forward_for_routed_ones() {
         h.ip("link set lan0 up");
         h.ip("link set wan0 up");
         h.sysctl(forwarding, "1");
+        // The way back to the remote clients.
+        h.ip(if forwarding.contains("ipv6") {
+            "-6 route add default dev wan0"
+        } else {
+            "route add default dev wan0"
+        });
 
         // INPUT matches rule 0 only, FORWARD rule 1 only.
         let cases = [

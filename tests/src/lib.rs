@@ -14,6 +14,7 @@ mod cmd;
 mod config;
 mod firewall;
 mod netns;
+pub mod packets;
 mod poll;
 pub mod topology;
 pub mod traffic;

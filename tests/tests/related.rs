@@ -10,7 +10,9 @@ use std::{net::IpAddr, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
 use tests::{
-    Config, Family, Firewall, Netns, Probe, Stats, poll,
+    Config, Family, Firewall, Netns, Probe, Stats,
+    packets::{icmp_counter, scapy_send},
+    poll,
     traffic::{self, Transport},
     wan2::{self, FAR_HOST, LAN_HOST, ROUTER_LAN, ROUTER_WAN, WAN_ROUTER, Wan2Topology},
 };
@@ -299,42 +301,6 @@ fn upload_v6_uses_the_path_mtu() -> Result<()> {
     check_upload_uses_path_mtu(Family::V6)
 }
 
-/// `counter` in `/proc/net/snmp` (IPv4, `Icmp: ...` header and value lines) or
-/// `/proc/net/snmp6` (IPv6, `name value` lines) of `netns`.
-fn snmp_counter(netns: &Netns, family: Family, counter: &str) -> Result<u64> {
-    let value = match family {
-        Family::V4 => {
-            let text = netns.exec(["cat", "/proc/net/snmp"])?;
-            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Icmp:")).collect();
-            let [names, values] = lines.as_slice() else {
-                anyhow::bail!("unexpected Icmp lines in /proc/net/snmp:\n{text}");
-            };
-            names
-                .split_whitespace()
-                .zip(values.split_whitespace())
-                .find(|(name, _)| *name == counter)
-                .map(|(_, value)| value.to_owned())
-        }
-        Family::V6 => {
-            let text = netns.exec(["cat", "/proc/net/snmp6"])?;
-            text.lines().find_map(|line| {
-                let mut words = line.split_whitespace();
-                (words.next() == Some(counter)).then(|| words.next().unwrap_or("").to_owned())
-            })
-        }
-    };
-    let value = value.with_context(|| format!("no {counter} in {}", netns.name()))?;
-    value
-        .parse()
-        .with_context(|| format!("{counter} = {value:?}"))
-}
-
-/// Sends one packet built by scapy expression `packet` from `netns`.
-fn scapy_send(netns: &Netns, packet: &str) -> Result<()> {
-    let script = format!("from scapy.all import *\nsend({packet}, verbose=False)\n");
-    netns.exec(["/usr/bin/python3", "-c", &script]).map(drop)
-}
-
 /// The WAN router forges a port unreachable quoting a UDP datagram that was never
 /// sent: to the router's WAN address (IPv4; the firewall would have to translate it to
 /// reach the LAN) or to the LAN host (IPv6). It is dropped as matching no connection,
@@ -372,8 +338,8 @@ fn check_forged_error_dropped(family: Family) -> Result<()> {
         Family::V4 => "InMsgs",
         Family::V6 => "Icmp6InMsgs",
     };
-    let victim_before = snmp_counter(victim, family, unreachables)?;
-    let lan_before = snmp_counter(&topo.lan, family, lan_counter)?;
+    let victim_before = icmp_counter(victim, family, unreachables)?;
+    let lan_before = icmp_counter(&topo.lan, family, lan_counter)?;
     let before = fw.stats()?;
     scapy_send(&topo.wanr, &packet)?;
     poll(
@@ -394,13 +360,13 @@ fn check_forged_error_dropped(family: Family) -> Result<()> {
         "the forged error was accepted as RELATED: {:?}",
         after.counters
     );
-    let victim_after = snmp_counter(victim, family, unreachables)?;
+    let victim_after = icmp_counter(victim, family, unreachables)?;
     ensure!(
         victim_after == victim_before,
         "{victim_name} received the forged error ({unreachables} {victim_before} -> \
          {victim_after})"
     );
-    let lan_after = snmp_counter(&topo.lan, family, lan_counter)?;
+    let lan_after = icmp_counter(&topo.lan, family, lan_counter)?;
     ensure!(
         lan_after == lan_before,
         "the LAN host received ICMP ({lan_counter} {lan_before} -> {lan_after})"

@@ -98,6 +98,9 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
                             .map_or_else(|| "no address".to_owned(), |a| a.to_string());
                         info!("{name}: masquerade address is now {addr}");
                     }
+                    for name in loader::refresh_ipv6_settings(&mut maps, &ifaces) {
+                        info!("{name}: IPv6 router advertisement/redirect settings changed");
+                    }
                 }
                 _ = hup.recv() => {
                     match reload::reload(&mut maps, &cfg, &a.config, &ifaces) {

@@ -162,6 +162,12 @@ impl Harness {
         loader::refresh_masquerade(&mut self.maps, &self.ifaces)
     }
 
+    /// What the daemon does when an interface's IPv6 sysctls change.
+    /// Returns the interfaces whose settings changed.
+    pub fn refresh_ipv6_settings(&mut self) -> Vec<String> {
+        loader::refresh_ipv6_settings(&mut self.maps, &self.ifaces)
+    }
+
     /// Runs `ip <words>` in the harness's namespace.
     pub fn ip(&self, words: &str) {
         self.netns.ip(words);
