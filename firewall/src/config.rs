@@ -56,22 +56,28 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV6};
 use std::ops::Range;
 use std::path::Path;
 
 use firewall_common::{
-    Chain, CtState, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-    MAX_RULES, Role, RuleAction, Timeouts,
-    rule::model::{Cond, LimitSpec, MatchRule, Prefix, RejectWith, TcpFlagsSpec},
+    Chain, CtState, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_RULES, Role,
+    RuleAction, Timeouts,
+    rule::model::{Cond, LimitSpec, MatchRule, Prefix, TcpFlagsSpec},
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use toml::{Spanned, Value};
 
-use crate::iptables::{
-    self, AddrRange, IcmpType, Iface, Limit, RateUnit, SYN_ONLY, TCP_FLAG_NAMES, TcpFlags,
-    flag_names, parse_addr_range, parse_icmp_type, parse_log_level, parse_rate, tcp_flag,
+use crate::{
+    iptables,
+    syntax::{
+        AddrRange, CTSTATES, Cidr, DEFAULT_LOG_LEVEL, Family, HostBits, IcmpType, Iface, Limit,
+        MAX_LIMIT_BURST, MAX_LOG_PREFIX, MAX_PORT_SLOTS, PROTOCOLS, PortRange, REJECT_WITH,
+        RateUnit, SYN_ONLY, TCP_FLAG_NAMES, TcpFlags, TcpFlagsMatch, ctstate_name, flag_bits,
+        flag_names, interface_name_problem, parse_addr_range, parse_icmp_type, parse_log_level,
+        parse_rate, port_slots, proto_by_name, proto_name, reject_answer, reject_name,
+    },
 };
 /// Smallest accepted conntrack capacity: below this a busy host would evict
 /// live connections constantly, which looks like random drops.
@@ -272,142 +278,6 @@ impl Helper {
     }
 }
 
-/// Address family of a rule, kept apart from the datapath's `u8` tags so a
-/// rule can say "any" with `None`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    /// The tag the datapath compares against (`FAMILY_V4`/`FAMILY_V6`).
-    pub fn tag(self) -> u8 {
-        match self {
-            Family::V4 => FAMILY_V4,
-            Family::V6 => FAMILY_V6,
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-        })
-    }
-}
-
-/// An address with a prefix length. Host bits are always zero: parsing
-/// rejects `10.0.0.1/8` because it usually means a typo, not a network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn family(&self) -> Family {
-        match self.addr {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-
-    fn max_prefix(&self) -> u8 {
-        match self.addr {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        }
-    }
-
-    /// Network-order bytes (IPv4 in the first four) and the prefix
-    /// length, as the rule compiler takes them.
-    pub fn prefix(&self) -> ([u8; 16], u8) {
-        let mut out = [0u8; 16];
-        match self.addr {
-            IpAddr::V4(a) => out[..4].copy_from_slice(&a.octets()),
-            IpAddr::V6(a) => out = a.octets(),
-        }
-        (out, self.prefix)
-    }
-
-    fn parse(s: &str) -> Result<Cidr, String> {
-        let (addr_text, prefix_text) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr_text
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
-        let max = match addr {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        let prefix = match prefix_text {
-            None => max,
-            Some(p) => match p.parse::<u8>() {
-                Ok(n) if n <= max && !p.starts_with('+') => n,
-                _ => return Err(format!("{s:?}: prefix length must be 0-{max}")),
-            },
-        };
-        let cidr = Cidr { addr, prefix };
-        let network = cidr.network();
-        if network != addr {
-            return Err(format!(
-                "{s} has host bits set (the network is {network}/{prefix})"
-            ));
-        }
-        Ok(cidr)
-    }
-
-    fn network(&self) -> IpAddr {
-        match self.addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-            }
-        }
-    }
-}
-
-/// Host addresses print without `/32` so summaries read like `iptables -L`.
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.prefix == self.max_prefix() {
-            write!(f, "{}", self.addr)
-        } else {
-            write!(f, "{}/{}", self.addr, self.prefix)
-        }
-    }
-}
-
-/// Inclusive port range in host order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub lo: u16,
-    pub hi: u16,
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi {
-            write!(f, "{}", self.lo)
-        } else {
-            write!(f, "{}-{}", self.lo, self.hi)
-        }
-    }
-}
-
 /// A condition on one packet field as the config writes it: the plain key
 /// (`src`) lists what the value must be one of, the `not_` key (`not_src`)
 /// what it must be none of. Both empty: no condition.
@@ -493,131 +363,10 @@ impl<T> Match<T> {
     }
 }
 
-/// `tcp_flags`, `not_tcp_flags` or `syn`: of the flags in `flags.mask`,
-/// exactly those in `flags.set` are on (or, `negated`, not so). `set` is
-/// always within `mask`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpFlagsMatch {
-    pub flags: TcpFlags,
-    pub negated: bool,
-}
-
-/// `reject_with` values: iptables' names and their aliases (libipt_REJECT,
-/// libip6t_REJECT), each with the answer for both families, because a rule
-/// without addresses applies to both. Where ICMPv6 has no exact
-/// counterpart the nearest destination-unreachable code stands in
-/// (prohibited → administratively prohibited, protocol → port
-/// unreachable); the ICMPv6-named ones map back the same way.
-pub const REJECT_WITH: &[(&str, &str, RejectWith)] = &[
-    (
-        "icmp-port-unreachable",
-        "port-unreach",
-        RejectWith::PORT_UNREACHABLE,
-    ),
-    (
-        "icmp-net-unreachable",
-        "net-unreach",
-        RejectWith::Icmp {
-            v4: (3, 0),
-            v6: (1, 0),
-        },
-    ),
-    (
-        "icmp-host-unreachable",
-        "host-unreach",
-        RejectWith::Icmp {
-            v4: (3, 1),
-            v6: (1, 3),
-        },
-    ),
-    (
-        "icmp-proto-unreachable",
-        "proto-unreach",
-        RejectWith::Icmp {
-            v4: (3, 2),
-            v6: (1, 4),
-        },
-    ),
-    (
-        "icmp-net-prohibited",
-        "net-prohib",
-        RejectWith::Icmp {
-            v4: (3, 9),
-            v6: (1, 1),
-        },
-    ),
-    (
-        "icmp-host-prohibited",
-        "host-prohib",
-        RejectWith::Icmp {
-            v4: (3, 10),
-            v6: (1, 1),
-        },
-    ),
-    (
-        "icmp-admin-prohibited",
-        "admin-prohib",
-        RejectWith::Icmp {
-            v4: (3, 13),
-            v6: (1, 1),
-        },
-    ),
-    ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
-    (
-        "icmp6-no-route",
-        "no-route",
-        RejectWith::Icmp {
-            v4: (3, 0),
-            v6: (1, 0),
-        },
-    ),
-    (
-        "icmp6-adm-prohibited",
-        "adm-prohibited",
-        RejectWith::Icmp {
-            v4: (3, 13),
-            v6: (1, 1),
-        },
-    ),
-    (
-        "icmp6-addr-unreachable",
-        "addr-unreach",
-        RejectWith::Icmp {
-            v4: (3, 1),
-            v6: (1, 3),
-        },
-    ),
-    (
-        "icmp6-port-unreachable",
-        "port-unreach",
-        RejectWith::PORT_UNREACHABLE,
-    ),
-    (
-        "icmp6-policy-fail",
-        "policy-fail",
-        RejectWith::Icmp {
-            v4: (3, 13),
-            v6: (1, 5),
-        },
-    ),
-    (
-        "icmp6-reject-route",
-        "reject-route",
-        RejectWith::Icmp {
-            v4: (3, 13),
-            v6: (1, 6),
-        },
-    ),
-];
-
 /// `limit_burst` when absent, as iptables' `--limit-burst`.
 pub const DEFAULT_LIMIT_BURST: u32 = 5;
 /// iptables refuses rates above 10,000 per second (`XT_LIMIT_SCALE`).
 const MIN_LIMIT_INTERVAL_NS: u64 = 100_000;
-/// iptables' `--log-prefix` holds 29 bytes and a NUL.
-pub const MAX_LOG_PREFIX: usize = 29;
-/// syslog warning, iptables' default `--log-level`.
-pub const DEFAULT_LOG_LEVEL: u8 = 4;
 
 /// One validated rule, from a `[[rule]]` block or an `iptables` line.
 #[derive(Clone, Debug, PartialEq)]
@@ -773,15 +522,12 @@ impl RuleConfig {
             negated: t.negated,
         });
         rule.limit = limit.map(|l| LimitSpec {
-            interval_ns: limit_interval_ns(&l),
+            interval_ns: l.interval_ns(),
             burst: l.burst,
         });
         if let Some(name) = reject_with {
-            rule.reject = REJECT_WITH
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|&(_, _, r)| r)
-                .expect("validated reject_with names are in the table");
+            rule.reject =
+                reject_answer(name).expect("validated reject_with names are in the table");
         }
         if let Some(p) = log_prefix {
             rule.log_prefix[..p.len()].copy_from_slice(p.as_bytes());
@@ -871,17 +617,6 @@ impl RuleConfig {
         self.line = line;
         self.iface_lines = [line; 4];
     }
-}
-
-/// Time per packet at a limit's average rate.
-fn limit_interval_ns(l: &Limit) -> u64 {
-    let unit_s: u64 = match l.per {
-        RateUnit::Second => 1,
-        RateUnit::Minute => 60,
-        RateUnit::Hour => 3600,
-        RateUnit::Day => 86_400,
-    };
-    unit_s * 1_000_000_000 / u64::from(l.count)
 }
 
 /// Keeps a summary on one line whatever the comment holds.
@@ -1408,20 +1143,6 @@ const XDP_MODES: &[(&str, XdpMode)] = &[
     ("generic", XdpMode::Generic),
 ];
 const FAMILIES: &[(&str, Family)] = &[("ipv4", Family::V4), ("ipv6", Family::V6)];
-const PROTOS: &[(&str, u8)] = &[
-    ("tcp", IPPROTO_TCP),
-    ("udp", IPPROTO_UDP),
-    ("icmp", IPPROTO_ICMP),
-    ("icmpv6", IPPROTO_ICMPV6),
-];
-const CTSTATES: &[(&str, CtState)] = &[
-    ("new", CtState::New),
-    ("established", CtState::Established),
-    ("related", CtState::Related),
-    ("invalid", CtState::Invalid),
-    ("untracked", CtState::Untracked),
-];
-
 fn name_of<T: Copy + PartialEq>(table: &[(&'static str, T)], t: T) -> &'static str {
     table.iter().find(|(_, x)| *x == t).map_or("?", |(n, _)| n)
 }
@@ -1432,34 +1153,6 @@ fn chain_name(c: Chain) -> &'static str {
 
 fn action_name(a: RuleAction) -> &'static str {
     name_of(ACTIONS, a)
-}
-
-fn ctstate_name(s: CtState) -> &'static str {
-    name_of(CTSTATES, s)
-}
-
-fn proto_name(p: u8) -> String {
-    PROTOS
-        .iter()
-        .find(|(_, n)| *n == p)
-        .map_or_else(|| p.to_string(), |(name, _)| (*name).to_string())
-}
-
-/// Mirrors the kernel's `dev_valid_name`, so a name that could never exist is
-/// caught here instead of as a confusing lookup failure at attach time.
-fn interface_name_problem(name: &str) -> Option<String> {
-    let max = libc::IFNAMSIZ - 1;
-    if name.is_empty() || name.len() > max {
-        return Some(format!("interface name {name:?} must be 1-{max} bytes"));
-    }
-    if name == "."
-        || name == ".."
-        || name.contains(['/', ':'])
-        || name.contains(char::is_whitespace)
-    {
-        return Some(format!("{name:?} is not a valid interface name"));
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------
@@ -1989,20 +1682,17 @@ fn parse_proto_value(doc: &Doc, v: &Spanned<Value>, key: &str) -> Result<u8, Con
         // 0 is the datapath's "any"; accepting it would silently widen the
         // rule.
         Value::Integer(_) => Ok(doc.ranged(v, key, 1, 255)? as u8),
-        Value::String(name) => PROTOS
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|&(_, p)| p)
-            .ok_or_else(|| {
-                doc.at(
-                    v,
-                    key,
-                    format!(
-                        "unknown protocol {name:?} (expected tcp, udp, icmp, icmpv6 or a number \
-                         1-255)"
-                    ),
-                )
-            }),
+        Value::String(name) => proto_by_name(name).ok_or_else(|| {
+            let names: Vec<&str> = PROTOCOLS.iter().map(|(n, _)| *n).collect();
+            doc.at(
+                v,
+                key,
+                format!(
+                    "unknown protocol {name:?} (expected {} or a number 1-255)",
+                    names.join(", ")
+                ),
+            )
+        }),
         other => Err(doc.at(
             v,
             key,
@@ -2073,12 +1763,8 @@ fn parse_tcp_flags_value(
         let mut bits = 0;
         for item in items {
             let name = item.as_str().unwrap_or_default();
-            bits |= match TCP_FLAG_NAMES
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            {
-                Some((_, b)) => *b,
-                None if name.eq_ignore_ascii_case("all") => tcp_flag::ALL,
+            bits |= match flag_bits(name) {
+                Some(b) => b,
                 None => {
                     return Err(doc.at(
                         v,
@@ -2178,7 +1864,8 @@ fn validate_rule(
     }
     let mut cidrs = |pos: &Field, neg: &Field, name: &str| {
         matched(doc, pos, neg, name, &key, |v, k| {
-            let c = Cidr::parse(doc.string(v, k)?).map_err(|m| doc.at(v, k, m))?;
+            let c =
+                Cidr::parse(doc.string(v, k)?, HostBits::Refused).map_err(|m| doc.at(v, k, m))?;
             family.note(doc, v, k, c.family(), c.to_string())?;
             Ok(c)
         })
@@ -2255,15 +1942,15 @@ fn validate_rule(
             (&m.any_of, pos, name.to_string()),
             (&m.none_of, neg, format!("not_{name}")),
         ] {
-            let slots = iptables::port_slots(list);
-            if slots > iptables::MAX_PORT_SLOTS {
+            let slots = port_slots(list);
+            if slots > MAX_PORT_SLOTS {
                 return Err(doc.at(
                     field.as_ref().expect("a non-empty list has its key"),
                     &key(&k),
                     format!(
                         "{slots} ports, more than the {} a list holds (a range counts as 2, as \
                          in iptables' multiport)",
-                        iptables::MAX_PORT_SLOTS
+                        MAX_PORT_SLOTS
                     ),
                 ));
             }
@@ -2380,11 +2067,11 @@ fn validate_rule(
                 }
             };
             let burst = match &raw.limit_burst {
-                Some(b) => doc.ranged(b, &key("limit_burst"), 1, 10_000)? as u32,
+                Some(b) => doc.ranged(b, &key("limit_burst"), 1, MAX_LIMIT_BURST.into())? as u32,
                 None => DEFAULT_LIMIT_BURST,
             };
             let l = Limit { count, per, burst };
-            if limit_interval_ns(&l) < MIN_LIMIT_INTERVAL_NS {
+            if l.interval_ns() < MIN_LIMIT_INTERVAL_NS {
                 return Err(doc.at(
                     v,
                     &k,
@@ -2416,18 +2103,14 @@ fn validate_rule(
         Some(v) => {
             let k = key("reject_with");
             let name = doc.string(v, &k)?;
-            let canonical = REJECT_WITH
-                .iter()
-                .find(|(n, alias, _)| *n == name || *alias == name)
-                .map(|(n, _, _)| *n)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = REJECT_WITH.iter().map(|(n, _, _)| *n).collect();
-                    doc.at(
-                        v,
-                        &k,
-                        format!("unknown value {name:?} (expected {})", one_of(&names)),
-                    )
-                })?;
+            let canonical = reject_name(name).ok_or_else(|| {
+                let names: Vec<&str> = REJECT_WITH.iter().map(|(n, _, _)| *n).collect();
+                doc.at(
+                    v,
+                    &k,
+                    format!("unknown value {name:?} (expected {})", one_of(&names)),
+                )
+            })?;
             if canonical == "tcp-reset" && only_proto != Some(IPPROTO_TCP) {
                 return Err(doc.at(v, &k, "tcp-reset needs proto tcp"));
             }
@@ -2716,8 +2399,14 @@ fn validate_iptables(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
+    use firewall_common::{
+        FAMILY_V4, FAMILY_V6,
+        rule::{MatchInput, model::RejectWith},
+    };
+
     use super::*;
-    use firewall_common::rule::MatchInput;
 
     const SAMPLE: &str = r#"xdp_mode = "auto"          # optional: auto | native | generic
 

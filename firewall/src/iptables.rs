@@ -110,12 +110,19 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt::{self, Write as _},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr},
 };
 
 use firewall_common::{CtState, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_RULES};
 
-use crate::config::{Cidr, Family, PortRange};
+use crate::syntax::{
+    ALL_STATES, AddrRange, Cidr, Family, HostBits, IcmpType, Iface, Limit, MAX_LIMIT_BURST,
+    MAX_LOG_PREFIX, MAX_PORT_SLOTS, PROTOCOLS, PortRange, SYN_ONLY, TcpFlags, ctstate_name,
+    ctstate_upper, flag_names, iptables_proto_name, parse_addr_range, parse_ctstates,
+    parse_icmp_type, parse_iface, parse_ip, parse_log_level, parse_port_list, parse_port_range,
+    parse_proto, parse_rate, parse_tcp_flags, port_slots, proto_name, reject_canonical, state_bits,
+    states_of,
+};
 
 // ---------------------------------------------------------------------------
 // The parse tree.
@@ -265,200 +272,6 @@ impl Test {
     }
 }
 
-/// An interface name as iptables matches it: exact, or a prefix (`eth+`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Iface {
-    pub name: String,
-    pub wildcard: bool,
-}
-
-impl Iface {
-    /// The interface names this and `other` both match.
-    fn meet(&self, other: &Iface) -> Option<Iface> {
-        match (self.wildcard, other.wildcard) {
-            (false, false) => (self.name == other.name).then(|| self.clone()),
-            (true, false) => other.name.starts_with(&self.name).then(|| other.clone()),
-            (false, true) => self.name.starts_with(&other.name).then(|| self.clone()),
-            (true, true) if self.name.starts_with(&other.name) => Some(self.clone()),
-            (true, true) => other.name.starts_with(&self.name).then(|| other.clone()),
-        }
-    }
-
-    fn is_loopback(&self) -> bool {
-        !self.wildcard && self.name == "lo"
-    }
-}
-
-impl fmt::Display for Iface {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.name, if self.wildcard { "+" } else { "" })
-    }
-}
-
-/// An inclusive address range of one family (`-m iprange`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AddrRange {
-    pub lo: IpAddr,
-    pub hi: IpAddr,
-}
-
-impl AddrRange {
-    pub fn family(&self) -> Family {
-        family_of(self.lo)
-    }
-
-    fn meet(&self, other: &AddrRange) -> Option<AddrRange> {
-        if self.family() != other.family() {
-            return None;
-        }
-        let lo = self.lo.max(other.lo);
-        let hi = self.hi.min(other.hi);
-        (lo <= hi).then_some(AddrRange { lo, hi })
-    }
-}
-
-impl fmt::Display for AddrRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.lo, self.hi)
-    }
-}
-
-/// `--icmp-type` / `--icmpv6-type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IcmpType {
-    /// `any` (IPv4 only): every ICMP packet.
-    Any,
-    /// A type with any code.
-    Type(u8),
-    TypeCode(u8, u8),
-}
-
-impl IcmpType {
-    fn meet(&self, other: &IcmpType) -> Option<IcmpType> {
-        use IcmpType::*;
-        match (*self, *other) {
-            (Any, x) | (x, Any) => Some(x),
-            (Type(a), Type(b)) => (a == b).then_some(Type(a)),
-            (Type(a), TypeCode(b, c)) | (TypeCode(b, c), Type(a)) => {
-                (a == b).then_some(TypeCode(b, c))
-            }
-            (TypeCode(..), TypeCode(..)) => (self == other).then_some(*self),
-        }
-    }
-}
-
-impl fmt::Display for IcmpType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IcmpType::Any => f.write_str("any"),
-            IcmpType::Type(t) => write!(f, "{t}"),
-            IcmpType::TypeCode(t, c) => write!(f, "{t}/{c}"),
-        }
-    }
-}
-
-/// `--tcp-flags MASK SET`: of the flags in `mask`, exactly those in `set`
-/// are on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpFlags {
-    pub mask: u8,
-    pub set: u8,
-}
-
-pub mod tcp_flag {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ALL: u8 = 0x3f;
-}
-
-/// What `--syn` means.
-pub const SYN_ONLY: TcpFlags = TcpFlags {
-    mask: tcp_flag::FIN | tcp_flag::SYN | tcp_flag::RST | tcp_flag::ACK,
-    set: tcp_flag::SYN,
-};
-
-pub(crate) const TCP_FLAG_NAMES: &[(&str, u8)] = &[
-    ("FIN", tcp_flag::FIN),
-    ("SYN", tcp_flag::SYN),
-    ("RST", tcp_flag::RST),
-    ("PSH", tcp_flag::PSH),
-    ("ACK", tcp_flag::ACK),
-    ("URG", tcp_flag::URG),
-];
-
-impl TcpFlags {
-    fn meet(&self, other: &TcpFlags) -> Option<TcpFlags> {
-        let common = self.mask & other.mask;
-        (self.set & common == other.set & common).then_some(TcpFlags {
-            mask: self.mask | other.mask,
-            set: (self.set & self.mask) | (other.set & other.mask),
-        })
-    }
-}
-
-pub(crate) fn flag_names(bits: u8) -> Vec<&'static str> {
-    TCP_FLAG_NAMES
-        .iter()
-        .filter(|(_, b)| bits & b != 0)
-        .map(|(n, _)| *n)
-        .collect()
-}
-
-fn flag_list(bits: u8) -> String {
-    match bits {
-        0 => "NONE".into(),
-        _ => flag_names(bits).join(","),
-    }
-}
-
-impl fmt::Display for TcpFlags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", flag_list(self.mask), flag_list(self.set))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RateUnit {
-    Second,
-    Minute,
-    Hour,
-    Day,
-}
-
-impl RateUnit {
-    pub fn name(self) -> &'static str {
-        match self {
-            RateUnit::Second => "second",
-            RateUnit::Minute => "minute",
-            RateUnit::Hour => "hour",
-            RateUnit::Day => "day",
-        }
-    }
-}
-
-/// `-m limit --limit COUNT/PER --limit-burst BURST`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit {
-    pub count: u32,
-    pub per: RateUnit,
-    pub burst: u32,
-}
-
-/// iptables' defaults for `-m limit` without options.
-impl Default for Limit {
-    fn default() -> Self {
-        Limit {
-            count: 3,
-            per: RateUnit::Hour,
-            burst: 5,
-        }
-    }
-}
-
 /// A NAT target: `ADDR[-ADDR][:PORT[-PORT]]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatTo {
@@ -564,7 +377,7 @@ impl fmt::Display for Cond {
                 .join(",")
         };
         match &self.test {
-            Test::Proto(p) => write!(f, "{not}-p {}", proto_name(*p)),
+            Test::Proto(p) => write!(f, "{not}-p {}", iptables_proto_name(*p)),
             Test::Src(c) => write!(f, "{not}-s {c}"),
             Test::Dst(c) => write!(f, "{not}-d {c}"),
             Test::InIface(i) => write!(f, "{not}-i {i}"),
@@ -576,7 +389,7 @@ impl fmt::Display for Cond {
             Test::Sport(l) => write!(f, "-m multiport {not}--sports {}", ports(l)),
             Test::Dport(l) => write!(f, "-m multiport {not}--dports {}", ports(l)),
             Test::CtState(s) => {
-                let names: Vec<&str> = s.iter().map(|&s| ctstate_name(s)).collect();
+                let names: Vec<String> = s.iter().map(|&s| ctstate_upper(s)).collect();
                 write!(f, "-m conntrack {not}--ctstate {}", names.join(","))
             }
             Test::Icmp(t) => write!(f, "-m icmp {not}--icmp-type {t}"),
@@ -729,460 +542,9 @@ impl Args {
 // ---------------------------------------------------------------------------
 // Values.
 
-fn family_of(a: IpAddr) -> Family {
-    match a {
-        IpAddr::V4(_) => Family::V4,
-        IpAddr::V6(_) => Family::V6,
-    }
-}
-
-fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    s.parse().map_err(|_| {
-        if s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains(':') {
-            format!("{s:?} is not an address (host names are not resolved)")
-        } else {
-            format!("{s:?} is not an IP address")
-        }
-    })
-}
-
-fn mask_addr(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-        }
-        IpAddr::V6(a) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-        }
-    }
-}
-
-fn cidr_contains(outer: &Cidr, inner: &Cidr) -> bool {
-    outer.family() == inner.family()
-        && outer.prefix <= inner.prefix
-        && mask_addr(inner.addr, outer.prefix) == outer.addr
-}
-
-fn cidr_meet(a: &Cidr, b: &Cidr) -> Option<Cidr> {
-    if cidr_contains(a, b) {
-        Some(*b)
-    } else if cidr_contains(b, a) {
-        Some(*a)
-    } else {
-        None
-    }
-}
-
-/// `ADDR`, `ADDR/LEN` or `ADDR/MASK`; host bits are cleared, as iptables
-/// does.
-fn parse_cidr(s: &str) -> Result<Cidr, String> {
-    let (addr, mask) = match s.split_once('/') {
-        Some((a, m)) => (a, Some(m)),
-        None => (s, None),
-    };
-    let addr = parse_ip(addr)?;
-    let max = match addr {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    };
-    let prefix = match mask {
-        None => max,
-        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => match m.parse() {
-            Ok(p) if p <= max => p,
-            _ => return Err(format!("prefix length {m} is out of range (0-{max})")),
-        },
-        Some(m) => {
-            let mask = parse_ip(m).map_err(|_| format!("{m:?} is not a prefix length or mask"))?;
-            let bits = match (addr, mask) {
-                (IpAddr::V4(_), IpAddr::V4(m)) => u128::from(u32::from(m)) << 96,
-                (IpAddr::V6(_), IpAddr::V6(m)) => u128::from(m),
-                _ => return Err(format!("mask {m} is of the other address family")),
-            };
-            if bits.leading_ones() + bits.trailing_zeros() < 128 && bits != 0 {
-                return Err(format!("mask {m} is not contiguous"));
-            }
-            bits.leading_ones() as u8
-        }
-    };
-    Ok(Cidr {
-        addr: mask_addr(addr, prefix),
-        prefix,
-    })
-}
-
-pub(crate) fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
-    let (lo, hi) = s
-        .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not a range (expected FROM-TO)"))?;
-    let (lo, hi) = (parse_ip(lo)?, parse_ip(hi)?);
-    if family_of(lo) != family_of(hi) {
-        return Err("the ends are of different address families".into());
-    }
-    if lo > hi {
-        return Err("the range is reversed".into());
-    }
-    Ok(AddrRange { lo, hi })
-}
-
-fn parse_iface(s: &str) -> Result<Option<Iface>, String> {
-    // IFNAMSIZ - 1
-    if s.is_empty() || s.len() > 15 {
-        return Err(format!("interface name {s:?} must be 1-15 bytes"));
-    }
-    Ok(match s.strip_suffix('+') {
-        // `-i +` is every interface: no condition.
-        Some("") => None,
-        Some(prefix) => Some(Iface {
-            name: prefix.into(),
-            wildcard: true,
-        }),
-        None => Some(Iface {
-            name: s.into(),
-            wildcard: false,
-        }),
-    })
-}
-
-fn parse_port(s: &str) -> Result<u16, String> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(if s.chars().any(|c| c.is_ascii_alphabetic()) {
-            format!("port {s:?}: service names are not resolved; use the number")
-        } else {
-            format!("{s:?} is not a port")
-        });
-    }
-    s.parse()
-        .map_err(|_| format!("port {s} is out of range (0-65535)"))
-}
-
-/// `P`, or a range with `sep` whose missing ends default to 0 and 65535.
-fn parse_port_range(s: &str, sep: char) -> Result<PortRange, String> {
-    let (lo, hi) = match s.split_once(sep) {
-        None => {
-            let p = parse_port(s)?;
-            (p, p)
-        }
-        Some((a, b)) => (
-            if a.is_empty() { 0 } else { parse_port(a)? },
-            if b.is_empty() {
-                u16::MAX
-            } else {
-                parse_port(b)?
-            },
-        ),
-    };
-    if lo > hi {
-        return Err(format!("port range {s} is reversed"));
-    }
-    Ok(PortRange { lo, hi })
-}
-
-fn parse_port_list(s: &str) -> Result<Vec<PortRange>, String> {
-    let list = s
-        .split(',')
-        .map(|p| parse_port_range(p, ':'))
-        .collect::<Result<Vec<_>, _>>()?;
-    // xt_multiport holds 15 ports; a range takes two.
-    let slots: usize = list.iter().map(|r| if r.lo == r.hi { 1 } else { 2 }).sum();
-    if slots > 15 {
-        return Err("too many ports (multiport holds 15, a range counts as 2)".into());
-    }
-    Ok(list)
-}
-
-/// Protocol names iptables knows or /etc/protocols commonly has.
-const PROTOCOLS: &[(&str, u8)] = &[
-    ("tcp", IPPROTO_TCP),
-    ("udp", IPPROTO_UDP),
-    ("icmp", IPPROTO_ICMP),
-    ("ipv6-icmp", IPPROTO_ICMPV6),
-    ("icmpv6", IPPROTO_ICMPV6),
-    ("icmp6", IPPROTO_ICMPV6),
-    ("udplite", 136),
-    ("sctp", 132),
-    ("dccp", 33),
-    ("esp", 50),
-    ("ah", 51),
-    ("gre", 47),
-    ("igmp", 2),
-    ("ipv6", 41),
-    ("mh", 135),
-    ("ospf", 89),
-    ("vrrp", 112),
-    ("pim", 103),
-    ("l2tp", 115),
-];
-
-/// `None` is `all`.
-fn parse_proto(s: &str) -> Result<Option<u8>, String> {
-    let lower = s.to_ascii_lowercase();
-    if lower == "all" || lower == "0" {
-        return Ok(None);
-    }
-    if let Some(&(_, p)) = PROTOCOLS.iter().find(|(n, _)| *n == lower) {
-        return Ok(Some(p));
-    }
-    match lower.parse::<u8>() {
-        Ok(p) => Ok(Some(p)),
-        Err(_) if lower.bytes().all(|b| b.is_ascii_digit()) => {
-            Err(format!("protocol {s} is out of range (0-255)"))
-        }
-        Err(_) => Err(format!("unknown protocol {s:?} (use its number)")),
-    }
-}
-
-fn proto_name(p: u8) -> String {
-    match p {
-        IPPROTO_ICMPV6 => "ipv6-icmp".into(),
-        _ => PROTOCOLS
-            .iter()
-            .find(|(_, n)| *n == p)
-            .map_or_else(|| p.to_string(), |(name, _)| (*name).to_string()),
-    }
-}
-
-const CTSTATES: &[(&str, CtState)] = &[
-    ("NEW", CtState::New),
-    ("ESTABLISHED", CtState::Established),
-    ("RELATED", CtState::Related),
-    ("INVALID", CtState::Invalid),
-    ("UNTRACKED", CtState::Untracked),
-];
-
-fn ctstate_name(s: CtState) -> &'static str {
-    CTSTATES
-        .iter()
-        .find(|(_, x)| *x == s)
-        .map_or("?", |(n, _)| n)
-}
-
-fn parse_ctstates(s: &str) -> Result<Vec<CtState>, String> {
-    let mut bits = 0u8;
-    for name in s.split(',') {
-        let upper = name.to_ascii_uppercase();
-        match CTSTATES.iter().find(|(n, _)| *n == upper) {
-            Some((_, st)) => bits |= st.bit(),
-            None if upper == "SNAT" || upper == "DNAT" => {
-                return Err(format!("state {upper} is not supported"));
-            }
-            None => return Err(format!("unknown state {name:?}")),
-        }
-    }
-    Ok(states_of(bits))
-}
-
-const ALL_STATES: u8 = 0x1f;
 const EST_REL: u8 = 1 << CtState::Established as u8 | 1 << CtState::Related as u8;
 /// The states of packets the config's rules see.
 const RULE_STATES: u8 = ALL_STATES & !EST_REL;
-
-fn states_of(bits: u8) -> Vec<CtState> {
-    CTSTATES
-        .iter()
-        .filter(|(_, s)| bits & s.bit() != 0)
-        .map(|(_, s)| *s)
-        .collect()
-}
-
-fn state_bits(states: &[CtState]) -> u8 {
-    states.iter().fold(0, |b, s| b | s.bit())
-}
-
-/// `(name, type, code)` as libipt_icmp lists them (`iptables -p icmp -h`).
-const ICMP_TYPES: &[(&str, u8, Option<u8>)] = &[
-    ("echo-reply", 0, None),
-    ("pong", 0, None),
-    ("destination-unreachable", 3, None),
-    ("network-unreachable", 3, Some(0)),
-    ("host-unreachable", 3, Some(1)),
-    ("protocol-unreachable", 3, Some(2)),
-    ("port-unreachable", 3, Some(3)),
-    ("fragmentation-needed", 3, Some(4)),
-    ("source-route-failed", 3, Some(5)),
-    ("network-unknown", 3, Some(6)),
-    ("host-unknown", 3, Some(7)),
-    ("network-prohibited", 3, Some(9)),
-    ("host-prohibited", 3, Some(10)),
-    ("tos-network-unreachable", 3, Some(11)),
-    ("tos-host-unreachable", 3, Some(12)),
-    ("communication-prohibited", 3, Some(13)),
-    ("host-precedence-violation", 3, Some(14)),
-    ("precedence-cutoff", 3, Some(15)),
-    ("source-quench", 4, None),
-    ("redirect", 5, None),
-    ("network-redirect", 5, Some(0)),
-    ("host-redirect", 5, Some(1)),
-    ("tos-network-redirect", 5, Some(2)),
-    ("tos-host-redirect", 5, Some(3)),
-    ("echo-request", 8, None),
-    ("ping", 8, None),
-    ("router-advertisement", 9, None),
-    ("router-solicitation", 10, None),
-    ("time-exceeded", 11, None),
-    ("ttl-exceeded", 11, None),
-    ("ttl-zero-during-transit", 11, Some(0)),
-    ("ttl-zero-during-reassembly", 11, Some(1)),
-    ("parameter-problem", 12, None),
-    ("ip-header-bad", 12, Some(0)),
-    ("required-option-missing", 12, Some(1)),
-    ("timestamp-request", 13, None),
-    ("timestamp-reply", 14, None),
-    ("address-mask-request", 17, None),
-    ("address-mask-reply", 18, None),
-];
-
-/// As libip6t_icmp6 lists them (`ip6tables -p icmpv6 -h`).
-const ICMPV6_TYPES: &[(&str, u8, Option<u8>)] = &[
-    ("destination-unreachable", 1, None),
-    ("no-route", 1, Some(0)),
-    ("communication-prohibited", 1, Some(1)),
-    ("beyond-scope", 1, Some(2)),
-    ("address-unreachable", 1, Some(3)),
-    ("port-unreachable", 1, Some(4)),
-    ("failed-policy", 1, Some(5)),
-    ("reject-route", 1, Some(6)),
-    ("packet-too-big", 2, None),
-    ("time-exceeded", 3, None),
-    ("ttl-exceeded", 3, None),
-    ("ttl-zero-during-transit", 3, Some(0)),
-    ("ttl-zero-during-reassembly", 3, Some(1)),
-    ("parameter-problem", 4, None),
-    ("bad-header", 4, Some(0)),
-    ("unknown-header-type", 4, Some(1)),
-    ("unknown-option", 4, Some(2)),
-    ("echo-request", 128, None),
-    ("ping", 128, None),
-    ("echo-reply", 129, None),
-    ("pong", 129, None),
-    ("router-solicitation", 133, None),
-    ("router-advertisement", 134, None),
-    ("neighbour-solicitation", 135, None),
-    ("neighbor-solicitation", 135, None),
-    ("neighbour-advertisement", 136, None),
-    ("neighbor-advertisement", 136, None),
-    ("redirect", 137, None),
-];
-
-pub(crate) fn parse_icmp_type(s: &str, v6: bool) -> Result<IcmpType, String> {
-    let lower = s.to_ascii_lowercase();
-    if lower == "any" && !v6 {
-        return Ok(IcmpType::Any);
-    }
-    let table = if v6 { ICMPV6_TYPES } else { ICMP_TYPES };
-    if let Some(&(_, t, code)) = table.iter().find(|(n, _, _)| *n == lower) {
-        return Ok(match code {
-            Some(c) => IcmpType::TypeCode(t, c),
-            None => IcmpType::Type(t),
-        });
-    }
-    let number = |n: &str| {
-        n.parse::<u8>()
-            .map_err(|_| format!("unknown ICMP{} type {s:?}", if v6 { "v6" } else { "" }))
-    };
-    Ok(match s.split_once('/') {
-        Some((t, c)) => IcmpType::TypeCode(number(t)?, number(c)?),
-        None => IcmpType::Type(number(s)?),
-    })
-}
-
-fn parse_tcp_flags(s: &str) -> Result<u8, String> {
-    let mut bits = 0;
-    for name in s.split(',') {
-        let upper = name.to_ascii_uppercase();
-        bits |= match upper.as_str() {
-            "ALL" => tcp_flag::ALL,
-            "NONE" => 0,
-            _ => TCP_FLAG_NAMES
-                .iter()
-                .find(|(n, _)| *n == upper)
-                .map(|(_, b)| *b)
-                .ok_or_else(|| format!("unknown TCP flag {name:?}"))?,
-        };
-    }
-    Ok(bits)
-}
-
-/// `N`, `N/second`, or any prefix of `second`, `minute`, `hour`, `day`.
-pub(crate) fn parse_rate(s: &str) -> Result<(u32, RateUnit), String> {
-    let (n, unit) = match s.split_once('/') {
-        Some((n, u)) => (n, Some(u.to_ascii_lowercase())),
-        None => (s, None),
-    };
-    let count: u32 = match n.parse() {
-        Ok(c) if c > 0 => c,
-        _ => return Err(format!("{n:?} is not a positive count")),
-    };
-    let per = match unit.as_deref() {
-        None => RateUnit::Second,
-        Some(u) => [
-            RateUnit::Second,
-            RateUnit::Minute,
-            RateUnit::Hour,
-            RateUnit::Day,
-        ]
-        .into_iter()
-        .find(|r| !u.is_empty() && r.name().starts_with(u))
-        .ok_or_else(|| format!("unknown unit {u:?} (second, minute, hour or day)"))?,
-    };
-    Ok((count, per))
-}
-
-/// `(canonical, alias)` of libipt_REJECT and libip6t_REJECT.
-const REJECT_V4: &[(&str, &str)] = &[
-    ("icmp-net-unreachable", "net-unreach"),
-    ("icmp-host-unreachable", "host-unreach"),
-    ("icmp-proto-unreachable", "proto-unreach"),
-    ("icmp-port-unreachable", "port-unreach"),
-    ("icmp-net-prohibited", "net-prohib"),
-    ("icmp-host-prohibited", "host-prohib"),
-    ("tcp-reset", "tcp-rst"),
-    ("icmp-admin-prohibited", "admin-prohib"),
-];
-const REJECT_V6: &[(&str, &str)] = &[
-    ("icmp6-no-route", "no-route"),
-    ("icmp6-adm-prohibited", "adm-prohibited"),
-    ("icmp6-addr-unreachable", "addr-unreach"),
-    ("icmp6-port-unreachable", "port-unreach"),
-    ("tcp-reset", "tcp-rst"),
-    ("icmp6-policy-fail", "policy-fail"),
-    ("icmp6-reject-route", "reject-route"),
-];
-
-fn reject_canonical(name: &str, family: Family) -> Option<&'static str> {
-    let table = match family {
-        Family::V4 => REJECT_V4,
-        Family::V6 => REJECT_V6,
-    };
-    table
-        .iter()
-        .find(|(c, a)| *c == name || *a == name)
-        .map(|(c, _)| *c)
-}
-
-const LOG_LEVELS: &[(&str, u8)] = &[
-    ("emerg", 0),
-    ("panic", 0),
-    ("alert", 1),
-    ("crit", 2),
-    ("error", 3),
-    ("warning", 4),
-    ("notice", 5),
-    ("info", 6),
-    ("debug", 7),
-];
-
-pub(crate) fn parse_log_level(s: &str) -> Result<u8, String> {
-    let lower = s.to_ascii_lowercase();
-    if let Some(&(_, l)) = LOG_LEVELS.iter().find(|(n, _)| *n == lower) {
-        return Ok(l);
-    }
-    match s.parse::<u8>() {
-        Ok(l) if l <= 7 => Ok(l),
-        _ => Err(format!("unknown log level {s:?} (0-7 or a syslog name)")),
-    }
-}
 
 /// `--to-destination`/`--to-source`: `[ADDR[-ADDR]][:PORT[-PORT]]`, IPv6
 /// addresses in brackets when a port follows.
@@ -1560,7 +922,7 @@ impl RuleParser {
                     let v = args.operand(&word)?;
                     let list = v
                         .split(',')
-                        .map(parse_cidr)
+                        .map(|c| Cidr::parse(c, HostBits::Cleared))
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|m| ParseError::new(format!("{word} {v}: {m}")))?;
                     let slot = if is_src { &mut self.src } else { &mut self.dst };
@@ -1833,8 +1195,10 @@ impl RuleParser {
                     (limit.count, limit.per) = parse_rate(&v).map_err(|m| bad(&v, m))?;
                 } else {
                     limit.burst = match v.parse::<u32>() {
-                        Ok(b) if (1..=10000).contains(&b) => b,
-                        _ => return Err(bad(&v, "the burst must be 1-10000".into())),
+                        Ok(b) if (1..=MAX_LIMIT_BURST).contains(&b) => b,
+                        _ => {
+                            return Err(bad(&v, format!("the burst must be 1-{MAX_LIMIT_BURST}")));
+                        }
                     };
                 }
                 return Ok(());
@@ -1915,10 +1279,9 @@ impl RuleParser {
                 *with = Some(v.clone());
             }
             (Target::Log { prefix, .. }, "--log-prefix") => {
-                // The kernel's prefix holds 29 bytes and a NUL; iptables
-                // would cut it short.
-                if v.len() > 29 {
-                    return Err(bad("longer than 29 bytes".into()));
+                // iptables would cut a longer prefix short.
+                if v.len() > MAX_LOG_PREFIX {
+                    return Err(bad(format!("longer than {MAX_LOG_PREFIX} bytes")));
                 }
                 *prefix = Some(v.clone());
             }
@@ -1969,21 +1332,22 @@ impl RuleParser {
             _ => None,
         };
         for m in &self.modules {
-            let needs = |p: u8, what: &str| {
+            let needs = |p: u8| {
                 if proto == Some(p) {
                     Ok(())
                 } else {
                     Err(ParseError::new(format!(
-                        "-m {} requires -p {what}",
-                        m.kind.name()
+                        "-m {} requires -p {}",
+                        m.kind.name(),
+                        iptables_proto_name(p)
                     )))
                 }
             };
             match &m.kind {
-                ModuleKind::Tcp => needs(IPPROTO_TCP, "tcp")?,
-                ModuleKind::Udp => needs(IPPROTO_UDP, "udp")?,
-                ModuleKind::Icmp => needs(IPPROTO_ICMP, "icmp")?,
-                ModuleKind::Icmp6 => needs(IPPROTO_ICMPV6, "ipv6-icmp")?,
+                ModuleKind::Tcp => needs(IPPROTO_TCP)?,
+                ModuleKind::Udp => needs(IPPROTO_UDP)?,
+                ModuleKind::Icmp => needs(IPPROTO_ICMP)?,
+                ModuleKind::Icmp6 => needs(IPPROTO_ICMPV6)?,
                 ModuleKind::Multiport => {
                     if !matches!(proto, Some(IPPROTO_TCP | IPPROTO_UDP)) {
                         return Err(ParseError::new("-m multiport requires -p tcp or -p udp"));
@@ -2900,17 +2264,17 @@ pub fn detect_family(text: &str) -> Result<Option<Family>, String> {
                         let part = part.trim_start_matches('[');
                         let addr = part.split(']').next().unwrap_or(part);
                         if let Ok(a) = addr.parse::<IpAddr>() {
-                            note(family_of(a));
+                            note(Family::of(a));
                         } else if let Some((a, _port)) = addr.rsplit_once(':')
-                            && let Ok(a) = a.parse::<Ipv4Addr>()
+                            && a.parse::<Ipv4Addr>().is_ok()
                         {
-                            note(family_of(IpAddr::V4(a)));
+                            note(Family::V4);
                         }
                     }
                 }
-                "-p" | "--protocol" => match value {
-                    "icmp" | "1" => note(Family::V4),
-                    "ipv6-icmp" | "icmpv6" | "icmp6" | "58" => note(Family::V6),
+                "-p" | "--protocol" => match parse_proto(value) {
+                    Ok(Some(IPPROTO_ICMP)) => note(Family::V4),
+                    Ok(Some(IPPROTO_ICMPV6)) => note(Family::V6),
                     _ => {}
                 },
                 "-m" | "--match" => match value {
@@ -3398,7 +2762,10 @@ impl<'r> Translation<'r> {
         let rs = self.rs;
         let forward: Vec<&FlatRule> = rs.chain_rules(Table::Filter, Hook::Forward).collect();
         let (policy, policy_line) = rs.policy(Table::Filter, Hook::Forward);
-        let what = format!("the port forward {} {wan_ports}", proto_name(proto));
+        let what = format!(
+            "the port forward {} {wan_ports}",
+            iptables_proto_name(proto)
+        );
         let translated = PacketClass {
             iif,
             proto,
@@ -3541,9 +2908,9 @@ impl<'r> Translation<'r> {
             }
         }
         if covered != EST_REL && policy == Policy::Drop {
-            let missing: Vec<&str> = states_of(EST_REL & !covered)
+            let missing: Vec<String> = states_of(EST_REL & !covered)
                 .into_iter()
-                .map(ctstate_name)
+                .map(ctstate_upper)
                 .collect();
             self.problem(
                 policy_line,
@@ -3716,15 +3083,6 @@ impl fmt::Display for Omitted {
     }
 }
 
-/// xt_multiport's capacity, which the config keeps for `sport`/`dport`
-/// lists: 15 ports, a range counting as two.
-pub const MAX_PORT_SLOTS: usize = 15;
-
-/// Slots a port list takes in xt_multiport.
-pub fn port_slots(list: &[PortRange]) -> usize {
-    list.iter().map(|r| if r.lo == r.hi { 1 } else { 2 }).sum()
-}
-
 /// The keys of the `[[rule]]` block (without the header) that a resolved
 /// filter rule stands for, or why it has none. `family` is written when
 /// given (an imported dump is of one family); a config's `iptables` line
@@ -3876,7 +3234,7 @@ pub fn rule_block(
     {
         let names: Vec<String> = states_of(s)
             .into_iter()
-            .map(|s| toml_str(&ctstate_name(s).to_ascii_lowercase()))
+            .map(|s| toml_str(ctstate_name(s)))
             .collect();
         kv(&mut block, "ctstate", format!("[{}]", names.join(", ")));
     }
@@ -4002,15 +3360,7 @@ fn holds(cond: &Cond, class: &PacketClass) -> Option<bool> {
     let p = class.dport;
     let result = match &cond.test {
         Test::Proto(x) => Some(*x == class.proto),
-        Test::Dst(c) => class.dst.map(|a| {
-            cidr_contains(
-                c,
-                &Cidr {
-                    addr: a,
-                    prefix: if a.is_ipv4() { 32 } else { 128 },
-                },
-            )
-        }),
+        Test::Dst(c) => class.dst.map(|a| c.contains(&Cidr::host(a))),
         Test::DstRange(r) => class.dst.map(|a| r.lo <= a && a <= r.hi),
         Test::Dport(list) => {
             if list.iter().any(|r| r.lo <= p.lo && p.hi <= r.hi) {
@@ -4201,8 +3551,8 @@ impl Keys {
             }
             match &c.test {
                 Test::Proto(p) => meet(&mut k.proto, p, line, |a, b| (a == b).then_some(*a))?,
-                Test::Src(a) => meet(&mut k.src, a, line, cidr_meet)?,
-                Test::Dst(a) => meet(&mut k.dst, a, line, cidr_meet)?,
+                Test::Src(a) => meet(&mut k.src, a, line, Cidr::meet)?,
+                Test::Dst(a) => meet(&mut k.dst, a, line, Cidr::meet)?,
                 Test::SrcRange(a) => meet(&mut k.src_range, a, line, AddrRange::meet)?,
                 Test::DstRange(a) => meet(&mut k.dst_range, a, line, AddrRange::meet)?,
                 Test::InIface(i) => meet(&mut k.iif, i, line, Iface::meet)?,
@@ -4283,13 +3633,12 @@ fn toml_list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
     }
 }
 
+/// The config reads a protocol it names as a string, any other as a number.
 fn toml_proto(p: u8) -> String {
-    match p {
-        IPPROTO_TCP => toml_str("tcp"),
-        IPPROTO_UDP => toml_str("udp"),
-        IPPROTO_ICMP => toml_str("icmp"),
-        IPPROTO_ICMPV6 => toml_str("icmpv6"),
-        n => n.to_string(),
+    if PROTOCOLS.iter().any(|(_, n)| *n == p) {
+        toml_str(&proto_name(p))
+    } else {
+        p.to_string()
     }
 }
 
@@ -4414,9 +3763,10 @@ mod tests {
     use firewall_common::rule::MatchInput;
 
     use super::*;
+    use crate::syntax::{ICMP_TYPES, ICMPV6_TYPES, RateUnit};
 
     fn cidr(s: &str) -> Cidr {
-        parse_cidr(s).unwrap()
+        Cidr::parse(s, HostBits::Cleared).unwrap()
     }
 
     fn pr(lo: u16, hi: u16) -> PortRange {
@@ -6649,8 +5999,8 @@ COMMIT
         };
         let hit = match &c.test {
             Test::Proto(x) => p.proto == *x,
-            Test::Src(cidr) => cidr_contains(cidr, &host(&p.src)),
-            Test::Dst(cidr) => cidr_contains(cidr, &host(&p.dst)),
+            Test::Src(cidr) => cidr.contains(&host(&p.src)),
+            Test::Dst(cidr) => cidr.contains(&host(&p.dst)),
             Test::InIface(i) => iface(i, p.iif),
             Test::OutIface(i) => iface(i, p.oif),
             Test::SrcRange(r) => r.lo <= addr(&p.src) && addr(&p.src) <= r.hi,
@@ -6670,7 +6020,7 @@ COMMIT
     fn reject_of(with: &Option<String>) -> firewall_common::rule::model::RejectWith {
         match with {
             None => firewall_common::rule::model::RejectWith::PORT_UNREACHABLE,
-            Some(w) => crate::config::REJECT_WITH
+            Some(w) => crate::syntax::REJECT_WITH
                 .iter()
                 .find(|(n, _, _)| n == w)
                 .map(|&(_, _, r)| r)
