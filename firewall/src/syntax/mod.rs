@@ -1,7 +1,8 @@
 //! The rule vocabulary the config and iptables share: addresses and
 //! prefixes, address and port ranges, interface names, ICMP types, TCP
-//! flags, rates, and the names of protocols, conntrack states, REJECT
-//! answers and log levels.
+//! flags, rates, the names of protocols, conntrack states, REJECT answers
+//! and log levels, and the shape of a condition (a key and its `not_`
+//! form).
 //!
 //! The config's `[[rule]]` keys take iptables' spellings on purpose, so
 //! that what `firewall import` writes reads the same as what a person
@@ -15,6 +16,7 @@ mod ctstate;
 mod icmp;
 mod iface;
 mod limit;
+mod matching;
 mod port;
 mod proto;
 mod target;
@@ -27,11 +29,13 @@ pub use ctstate::{
 pub use icmp::{ICMP_TYPES, ICMPV6_TYPES, IcmpType, parse_icmp_type};
 pub use iface::{Iface, interface_name_problem, parse_iface};
 pub use limit::{Limit, MAX_LIMIT_BURST, RateUnit, parse_rate};
+pub use matching::Match;
 pub use port::{
     MAX_PORT_SLOTS, PortRange, parse_port, parse_port_list, parse_port_range, port_slots,
 };
 pub use proto::{
-    PROTOCOLS, iptables_proto_name, parse_proto, proto_by_name, proto_name, proto_number,
+    PORT_PROTOCOLS, PROTOCOLS, iptables_proto_name, parse_proto, proto_by_name, proto_name,
+    proto_number,
 };
 pub use target::{
     DEFAULT_LOG_LEVEL, MAX_LOG_PREFIX, REJECT_WITH, parse_log_level, reject_answer,

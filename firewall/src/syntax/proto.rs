@@ -5,13 +5,15 @@
 
 use firewall_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
+const TCP: (&str, u8) = ("tcp", IPPROTO_TCP);
+const UDP: (&str, u8) = ("udp", IPPROTO_UDP);
+
 /// The names this firewall reads and writes.
-pub const PROTOCOLS: &[(&str, u8)] = &[
-    ("tcp", IPPROTO_TCP),
-    ("udp", IPPROTO_UDP),
-    ("icmp", IPPROTO_ICMP),
-    ("icmpv6", IPPROTO_ICMPV6),
-];
+pub const PROTOCOLS: &[(&str, u8)] =
+    &[TCP, UDP, ("icmp", IPPROTO_ICMP), ("icmpv6", IPPROTO_ICMPV6)];
+
+/// The protocols with ports (to forward, to help).
+pub const PORT_PROTOCOLS: &[(&str, u8)] = &[TCP, UDP];
 
 /// Further names iptables takes for `-p` (libxtables' own and what
 /// /etc/protocols commonly has), its own spelling of ICMPv6 first:
