@@ -2,17 +2,17 @@
 //! resolution a dump gets, as rules of the filter table.
 
 use super::{
-    Builder, Hook, Omitted, ParseError, Policy, Table, Target, command::parse_rule,
-    keys::rule_block,
+    Builder, Hook, Omitted, ParseError, Policy, RuleKeys, Table, Target, command::parse_rule,
+    keys::rule_keys,
 };
 use crate::syntax::Family;
 
 /// A config's `iptables = [...]` lines, resolved like a dump's filter table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigLines {
-    /// `[[rule]]` bodies ([`rule_block`]) in order, each with the 1-based
-    /// index of the line whose rule it is.
-    pub rules: Vec<(usize, String)>,
+    /// The rules' `[[rule]]` keys in order, each with the 1-based index of
+    /// the line whose rule it is.
+    pub rules: Vec<(usize, RuleKeys)>,
     /// Policies `-P` sets, with the index of the line.
     pub policies: Vec<(Hook, Policy, usize)>,
 }
@@ -51,8 +51,8 @@ pub fn config_lines(lines: &[&str]) -> Result<ConfigLines, ParseError> {
     let mut problems = Vec::new();
     let mut rules = Vec::new();
     for r in &rs.rules {
-        match rule_block(r, None, &mut problems) {
-            Ok(body) => rules.push((r.line, body)),
+        match rule_keys(r, &mut problems) {
+            Ok(keys) => rules.push((r.line, keys)),
             Err(why @ (Omitted::EstablishedOnly | Omitted::LoopbackAccept))
                 if r.action == Target::Accept =>
             {

@@ -1,24 +1,27 @@
 //! A resolved filter rule as the config's `[[rule]]` keys: the conditions
 //! a rule met on its way through user chains, intersected per key.
 //!
-//! [`rule_block`] writes each resolved filter rule with the `[[rule]]`
-//! keys of [`crate::config`]: `! -p` → `not_proto`, `! -s` → `not_src`,
+//! [`rule_keys`] gives each resolved filter rule's `[[rule]]` keys of
+//! [`crate::config`] ([`RuleKeys`]), which [`rule_block`] writes as TOML:
+//! `! -p` → `not_proto`, `! -s` → `not_src`,
 //! `-m iprange` → `src_range`/`dst_range`, `-i eth+` → `iif = "eth+"`,
 //! multiport → `dport = [80, 443]`, `--icmp-type` → `icmp_type`,
 //! `--tcp-flags`/`--syn` → `tcp_flags`/`not_tcp_flags`, `-m limit` →
 //! `limit`/`limit_burst`, REJECT → `reject_with`, LOG → `log_prefix`,
 //! `log_level`. A config's `iptables = [...]` lines go through the same
-//! parser, resolution and [`rule_block`] ([`config_lines`]), so the two
+//! parser, resolution and [`rule_keys`] ([`config_lines`](super::config_lines)),
+//! and the config checks their keys as it checks a `[[rule]]`'s, so the two
 //! front ends cannot drift apart.
 
 use std::fmt::{self, Write as _};
 
-use firewall_common::CtState;
+use firewall_common::{CtState, RuleAction};
 
 use super::{FlatCond, FlatRule, Hook, Target, Test, Unexpressible};
 use crate::syntax::{
-    ALL_STATES, AddrRange, Cidr, Family, IcmpType, Iface, Limit, MAX_PORT_SLOTS, PROTOCOLS,
-    PortRange, TcpFlags, ctstate_name, flag_names, port_slots, proto_name, state_bits, states_of,
+    ALL_STATES, AddrRange, Cidr, Family, IcmpType, Iface, Limit, MAX_PORT_SLOTS, Match, PROTOCOLS,
+    PortRange, TcpFlags, TcpFlagsMatch, ctstate_name, flag_names, port_slots, proto_name,
+    state_bits, states_of,
 };
 
 pub(super) const EST_REL: u8 = 1 << CtState::Established as u8 | 1 << CtState::Related as u8;
@@ -53,6 +56,36 @@ impl fmt::Display for Omitted {
     }
 }
 
+/// A resolved filter rule as the `[[rule]]` keys it stands for: what
+/// [`rule_block`] writes as TOML, and what a config's `iptables` lines
+/// become without being written. A key that is not given is empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleKeys {
+    /// `INPUT`, `FORWARD` or `OUTPUT`.
+    pub hook: Hook,
+    /// At most one protocol in `any_of`: conditions met twice intersect.
+    pub proto: Match<u8>,
+    pub src: Match<Cidr>,
+    pub dst: Match<Cidr>,
+    pub src_range: Match<AddrRange>,
+    pub dst_range: Match<AddrRange>,
+    pub sport: Match<PortRange>,
+    pub dport: Match<PortRange>,
+    pub iif: Match<Iface>,
+    pub oif: Match<Iface>,
+    /// Of the states rules see; empty when the rule allows all of them.
+    pub ctstate: Vec<CtState>,
+    pub icmp_type: Match<IcmpType>,
+    pub tcp_flags: Option<TcpFlagsMatch>,
+    pub limit: Option<Limit>,
+    pub action: RuleAction,
+    /// As written, or canonical when the family tells which.
+    pub reject_with: Option<String>,
+    pub log_prefix: Option<String>,
+    pub log_level: Option<u8>,
+    pub comment: Option<String>,
+}
+
 /// The keys of the `[[rule]]` block (without the header) that a resolved
 /// filter rule stands for, or why it has none. `family` is written when
 /// given (an imported dump is of one family); a config's `iptables` line
@@ -64,6 +97,11 @@ pub fn rule_block(
     family: Option<Family>,
     problems: &mut Vec<Unexpressible>,
 ) -> Result<String, Omitted> {
+    rule_keys(r, problems).map(|k| k.to_toml(family))
+}
+
+/// [`rule_block`]'s keys, typed. `r` is a rule of the filter table.
+pub fn rule_keys(r: &FlatRule, problems: &mut Vec<Unexpressible>) -> Result<RuleKeys, Omitted> {
     if r.action == Target::Continue {
         return Err(Omitted::NoTarget);
     }
@@ -96,70 +134,7 @@ pub fn rule_block(
         );
     }
 
-    let mut block = String::new();
-    kv(
-        &mut block,
-        "chain",
-        toml_str(&r.hook.name().to_ascii_lowercase()),
-    );
-    if let Some(f) = family {
-        kv(&mut block, "family", toml_str(&f.to_string()));
-    }
-    if let Some((p, _)) = &keys.proto {
-        kv(&mut block, "proto", toml_proto(*p));
-    }
-    if !keys.not_proto.is_empty() {
-        kv(
-            &mut block,
-            "not_proto",
-            toml_list(&keys.not_proto, |(p, _)| toml_proto(*p)),
-        );
-    }
-    for (name, pos, neg, range, neg_range) in [
-        (
-            "src",
-            &keys.src,
-            &keys.not_src,
-            &keys.src_range,
-            &keys.not_src_range,
-        ),
-        (
-            "dst",
-            &keys.dst,
-            &keys.not_dst,
-            &keys.dst_range,
-            &keys.not_dst_range,
-        ),
-    ] {
-        if let Some((c, _)) = pos {
-            kv(&mut block, name, toml_str(&c.to_string()));
-        }
-        if !neg.is_empty() {
-            kv(
-                &mut block,
-                &format!("not_{name}"),
-                toml_list(neg, |(c, _)| toml_str(&c.to_string())),
-            );
-        }
-        if let Some((a, _)) = range {
-            kv(
-                &mut block,
-                &format!("{name}_range"),
-                toml_str(&a.to_string()),
-            );
-        }
-        if !neg_range.is_empty() {
-            kv(
-                &mut block,
-                &format!("not_{name}_range"),
-                toml_list(neg_range, |(a, _)| toml_str(&a.to_string())),
-            );
-        }
-    }
-    for (name, pos, neg) in [
-        ("sport", &keys.sport, &keys.not_sport),
-        ("dport", &keys.dport, &keys.not_dport),
-    ] {
+    let mut ports = |pos: &Pos<Vec<PortRange>>, neg: &Neg<Vec<PortRange>>, name: &str| {
         let mut too_many = |list: &[PortRange], lines: &[usize], what: &str| {
             if port_slots(list) > MAX_PORT_SLOTS {
                 for &l in lines {
@@ -174,57 +149,33 @@ pub fn rule_block(
                 }
             }
         };
+        let mut m = Match::default();
         if let Some((l, lines)) = pos {
-            kv(&mut block, name, toml_ports(l));
             too_many(l, lines, "the intersected");
+            m.any_of = l.clone();
         }
         if !neg.is_empty() {
-            let all: Vec<PortRange> = neg.iter().flat_map(|(l, _)| l.iter().copied()).collect();
-            kv(&mut block, &format!("not_{name}"), toml_ports(&all));
-            too_many(&all, &lines_of(neg), "the negated");
+            m.none_of = neg.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+            too_many(&m.none_of, &lines_of(neg), "the negated");
         }
-    }
-    for (name, pos, neg) in [
-        ("iif", &keys.iif, &keys.not_iif),
-        ("oif", &keys.oif, &keys.not_oif),
-    ] {
-        if let Some((i, _)) = pos {
-            kv(&mut block, name, toml_str(&i.to_string()));
-        }
-        if !neg.is_empty() {
-            kv(
-                &mut block,
-                &format!("not_{name}"),
-                toml_list(neg, |(i, _)| toml_str(&i.to_string())),
-            );
-        }
-    }
-    if let Some(s) = states
-        && s != RULE_STATES
-    {
-        let names: Vec<String> = states_of(s)
-            .into_iter()
-            .map(|s| toml_str(ctstate_name(s)))
-            .collect();
-        kv(&mut block, "ctstate", format!("[{}]", names.join(", ")));
-    }
-    if let Some((t, _)) = &keys.icmp {
-        kv(&mut block, "icmp_type", toml_icmp(t));
-    }
-    if !keys.not_icmp.is_empty() {
-        kv(
-            &mut block,
-            "not_icmp_type",
-            toml_list(&keys.not_icmp, |(t, _)| toml_icmp(t)),
-        );
-    }
+        m
+    };
+    let sport = ports(&keys.sport, &keys.not_sport, "sport");
+    let dport = ports(&keys.dport, &keys.not_dport, "dport");
+
     // A rule holds one TCP flags test; intersecting positive ones keeps
     // it one, but "not these and not those" or "these and not those" would
     // take two.
-    match (&keys.tcp_flags, keys.not_tcp_flags.as_slice()) {
-        (Some((f, _)), []) => kv(&mut block, "tcp_flags", toml_tcp_flags(f)),
-        (None, [(f, _)]) => kv(&mut block, "not_tcp_flags", toml_tcp_flags(f)),
-        (None, []) => {}
+    let tcp_flags = match (&keys.tcp_flags, keys.not_tcp_flags.as_slice()) {
+        (Some((f, _)), []) => Some(TcpFlagsMatch {
+            flags: *f,
+            negated: false,
+        }),
+        (None, [(f, _)]) => Some(TcpFlagsMatch {
+            flags: *f,
+            negated: true,
+        }),
+        (None, []) => None,
         (pos, neg) => {
             let mut lines: Vec<usize> = pos.iter().flat_map(|(_, l)| l.clone()).collect();
             lines.extend(lines_of(neg));
@@ -236,18 +187,12 @@ pub fn rule_block(
                         .into(),
                 );
             }
+            None
         }
-    }
-    match keys.limits.as_slice() {
-        [] => {}
-        [(l, _)] => {
-            kv(
-                &mut block,
-                "limit",
-                toml_str(&format!("{}/{}", l.count, l.per.name())),
-            );
-            kv(&mut block, "limit_burst", l.burst.to_string());
-        }
+    };
+    let limit = match keys.limits.as_slice() {
+        [] => None,
+        [(l, _)] => Some(*l),
         several => {
             for (_, l) in several {
                 problem(
@@ -255,32 +200,154 @@ pub fn rule_block(
                     "several -m limit conditions after inlining (a rule holds one rate)".into(),
                 );
             }
+            None
         }
-    }
-    match &r.action {
-        Target::Accept => kv(&mut block, "action", toml_str("accept")),
-        Target::Drop => kv(&mut block, "action", toml_str("drop")),
-        Target::Reject { with } => {
-            kv(&mut block, "action", toml_str("reject"));
-            if let Some(w) = with {
-                kv(&mut block, "reject_with", toml_str(w));
-            }
-        }
-        Target::Log { prefix, level } => {
-            kv(&mut block, "action", toml_str("log"));
-            if let Some(p) = prefix {
-                kv(&mut block, "log_prefix", toml_str(p));
-            }
-            if let Some(l) = level {
-                kv(&mut block, "log_level", l.to_string());
-            }
-        }
+    };
+    let (action, reject_with, log_prefix, log_level) = match &r.action {
+        Target::Accept => (RuleAction::Accept, None, None, None),
+        Target::Drop => (RuleAction::Drop, None, None, None),
+        Target::Reject { with } => (RuleAction::Reject, with.clone(), None, None),
+        Target::Log { prefix, level } => (RuleAction::Log, None, prefix.clone(), *level),
         other => unreachable!("{other} in the filter table after resolution"),
+    };
+    Ok(RuleKeys {
+        hook: r.hook,
+        proto: pos_neg(keys.proto, keys.not_proto),
+        src: pos_neg(keys.src, keys.not_src),
+        dst: pos_neg(keys.dst, keys.not_dst),
+        src_range: pos_neg(keys.src_range, keys.not_src_range),
+        dst_range: pos_neg(keys.dst_range, keys.not_dst_range),
+        sport,
+        dport,
+        iif: pos_neg(keys.iif, keys.not_iif),
+        oif: pos_neg(keys.oif, keys.not_oif),
+        ctstate: match states {
+            Some(s) if s != RULE_STATES => states_of(s),
+            _ => Vec::new(),
+        },
+        icmp_type: pos_neg(keys.icmp, keys.not_icmp),
+        tcp_flags,
+        limit,
+        action,
+        reject_with,
+        log_prefix,
+        log_level,
+        comment: r.comment.clone(),
+    })
+}
+
+/// A merged key as the config's plain key and its `not_` form.
+fn pos_neg<T>(pos: Pos<T>, neg: Neg<T>) -> Match<T> {
+    Match {
+        any_of: pos.into_iter().map(|(v, _)| v).collect(),
+        none_of: neg.into_iter().map(|(v, _)| v).collect(),
     }
-    if let Some(c) = &r.comment {
-        kv(&mut block, "comment", toml_str(c));
+}
+
+impl RuleKeys {
+    /// The `[[rule]]` block's keys as TOML, in the order the config
+    /// documents them.
+    pub fn to_toml(&self, family: Option<Family>) -> String {
+        let Self {
+            hook,
+            proto,
+            src,
+            dst,
+            src_range,
+            dst_range,
+            sport,
+            dport,
+            iif,
+            oif,
+            ctstate,
+            icmp_type,
+            tcp_flags,
+            limit,
+            action,
+            reject_with,
+            log_prefix,
+            log_level,
+            comment,
+        } = self;
+        let mut block = String::new();
+        kv(
+            &mut block,
+            "chain",
+            toml_str(&hook.name().to_ascii_lowercase()),
+        );
+        if let Some(f) = family {
+            kv(&mut block, "family", toml_str(&f.to_string()));
+        }
+        let cidr = |c: &Cidr| toml_str(&c.to_string());
+        let range = |a: &AddrRange| toml_str(&a.to_string());
+        let iface = |i: &Iface| toml_str(&i.to_string());
+        write_match(&mut block, "proto", proto, |p| toml_proto(*p));
+        write_match(&mut block, "src", src, cidr);
+        write_match(&mut block, "src_range", src_range, range);
+        write_match(&mut block, "dst", dst, cidr);
+        write_match(&mut block, "dst_range", dst_range, range);
+        for (name, m) in [("sport", sport), ("dport", dport)] {
+            if !m.any_of.is_empty() {
+                kv(&mut block, name, toml_ports(&m.any_of));
+            }
+            if !m.none_of.is_empty() {
+                kv(&mut block, &format!("not_{name}"), toml_ports(&m.none_of));
+            }
+        }
+        write_match(&mut block, "iif", iif, iface);
+        write_match(&mut block, "oif", oif, iface);
+        if !ctstate.is_empty() {
+            let names: Vec<String> = ctstate.iter().map(|&s| toml_str(ctstate_name(s))).collect();
+            kv(&mut block, "ctstate", format!("[{}]", names.join(", ")));
+        }
+        write_match(&mut block, "icmp_type", icmp_type, toml_icmp);
+        if let Some(t) = tcp_flags {
+            let name = if t.negated {
+                "not_tcp_flags"
+            } else {
+                "tcp_flags"
+            };
+            kv(&mut block, name, toml_tcp_flags(&t.flags));
+        }
+        if let Some(l) = limit {
+            kv(
+                &mut block,
+                "limit",
+                toml_str(&format!("{}/{}", l.count, l.per.name())),
+            );
+            kv(&mut block, "limit_burst", l.burst.to_string());
+        }
+        let action_name = match action {
+            RuleAction::Accept => "accept",
+            RuleAction::Drop => "drop",
+            RuleAction::Reject => "reject",
+            RuleAction::Log => "log",
+        };
+        kv(&mut block, "action", toml_str(action_name));
+        if let Some(w) = reject_with {
+            kv(&mut block, "reject_with", toml_str(w));
+        }
+        if let Some(p) = log_prefix {
+            kv(&mut block, "log_prefix", toml_str(p));
+        }
+        if let Some(l) = log_level {
+            kv(&mut block, "log_level", l.to_string());
+        }
+        if let Some(c) = comment {
+            kv(&mut block, "comment", toml_str(c));
+        }
+        block
     }
-    Ok(block)
+}
+
+/// A key's values, and its `not_` form's, each one value or a list.
+fn write_match<T>(out: &mut String, name: &str, m: &Match<T>, f: impl Fn(&T) -> String) {
+    if !m.any_of.is_empty() {
+        kv(out, name, toml_list(&m.any_of, &f));
+    }
+    if !m.none_of.is_empty() {
+        kv(out, &format!("not_{name}"), toml_list(&m.none_of, &f));
+    }
 }
 
 type Pos<T> = Option<(T, Vec<usize>)>;

@@ -41,7 +41,7 @@ pub use command::parse_rule;
 pub use config_lines::{ConfigLines, config_lines};
 pub use detect::detect_family;
 pub use dump::{Builder, ChainDump, Ruleset, TableDump, parse_save};
-pub use keys::{Omitted, rule_block};
+pub use keys::{Omitted, RuleKeys, rule_block, rule_keys};
 pub use resolve::{FlatCond, FlatRule, UnusedChain};
 pub use translate::{ToTomlError, Unexpressible, to_toml};
 pub use tree::{Cond, Hook, NatTo, ParseError, Policy, Rule, Stmt, Table, Target, Test};

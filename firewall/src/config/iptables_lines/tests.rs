@@ -172,3 +172,56 @@ fn iptables_line_errors_name_the_index_and_the_option() {
         &["fw.toml:1: iptables: expected a list of iptables command lines"],
     );
 }
+
+/// The rules of `iptables` lines are built without writing their
+/// `[[rule]]` blocks; they must be the rules those blocks (as `firewall
+/// import` writes them) would give.
+#[test]
+fn iptables_lines_give_the_rules_of_the_blocks_they_stand_for() {
+    let lines = [
+        "-N LOGDROP",
+        "-A INPUT -m conntrack --ctstate INVALID -j DROP",
+        "-A INPUT -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset",
+        "-A INPUT ! -s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j LOGDROP",
+        "-A INPUT -p tcp -m multiport --dports 22,80,443,8000:8100 -j ACCEPT",
+        "-A INPUT -p icmp -m icmp --icmp-type 8 -m limit --limit 5/sec -j ACCEPT",
+        "-A INPUT -p icmp -m icmp ! --icmp-type 3/4 -j DROP",
+        "-A INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -j DROP",
+        "-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 -j ACCEPT",
+        "-A INPUT -p udp ! --sport 53 -m iprange ! --dst-range 192.168.1.0-192.168.1.9 -j REJECT --reject-with port-unreach",
+        "-A INPUT -i eth+ -p udp -j LOG --log-prefix \"udp: \" --log-level info",
+        "-A INPUT -s 2001:db8::/32 -p ipv6-icmp --icmpv6-type echo-request -m comment --comment ping6 -j ACCEPT",
+        "-A INPUT ! -p udp -m conntrack ! --ctstate NEW -j REJECT",
+        "-A FORWARD -i eth1 -o eth0 -p udp -m multiport ! --dports 53,123 -j ACCEPT",
+        "-A FORWARD -i eth0 ! -o eth0 -p tcp --syn -j LOGDROP",
+        "-A FORWARD ! -p tcp -o wlan+ ! -i eth1 -j ACCEPT",
+        "-A OUTPUT -d 203.0.113.0/24 -j DROP",
+        "-A LOGDROP -j LOG --log-prefix \"dropped: \" --log-level 4",
+        "-A LOGDROP -j DROP",
+    ];
+    let entries: Vec<String> = lines
+        .iter()
+        .map(|l| format!("  {},\n", toml::Value::String(l.to_string())))
+        .collect();
+    let text = format!("iptables = [\n{}]\n{}", entries.concat(), with_two(""));
+    let from_lines = parse(&text, "fw.toml").unwrap_or_else(|e| panic!("{e}"));
+
+    let resolved = crate::iptables::config_lines(&lines).unwrap();
+    let blocks: String = resolved
+        .rules
+        .iter()
+        .map(|(_, keys)| format!("[[rule]]\n{}", keys.to_toml(None)))
+        .collect();
+    let from_blocks = parse(&with_two(&blocks), "fw.toml").unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(from_lines.rules.len(), from_blocks.rules.len());
+    assert!(from_lines.rules.len() > 15);
+    let names = ifaces();
+    for (a, b) in from_lines.rules.iter().zip(&from_blocks.rules) {
+        // Where each rule was written differs; nothing else may.
+        let mut b = b.clone();
+        (b.line, b.key, b.iface_lines) = (a.line, a.key.clone(), a.iface_lines);
+        assert_eq!(*a, b);
+        assert_eq!(a.to_match(&names).unwrap(), b.to_match(&names).unwrap());
+    }
+}

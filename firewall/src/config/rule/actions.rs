@@ -53,14 +53,8 @@ impl Block<'_> {
             Some(v) => {
                 let k = self.key("reject_with");
                 let name = doc.string(v, &k)?;
-                let canonical = reject_name(name).ok_or_else(|| {
-                    let names: Vec<&str> = REJECT_WITH.iter().map(|(n, _, _)| *n).collect();
-                    doc.at(
-                        v,
-                        &k,
-                        format!("unknown value {name:?} (expected {})", one_of(&names)),
-                    )
-                })?;
+                let canonical =
+                    reject_name(name).ok_or_else(|| doc.at(v, &k, unknown_reject_with(name)))?;
                 if let Some(problem) = reject_with_problem(canonical, only_proto) {
                     return Err(doc.at(v, &k, problem));
                 }
@@ -114,6 +108,11 @@ pub(in crate::config) fn chain_action_problem(
 ) -> Option<&'static str> {
     (action == RuleAction::Reject && chain == Chain::Output)
         .then_some("reject is not supported on chain output (use drop)")
+}
+
+pub(in crate::config) fn unknown_reject_with(name: &str) -> String {
+    let names: Vec<&str> = REJECT_WITH.iter().map(|(n, _, _)| *n).collect();
+    format!("unknown value {name:?} (expected {})", one_of(&names))
 }
 
 pub(in crate::config) fn reject_with_problem(

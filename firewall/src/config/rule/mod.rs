@@ -54,7 +54,14 @@ use std::collections::HashMap;
 use firewall_common::{Chain, CtState, MAX_RULES, RuleAction};
 use toml::Spanned;
 
-use self::matches::only_proto;
+pub(super) use self::{
+    actions::{chain_action_problem, log_prefix_problem, reject_with_problem, unknown_reject_with},
+    ifaces::{iface_problem, iface_warning},
+    matches::{
+        FamilyCheck, icmp_types_problem, icmp_v6, only_proto, port_slots_problem, ports_problem,
+        protocol_family_problem, rate_problem, tcp_flags_problem,
+    },
+};
 use super::{
     ConfigError,
     doc::{Doc, name_of},
@@ -257,7 +264,7 @@ pub(super) fn validate_rules(
 
 /// One `[[rule]]`, named `prefix` in messages, the `index`th rule of the
 /// config.
-pub(super) fn validate_rule(
+fn validate_rule(
     doc: &Doc,
     raw: &Spanned<RawRule>,
     prefix: &str,
