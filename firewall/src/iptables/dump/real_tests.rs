@@ -1,5 +1,6 @@
 //! Real iptables output: these tests run iptables in a scratch network
-//! namespace, so they need root and iptables installed.
+//! namespace, so they need root and iptables installed, and fail without
+//! them.
 
 use super::*;
 use crate::iptables::{lex::tokenize, test_support::*, *};
@@ -42,20 +43,28 @@ impl Drop for Netns {
     }
 }
 
-fn can_run_iptables() -> bool {
+/// These tests compare with the real iptables, so they need it and root
+/// (for a network namespace); `cargo xtask setup` installs `tools` and the
+/// tests run as root. Without them a test fails here, rather than passing
+/// without having compared anything.
+fn require_iptables(tools: &[&str]) {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root for network namespaces");
-        return false;
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test runs iptables in a scratch network namespace, which needs root \
+         (cargo xtask test runs it as root)"
+    );
+    for tool in tools {
+        let installed = std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            installed,
+            "this test needs {tool}, which is not installed (cargo xtask setup installs it)"
+        );
     }
-    let installed = std::process::Command::new("iptables-save")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed {
-        eprintln!("skipped: iptables-save is not installed");
-    }
-    installed
 }
 
 /// Runs `(table, command)`s with the real `program` in `ns`, and builds
@@ -237,9 +246,7 @@ const V6_COMMANDS: &[(Table, &str)] = &[
 
 #[test]
 fn real_iptables_save_output_parses_to_the_commands_that_made_it() {
-    if !can_run_iptables() {
-        return;
-    }
+    require_iptables(&["iptables", "iptables-save", "ip6tables", "ip6tables-save"]);
     let ns = Netns::new("syntax");
     for (program, save_program, family, commands) in [
         ("iptables", "iptables-save", Family::V4, V4_COMMANDS),
@@ -284,9 +291,7 @@ fn real_iptables_save_output_parses_to_the_commands_that_made_it() {
 
 #[test]
 fn real_router_dump_imports_to_a_valid_config() {
-    if !can_run_iptables() {
-        return;
-    }
+    require_iptables(&["iptables", "iptables-save"]);
     let ns = Netns::new("router");
     let commands: &[(Table, &str)] = &[
         (Table::Filter, "-N LAN_IN"),
