@@ -250,3 +250,6 @@ pub fn parse_addr_range(s: &str) -> Result<AddrRange, String> {
     }
     Ok(AddrRange { lo, hi })
 }
+
+#[cfg(test)]
+mod tests;

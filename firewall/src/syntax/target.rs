@@ -181,3 +181,6 @@ pub fn parse_log_level(s: &str) -> Result<u8, String> {
         _ => Err(format!("unknown log level {s:?} (0-7 or a syslog name)")),
     }
 }
+
+#[cfg(test)]
+mod tests;
