@@ -11,6 +11,7 @@ pub mod maps;
 pub mod pins;
 pub mod reload;
 pub mod ruleset;
+pub mod syntax;
 pub mod sys;
 pub mod table;
 

@@ -7,10 +7,11 @@ use std::{
 };
 
 use firewall_common::{
-    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TcpState,
-    ct::flags,
+    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, TcpState, ct::flags,
 };
 use serde::Serialize;
+
+use crate::syntax::{proto_name, proto_number};
 
 pub fn key_addr(words: &[u32; 4], family: u8) -> IpAddr {
     if family == FAMILY_V4 {
@@ -21,26 +22,6 @@ pub fn key_addr(words: &[u32; 4], family: u8) -> IpAddr {
             b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
         }
         IpAddr::V6(Ipv6Addr::from(b))
-    }
-}
-
-pub fn proto_name(proto: u8) -> String {
-    match proto {
-        IPPROTO_TCP => "tcp".into(),
-        IPPROTO_UDP => "udp".into(),
-        IPPROTO_ICMP => "icmp".into(),
-        IPPROTO_ICMPV6 => "icmpv6".into(),
-        n => n.to_string(),
-    }
-}
-
-pub fn proto_number(name: &str) -> Option<u8> {
-    match name {
-        "tcp" => Some(IPPROTO_TCP),
-        "udp" => Some(IPPROTO_UDP),
-        "icmp" => Some(IPPROTO_ICMP),
-        "icmpv6" | "ipv6-icmp" => Some(IPPROTO_ICMPV6),
-        n => n.parse().ok(),
     }
 }
 
@@ -315,7 +296,7 @@ fn table_proto_num(name: &str) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use firewall_common::ct::CtDir;
+    use firewall_common::{IPPROTO_UDP, ct::CtDir};
 
     use super::*;
 

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use firewall::{
     maps::Maps,
     pins::PinDir,
-    sys,
+    syntax, sys,
     table::{self, Filter},
 };
 
@@ -61,7 +61,7 @@ pub struct ListArgs {
 }
 
 fn parse_proto(s: &str) -> Result<u8, String> {
-    table::proto_number(s).ok_or_else(|| format!("unknown protocol {s:?}"))
+    syntax::proto_number(s).ok_or_else(|| format!("unknown protocol {s:?}"))
 }
 
 pub fn conntrack(pins: &PinDir, a: ConntrackArgs) -> anyhow::Result<ExitCode> {

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{anyhow, bail};
-use firewall::{config::Family, iptables};
+use firewall::{iptables, syntax::Family};
 
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
