@@ -179,8 +179,12 @@ pub struct CtEntry {
     /// Sequence correction for this direction after a helper changed a
     /// segment's length (`nf_ct_seqadj`); identity otherwise.
     pub seqadj: crate::ftp::SeqAdj,
+    /// SCTP: the association's state and verification tags, the same in
+    /// both entries (`tcp_state` is unused for SCTP).
+    pub sctp: crate::sctp::SctpConn,
+    pub _pad1: u32,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 112);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 128);
 
 impl CtEntry {
     pub fn is_reply(&self) -> bool {

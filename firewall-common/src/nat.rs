@@ -58,6 +58,40 @@ const _: () = assert!(core::mem::size_of::<PortFwdTarget>() == 8);
 /// makes a port claim atomic across CPUs.
 pub const PORT_TRIES: u32 = 32;
 
+/// How a protocol is source-translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoNat {
+    /// TCP, UDP, ICMP queries: the address, and a port (ICMP: identifier)
+    /// allocated so that many inside hosts share the address.
+    Ports,
+    /// SCTP: the address only, the ports kept. Its CRC32c does not cover
+    /// the addresses, so nothing else changes; a second inside host using
+    /// the same ports to the same peer is refused.
+    KeepPorts,
+    /// Protocols without ports (GRE, ESP, AH, …): the address only, as
+    /// netfilter's generic NAT does, so one inside host per remote peer and
+    /// protocol at a time.
+    AddressOnly,
+    /// DCCP and UDP-Lite checksum the addresses through a pseudo-header
+    /// that is not rewritten here: never translated (they do not leave a
+    /// NAT interface).
+    Refused,
+}
+
+/// How protocol `proto` (an IPv4 protocol number) is source-translated.
+#[inline(always)]
+pub fn proto_nat(proto: u8) -> ProtoNat {
+    match proto {
+        crate::IPPROTO_TCP | crate::IPPROTO_UDP | crate::IPPROTO_ICMP => ProtoNat::Ports,
+        crate::IPPROTO_SCTP => ProtoNat::KeepPorts,
+        IPPROTO_DCCP | IPPROTO_UDPLITE => ProtoNat::Refused,
+        _ => ProtoNat::AddressOnly,
+    }
+}
+
+const IPPROTO_DCCP: u8 = 33;
+const IPPROTO_UDPLITE: u8 = 136;
+
 /// The port to try on attempt `attempt` (0-based): first the original port
 /// (netfilter keeps it when free), then a pseudo-random walk through
 /// `[lo, hi]` starting at `seed`. Host order in and out.
@@ -99,6 +133,19 @@ mod tests {
             }
             assert!(seen.len() > (PORT_TRIES as usize) / 2, "{seen:?}");
         }
+    }
+
+    #[test]
+    fn protocols_are_translated_as_far_as_their_checksums_allow() {
+        assert_eq!(proto_nat(6), ProtoNat::Ports);
+        assert_eq!(proto_nat(17), ProtoNat::Ports);
+        assert_eq!(proto_nat(1), ProtoNat::Ports);
+        assert_eq!(proto_nat(132), ProtoNat::KeepPorts);
+        for gre_esp_ah_ipip in [47, 50, 51, 4] {
+            assert_eq!(proto_nat(gre_esp_ah_ipip), ProtoNat::AddressOnly);
+        }
+        assert_eq!(proto_nat(33), ProtoNat::Refused);
+        assert_eq!(proto_nat(136), ProtoNat::Refused);
     }
 
     #[test]

@@ -5,7 +5,8 @@ use firewall_common::{
     Counter, CtEntry, CtKey, CtState, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_NONE, Settings,
     TcpState,
     ct::{CtDir, flags, icmp_type_starts_connection, state_of_entry},
-    nat::{NatRewrite, PORT_TRIES, port_candidate},
+    nat::{NatRewrite, PORT_TRIES, ProtoNat, port_candidate, proto_nat},
+    sctp::{SctpConn, SctpState},
     tcp::{self, TcpFlagIndex, TcpTransition},
     timeouts::{NS_PER_SEC, UDP_STREAM_AFTER_NS},
 };
@@ -13,6 +14,7 @@ use firewall_common::{
 use crate::{
     maps::{CONNTRACK, CT_SCRATCH, count},
     parse::{L4Kind, Packet},
+    sctp::{self, Outcome},
 };
 
 /// A rewrite to apply to a packet, copied out of its entry.
@@ -91,6 +93,7 @@ fn write_both(e: &mut CtEntry, tcp_state: u8, ct_flags: u8, expires: u64) {
         peer.tcp_state = tcp_state;
         peer.flags = ct_flags;
         peer.expires_ns = expires;
+        peer.sctp = e.sctp;
     }
 }
 
@@ -172,6 +175,28 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
                 }
             }
         }
+        L4Kind::Sctp => {
+            let Outcome::Accept { quiet } = sctp::track(e.sctp, reply, false) else {
+                return Tracked::Invalid(Counter::DropInvalidSctp);
+            };
+            let conn = sctp::conn();
+            let st = SctpState::from_u8(conn.state).unwrap_or(SctpState::Closed);
+            // `nf_conntrack_sctp_packet` assures on reaching ESTABLISHED.
+            if st == SctpState::Established {
+                new_flags |= flags::ASSURED;
+            }
+            let expires = if quiet {
+                e.expires_ns
+            } else {
+                now + st.timeout_secs() as u64 * NS_PER_SEC
+            };
+            if conn != e.sctp || new_flags != e.flags {
+                e.sctp = conn;
+                write_both(e, 0, new_flags, expires);
+            } else {
+                e.expires_ns = expires;
+            }
+        }
         _ => {
             let secs = match p.kind {
                 L4Kind::Udp => {
@@ -212,6 +237,12 @@ pub fn new_flow_state(p: &Packet) -> Result<u8, Counter> {
                 Err(Counter::DropInvalidIcmp)
             }
         }
+        // `sctp_new`: the association it starts stays in the SCTP slot
+        // for `create`.
+        L4Kind::Sctp => match sctp::track(SctpConn::default(), false, true) {
+            Outcome::Accept { .. } => Ok(0),
+            Outcome::Invalid => Err(Counter::DropInvalidSctp),
+        },
         // Nothing follows the header chain: no transport to track
         // (netfilter finds no l4 protocol and calls it INVALID).
         _ if p.key.proto == IPPROTO_NONE => Err(Counter::DropNoNextHeader),
@@ -257,6 +288,11 @@ pub fn create(
     ct_flags: u8,
 ) -> Result<u8, Counter> {
     let t = &s.timeouts;
+    let sctp_conn = if p.kind == L4Kind::Sctp {
+        sctp::conn()
+    } else {
+        SctpConn::default()
+    };
     let secs = match p.kind {
         L4Kind::Tcp => match TcpState::from_u8(tcp_state) {
             Some(st) => t.tcp(st, false),
@@ -264,6 +300,9 @@ pub fn create(
         },
         L4Kind::Udp => t.udp,
         L4Kind::IcmpQuery => t.icmp,
+        L4Kind::Sctp => SctpState::from_u8(sctp_conn.state)
+            .unwrap_or(SctpState::Closed)
+            .timeout_secs(),
         _ => t.generic,
     };
     // Both entries are built in per-CPU slots: 224 bytes of stack would
@@ -282,6 +321,7 @@ pub fn create(
         dir: CtDir::Original as u8,
         tcp_state,
         flags: ct_flags,
+        sctp: sctp_conn,
         ..CtEntry::default()
     };
     *reply = CtEntry {
@@ -343,6 +383,17 @@ pub fn create(
             if addr == 0 {
                 return Err(Counter::DropNatNoAddress);
             }
+            // Only protocols with ports get one allocated; the others keep
+            // theirs (SCTP) or have none, and their one tuple is claimed.
+            let how = proto_nat(p.key.proto);
+            if how == ProtoNat::Refused {
+                return Err(Counter::DropNatUntranslated);
+            }
+            let tries = if how == ProtoNat::Ports {
+                PORT_TRIES
+            } else {
+                1
+            };
             let original = u16::from_be(p.key.sport);
             let seed = unsafe { bpf_get_prandom_u32() };
             reply.nat_addr[0] = p.key.src[0];
@@ -350,6 +401,9 @@ pub fn create(
             let mut claimed = false;
             let mut port = 0u16;
             for attempt in 0..PORT_TRIES {
+                if attempt >= tries {
+                    break;
+                }
                 port = port_candidate(attempt, original, lo, hi, seed).to_be();
                 // Host traffic that already carries the address and keeps
                 // its port needs no rewrite either way; it is still
@@ -374,7 +428,11 @@ pub fn create(
                 }
             }
             if !claimed {
-                return Err(Counter::DropNatExhausted);
+                return Err(if how == ProtoNat::Ports {
+                    Counter::DropNatExhausted
+                } else {
+                    Counter::DropNatPeerBusy
+                });
             }
             if addr != p.key.src[0] || port != p.key.sport {
                 orig.nat = NatRewrite::Src as u8;

@@ -23,6 +23,7 @@ mod parse;
 mod reject;
 mod related;
 mod rules;
+mod sctp;
 
 use aya_ebpf::{
     EbpfContext,
@@ -221,7 +222,7 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
     if p.kind == L4Kind::IcmpError {
         return icmp_error_nat(&ctx, p, NatRewrite::Dst);
     }
-    if !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
+    if !translatable(p.kind) {
         return TC_ACT_UNSPEC;
     }
     if settings.helpers != 0 && p.kind == L4Kind::Tcp {
@@ -377,7 +378,7 @@ fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
 /// packet leaves a NAT interface untranslated.
 #[inline(always)]
 fn egress_forwarded_nat(ctx: &TcContext, p: &Packet, out: &IfaceConfig, ifindex: u32) -> Verdict {
-    if matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery) {
+    if translatable(p.kind) {
         match nat::apply(
             ctx,
             p,
@@ -662,6 +663,11 @@ fn process<C: EbpfContext + LoadBytes>(
                 }
             },
         },
+        // The tracker reads every chunk header; a packet whose chunks
+        // fail netfilter's basic checks is INVALID.
+        L4Kind::Sctp if !sctp::read_chunks(ctx, p) => {
+            return (drop_with(Counter::DropInvalidSctp), none);
+        }
         _ => match conntrack::track(p, settings, now) {
             Tracked::Invalid(reason) => return (drop_with(reason), none),
             Tracked::Hit {
@@ -884,6 +890,16 @@ fn port_forward(p: &Packet, s: &Settings, hook: Hook) -> Option<NatSpec> {
     })
 }
 
+/// Packets of the kinds that NAT translates (`firewall_common::nat::
+/// proto_nat` says how far).
+#[inline(always)]
+fn translatable(kind: L4Kind) -> bool {
+    matches!(
+        kind,
+        L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery | L4Kind::Sctp | L4Kind::Other
+    )
+}
+
 /// Masquerade/SNAT for a new IPv4 connection leaving through a NAT
 /// interface (forwarded, or originated by the host).
 #[inline(always)]
@@ -892,7 +908,7 @@ fn source_nat(p: &Packet, s: &Settings, chain: Chain, out_ifindex: u32) -> NatSp
         || p.key.family != FAMILY_V4
         || chain == Chain::Input
         || out_ifindex == 0
-        || !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery)
+        || !translatable(p.kind)
     {
         return NatSpec::None;
     }

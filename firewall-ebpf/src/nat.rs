@@ -28,10 +28,14 @@ pub fn rewrite(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> 
     }
     let l3 = p.l3_off as usize;
     let l4 = p.l4_off as usize;
-    let (csum_off, mangled, pseudo) = match p.kind {
-        L4Kind::Tcp => (l4 + 16, 0, true),
-        L4Kind::Udp => (l4 + 6, BPF_F_MARK_MANGLED_0 as u64, true),
-        L4Kind::IcmpQuery => (l4 + 2, 0, false),
+    // SCTP's CRC32c and the protocols without ports (GRE, ESP, …) cover no
+    // address: only the IPv4 header checksum changes, and their "port" (kept
+    // or none) never does.
+    let (csum_off, mangled, pseudo, ports) = match p.kind {
+        L4Kind::Tcp => (l4 + 16, 0, true, true),
+        L4Kind::Udp => (l4 + 6, BPF_F_MARK_MANGLED_0 as u64, true, true),
+        L4Kind::IcmpQuery => (l4 + 2, 0, false, true),
+        L4Kind::Sctp | L4Kind::Other => (0, 0, false, false),
         _ => return Err(()),
     };
     let (old_addr, addr_off) = if src {
@@ -61,6 +65,9 @@ pub fn rewrite(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> 
         (p.key.dport, l4 + 2)
     };
     if old_port != port {
+        if !ports {
+            return Err(());
+        }
         ctx.store(port_off, &port, 0).map_err(|_| ())?;
         ctx.l4_csum_replace(csum_off, old_port as u64, port as u64, mangled | 2)
             .map_err(|_| ())?;

@@ -7,7 +7,8 @@ use std::{
 };
 
 use firewall_common::{
-    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, TcpState, ct::flags,
+    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, TcpState,
+    ct::flags, sctp::SctpState,
 };
 use serde::Serialize;
 
@@ -78,6 +79,9 @@ pub struct Connection {
     pub family: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_state: Option<&'static str>,
+    /// An SCTP association's state (`sctp_print_conntrack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_state: Option<&'static str>,
     pub orig: Tuple,
     pub reply: Tuple,
     pub expires_in: u64,
@@ -129,7 +133,7 @@ pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection>
             fl.push("EXPECTED");
         }
         out.push(Connection {
-            proto: proto_name(orig_key.proto),
+            proto: conntrack_proto_name(orig_key.proto),
             family: if orig_key.family == FAMILY_V4 {
                 "ipv4"
             } else {
@@ -137,6 +141,8 @@ pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection>
             },
             tcp_state: (orig_key.proto == IPPROTO_TCP)
                 .then(|| TcpState::from_u8(any.tcp_state).map_or("NONE", TcpState::name)),
+            sctp_state: (orig_key.proto == IPPROTO_SCTP)
+                .then(|| SctpState::from_u8(any.sctp.state).map_or("NONE", SctpState::name)),
             orig: Tuple::from_key(orig_key),
             reply: Tuple::from_key(reply_key),
             expires_in: (expires - now_ns) / 1_000_000_000,
@@ -189,7 +195,7 @@ impl Filter {
 /// One `conntrack -L` line (with accounting on).
 pub fn conntrack_line(c: &Connection) -> String {
     let mut s = format!("{:<8} {} {}", c.proto, c.proto_num, c.expires_in);
-    if let Some(st) = c.tcp_state {
+    if let Some(st) = c.tcp_state.or(c.sctp_state) {
         s += " ";
         s += st;
     }
@@ -294,6 +300,18 @@ fn table_proto_num(name: &str) -> u8 {
     proto_number(name).unwrap_or(0)
 }
 
+/// The protocol as `conntrack -L` names it: the trackers netfilter has
+/// names for, else what the firewall calls it (a number for the rest).
+fn conntrack_proto_name(p: u8) -> String {
+    match p {
+        IPPROTO_SCTP => "sctp".to_owned(),
+        33 => "dccp".to_owned(),
+        47 => "gre".to_owned(),
+        136 => "udplite".to_owned(),
+        _ => proto_name(p),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use firewall_common::{IPPROTO_UDP, ct::CtDir};
@@ -349,6 +367,30 @@ mod tests {
              packets=3 bytes=180 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 \
              packets=2 bytes=120 [ASSURED] mark=0 use=1"
         );
+    }
+
+    #[test]
+    fn sctp_associations_show_their_state_and_ports() {
+        let mut entries = pair(
+            TcpState::None,
+            flags::SEEN_REPLY | flags::ASSURED,
+            100 * 1_000_000_000,
+        );
+        for (k, e) in entries.iter_mut() {
+            k.proto = IPPROTO_SCTP;
+            e.peer.proto = IPPROTO_SCTP;
+            e.sctp.state = SctpState::Established as u8;
+        }
+        let c = &connections(&entries, 1_000_000_000)[0];
+        assert_eq!(c.tcp_state, None);
+        assert_eq!(
+            conntrack_line(c),
+            "sctp     132 99 ESTABLISHED src=10.0.1.2 dst=10.0.2.2 sport=40000 dport=80 \
+             packets=3 bytes=180 src=10.0.2.2 dst=10.0.1.2 sport=80 dport=40000 \
+             packets=2 bytes=120 [ASSURED] mark=0 use=1"
+        );
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(json["sctp_state"], "ESTABLISHED");
     }
 
     #[test]

@@ -832,3 +832,231 @@ fn the_hosts_own_error_about_a_packet_without_a_connection_passes() {
     assert_eq!(h.ingress_wan(&err), Verdict::Drop);
     assert_eq!(h.counter(DropIcmpErrorNoConn), 1);
 }
+
+// ---------------------------------------------------------------------------
+// 4. SCTP by ports and verification tag; other protocols through NAT.
+
+/// An SCTP packet with verification tag `vtag` and `chunks` (already padded
+/// to 4 bytes each). The CRC32c is left 0: the firewall does not check it.
+fn sctp(src: SocketAddr, dst: SocketAddr, vtag: u32, chunks: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&src.port().to_be_bytes());
+    payload.extend_from_slice(&dst.port().to_be_bytes());
+    payload.extend_from_slice(&vtag.to_be_bytes());
+    payload.extend_from_slice(&[0; 4]);
+    payload.extend_from_slice(chunks);
+    let mut out = Vec::new();
+    plain(src.ip(), dst.ip())
+        .write(&mut out, IpNumber::SCTP, &payload)
+        .expect("SCTP packet");
+    out
+}
+
+/// A chunk of type `ty` with `flags` and `value` (length = 4 + value).
+fn chunk(ty: u8, flags: u8, value: &[u8]) -> Vec<u8> {
+    let mut c = vec![ty, flags];
+    c.extend_from_slice(&((4 + value.len()) as u16).to_be_bytes());
+    c.extend_from_slice(value);
+    while c.len() % 4 != 0 {
+        c.push(0);
+    }
+    c
+}
+
+/// INIT or INIT ACK with Initiate Tag `tag` (window, streams, TSN after it).
+fn init_chunk(ty: u8, tag: u32) -> Vec<u8> {
+    let mut v = tag.to_be_bytes().to_vec();
+    v.extend_from_slice(&[0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
+    chunk(ty, 0, &v)
+}
+
+const TAG_CLIENT: u32 = 0x1111_1111;
+const TAG_SERVER: u32 = 0x2222_2222;
+
+/// An association from a LAN client to a server through the four-way
+/// handshake; returns both ends.
+fn sctp_association(h: &Harness, client: &str, server: &str) -> (SocketAddr, SocketAddr) {
+    let (c, s) = (sa(client), sa(server));
+    assert_eq!(
+        h.ingress_lan(&sctp(c, s, 0, &init_chunk(1, TAG_CLIENT))),
+        Verdict::Pass
+    );
+    assert_eq!(
+        h.ingress_wan(&sctp(s, c, TAG_CLIENT, &init_chunk(2, TAG_SERVER))),
+        Verdict::Pass
+    );
+    assert_eq!(
+        h.ingress_lan(&sctp(c, s, TAG_SERVER, &chunk(10, 0, &[1; 8]))),
+        Verdict::Pass,
+        "COOKIE ECHO"
+    );
+    assert_eq!(
+        h.ingress_wan(&sctp(s, c, TAG_CLIENT, &chunk(11, 0, &[]))),
+        Verdict::Pass,
+        "COOKIE ACK"
+    );
+    (c, s)
+}
+
+#[test]
+fn sctp_is_tracked_by_ports_and_verification_tag() {
+    for (client, server) in [
+        ("10.0.1.5:5000", "203.0.113.7:3868"),
+        ("[fd00:1::5]:5000", "[2001:db8::7]:3868"),
+    ] {
+        let h = router("");
+        let (c, s) = sctp_association(&h, client, server);
+        let (o, r) = h.assert_conn(
+            &key(IpNumber::SCTP, c, s),
+            TcpState::None,
+            SEEN_REPLY | ASSURED,
+        );
+        assert_eq!(
+            o.sctp.state,
+            firewall_common::sctp::SctpState::Established as u8
+        );
+        assert_eq!(o.sctp, r.sctp, "both halves hold the association");
+        let data = chunk(0, 3, &[0; 16]);
+        assert_eq!(h.ingress_wan(&sctp(s, c, TAG_CLIENT, &data)), Verdict::Pass);
+        // The right tag on another port is another association: NEW from
+        // the WAN, dropped. A wrong tag on the right ports is INVALID.
+        let other = SocketAddr::new(c.ip(), 5001);
+        assert_eq!(
+            h.ingress_wan(&sctp(s, other, 0, &init_chunk(1, 7))),
+            Verdict::Drop
+        );
+        assert_eq!(
+            h.ingress_wan(&sctp(s, c, 0xdead_beef, &data)),
+            Verdict::Drop
+        );
+        // An ABORT with a wrong tag changes nothing; with the right one it
+        // closes the association.
+        assert_eq!(
+            h.ingress_wan(&sctp(s, c, 0xdead_beef, &chunk(6, 0, &[]))),
+            Verdict::Drop
+        );
+        let (o, _) = h.assert_conn(
+            &key(IpNumber::SCTP, c, s),
+            TcpState::None,
+            SEEN_REPLY | ASSURED,
+        );
+        assert_eq!(
+            o.sctp.state,
+            firewall_common::sctp::SctpState::Established as u8
+        );
+        assert_eq!(
+            h.ingress_wan(&sctp(s, c, TAG_CLIENT, &chunk(6, 0, &[]))),
+            Verdict::Pass
+        );
+        let (o, _) = h.assert_conn(
+            &key(IpNumber::SCTP, c, s),
+            TcpState::None,
+            SEEN_REPLY | ASSURED,
+        );
+        assert_eq!(o.sctp.state, firewall_common::sctp::SctpState::Closed as u8);
+        assert_eq!(h.counter(DropInvalidSctp), 2, "{client}");
+        assert_eq!(h.counter(DropPolicy), 1, "{client}");
+    }
+}
+
+#[test]
+fn sctp_packets_that_cannot_start_an_association_create_nothing() {
+    let h = router("");
+    let (c, s) = (sa("10.0.1.5:5000"), sa("203.0.113.7:3868"));
+    let cases = [
+        sctp(c, s, 5, &init_chunk(1, TAG_CLIENT)), // INIT with a tag
+        sctp(c, s, TAG_CLIENT, &chunk(6, 0, &[])), // ABORT out of the blue
+        sctp(c, s, TAG_CLIENT, &chunk(0, 3, &[0; 16])), // DATA out of the blue
+        sctp(c, s, 0, &[init_chunk(1, 1), chunk(0, 3, &[0; 8])].concat()), // INIT not alone
+        sctp(c, s, 0, &[0, 0, 0, 0]),              // an empty chunk
+        sctp(c, s, 0, &[]),                        // no chunk at all
+    ];
+    for f in &cases {
+        assert_eq!(h.ingress_lan(f), Verdict::Drop);
+    }
+    assert_eq!(h.conntrack_len(), 0);
+    h.assert_counters(&[(DropInvalidSctp, cases.len() as u64)]);
+}
+
+/// A GRE (47) or ESP (50) packet: protocols without ports.
+fn portless(proto: u8, src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let mut out = Vec::new();
+    plain(src, dst)
+        .write(
+            &mut out,
+            IpNumber(proto),
+            &[0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 1],
+        )
+        .expect("packet");
+    out
+}
+
+#[test]
+fn gre_and_esp_pass_masquerade_for_one_inside_host_per_peer() {
+    let h = router_with(MASQUERADE, "");
+    let (a, b, peer, wan) = (
+        ip("10.0.1.5"),
+        ip("10.0.1.6"),
+        ip("203.0.113.7"),
+        ip("10.0.2.1"),
+    );
+    for proto in [47u8, 50] {
+        let out = portless(proto, a, peer);
+        assert_eq!(h.ingress_lan(&out), Verdict::Pass, "{proto} out");
+        let (v, sent) = h.forward_to_wan(&out);
+        assert_eq!(v, Verdict::Pass);
+        assert_eq!(
+            &sent[ETH_LEN + 12..ETH_LEN + 16],
+            &[10, 0, 2, 1],
+            "source translated"
+        );
+        assert_eq!(
+            &sent[ETH_LEN + 20..],
+            &out[ETH_LEN + 20..],
+            "payload untouched"
+        );
+        let mut check = sent.clone();
+        fix_ip_checksum(&mut check);
+        assert_eq!(sent, check, "IPv4 header checksum updated");
+        // The peer's answer comes back to the inside host.
+        let back = portless(proto, peer, wan);
+        assert_eq!(h.ingress_wan(&back), Verdict::Pass, "{proto} back");
+        let (v, delivered) = h.tc_ingress(h.wan, &back);
+        assert_eq!(v, Verdict::Pass);
+        assert_eq!(&delivered[ETH_LEN + 16..ETH_LEN + 20], &[10, 0, 1, 5]);
+        // A second inside host to the same peer: replies could not tell
+        // them apart, so it is refused.
+        assert_eq!(h.ingress_lan(&portless(proto, b, peer)), Verdict::Drop);
+    }
+    assert_eq!(h.counter(DropNatPeerBusy), 2);
+}
+
+#[test]
+fn sctp_through_masquerade_keeps_its_ports() {
+    let h = router_with(MASQUERADE, "");
+    let (c, s) = (sa("10.0.1.5:5000"), sa("203.0.113.7:3868"));
+    let init = sctp(c, s, 0, &init_chunk(1, TAG_CLIENT));
+    assert_eq!(h.ingress_lan(&init), Verdict::Pass);
+    let (v, sent) = h.forward_to_wan(&init);
+    assert_eq!(v, Verdict::Pass);
+    assert_eq!(&sent[ETH_LEN + 12..ETH_LEN + 16], &[10, 0, 2, 1]);
+    assert_eq!(
+        &sent[ETH_LEN + 20..],
+        &init[ETH_LEN + 20..],
+        "ports and chunks kept"
+    );
+    let ack = sctp(
+        s,
+        sa("10.0.2.1:5000"),
+        TAG_CLIENT,
+        &init_chunk(2, TAG_SERVER),
+    );
+    assert_eq!(h.ingress_wan(&ack), Verdict::Pass);
+    let (v, delivered) = h.tc_ingress(h.wan, &ack);
+    assert_eq!(v, Verdict::Pass);
+    assert_eq!(&delivered[ETH_LEN + 16..ETH_LEN + 20], &[10, 0, 1, 5]);
+    // Another inside host with the same ports to the same server.
+    let other = sctp(sa("10.0.1.6:5000"), s, 0, &init_chunk(1, 9));
+    assert_eq!(h.ingress_lan(&other), Verdict::Drop);
+    assert_eq!(h.counter(DropNatPeerBusy), 1);
+}

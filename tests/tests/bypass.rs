@@ -182,3 +182,77 @@ fn neighbour_discovery_from_the_wan_is_not_forwarded() -> Result<()> {
     ensure!(seen.is_empty(), "forwarded: {seen:?}");
     Ok(())
 }
+
+/// A protocol without ports from the LAN host through masquerade: it leaves with the
+/// router's address, the WAN host's answer comes back to the LAN host, and a second
+/// LAN host talking the same protocol to the same WAN host meanwhile is refused
+/// (replies could not tell the two apart).
+fn check_portless_through_masquerade(proto: u8, layer: &str) -> Result<()> {
+    let topo = topology::router_with(
+        "bypnat",
+        topology::RouterOptions {
+            second_lan_host: true,
+            ..topology::RouterOptions::nat()
+        },
+    )?;
+    let config = Config::router()
+        .with_interface("lan1", tests::Role::Lan)
+        .with_masquerade("wan0");
+    let fw = Firewall::start(&topo.rtr, &config)?;
+    let lan2 = topo.lan2.as_ref().expect("second LAN host");
+    let (lan, wan, rtr) = (
+        LAN_HOST.get(Family::V4),
+        WAN_HOST.get(Family::V4),
+        ROUTER_WAN.get(Family::V4),
+    );
+    let mut at_wan = Capture::start(&topo.wan, "eth0", &format!("ip proto {proto}"))?;
+    let mut at_lan = Capture::start(&topo.lan, "eth0", &format!("ip proto {proto}"))?;
+    scapy_send(&topo.lan, &format!("IP(src='{lan}', dst='{wan}')/{layer}"))?;
+    let seen = poll_capture(&mut at_wan, 1)?;
+    ensure!(
+        seen[0].contains(&format!("{rtr} > {wan}")),
+        "left untranslated: {seen:?}"
+    );
+    scapy_send(&topo.wan, &format!("IP(src='{wan}', dst='{rtr}')/{layer}"))?;
+    let seen = poll_capture(&mut at_lan, 1)?;
+    ensure!(
+        seen.iter().any(|l| l.contains(&format!("{wan} > {lan}"))),
+        "the answer did not reach the LAN host: {seen:?}"
+    );
+    let lan2_addr = topology::LAN2_HOST.get(Family::V4);
+    scapy_send(lan2, &format!("IP(src='{lan2_addr}', dst='{wan}')/{layer}"))?;
+    counted(&fw, "drop_nat_peer_busy", 1)?;
+    let seen = at_wan.packets(SETTLE);
+    let arrived = seen
+        .iter()
+        .filter(|l| l.contains(&format!("> {wan}:")))
+        .count();
+    ensure!(arrived == 1, "the second LAN host got through: {seen:?}");
+    Ok(())
+}
+
+/// Waits until `capture` holds `n` packets, and returns them.
+fn poll_capture(capture: &mut Capture, n: usize) -> Result<Vec<String>> {
+    poll(
+        &format!("{n} captured packets"),
+        Duration::from_secs(5),
+        || {
+            let seen = capture.packets(Duration::ZERO);
+            Ok(if seen.len() >= n {
+                Probe::Ready(seen)
+            } else {
+                Probe::Pending(format!("{seen:?}"))
+            })
+        },
+    )
+}
+
+#[test]
+fn pptp_gre_passes_masquerade_for_one_lan_host() -> Result<()> {
+    check_portless_through_masquerade(47, "GRE(proto=0x880b, key_present=1, key=0x00060001)")
+}
+
+#[test]
+fn esp_passes_masquerade_for_one_lan_host() -> Result<()> {
+    check_portless_through_masquerade(50, "ESP(spi=0x1001, seq=1, data=b'encrypted')")
+}
