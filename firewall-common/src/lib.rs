@@ -10,6 +10,7 @@
 #[cfg(any(feature = "alloc", test))]
 extern crate alloc;
 
+pub mod abi;
 pub mod csum;
 pub mod ct;
 pub mod ftp;

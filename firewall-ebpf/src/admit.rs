@@ -46,6 +46,7 @@ pub enum Admission {
 }
 
 /// Where the packet arrived.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Arrival {
     pub ifindex: u32,
@@ -54,9 +55,10 @@ pub struct Arrival {
 }
 
 /// Checks a first packet from outside the host. `route` is what the
-/// policy's lookup found (`Outcome::Unknown` if it made none); `dnat` says the packet will be
-/// translated to another destination (a port forward, or a data
-/// connection following its master), so its route is not known yet.
+/// policy's lookup found (`Outcome::Unknown` if it made none); `dnat` says
+/// the packet will be translated to another destination (a port forward,
+/// or a data connection following its master), so its route is not known
+/// yet.
 #[inline(always)]
 pub fn first_packet<C: EbpfContext + LoadBytes>(
     ctx: &C,

@@ -1,11 +1,10 @@
 //! Connection tracking: lookup, state update and creation.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_get_prandom_u32};
+use aya_ebpf::bindings::BPF_NOEXIST;
 use firewall_common::{
-    Counter, CtEntry, CtKey, CtState, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_NONE, Settings,
-    TcpState,
+    Counter, CtEntry, CtKey, CtState, IPPROTO_NONE, Settings, TcpState,
     ct::{CtDir, flags, icmp_type_starts_connection, state_of_entry},
-    nat::{NatRewrite, PORT_TRIES, ProtoNat, port_candidate, proto_nat},
+    nat::NatRewrite,
     sctp::{SctpConn, SctpState},
     tcp::{self, TcpFlagIndex, TcpTransition},
     timeouts::{NS_PER_SEC, UDP_STREAM_AFTER_NS},
@@ -13,6 +12,7 @@ use firewall_common::{
 
 use crate::{
     maps::{CONNTRACK, CT_SCRATCH, count},
+    nat::{self, NatSpec},
     parse::{L4Kind, Packet},
     sctp::{self, Outcome},
 };
@@ -48,8 +48,13 @@ pub const NO_REWRITE: u8 = NatRewrite::None as u8;
 /// What tracking concluded about a packet before policy.
 pub enum Tracked {
     /// Belongs to a live connection. `state` is the packet's ctstate;
-    /// `nat` the kind of translation its entry carries.
-    Hit { state: CtState, nat: u8 },
+    /// `nat` the kind of translation its entry carries; `helped` says a
+    /// helper watches the connection.
+    Hit {
+        state: CtState,
+        nat: u8,
+        helped: bool,
+    },
     /// No live connection; creating one is allowed if policy accepts.
     Miss,
     /// INVALID, with the reason to count.
@@ -119,6 +124,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
     let seen_reply = e.seen_reply();
     let state = state_of_entry(reply, e.flags);
     let nat = e.nat;
+    let helped = e.flags & flags::HELPER_FTP != 0;
     e.packets += 1;
     e.bytes += p.l3_len as u64;
 
@@ -155,7 +161,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
                         // lookup or the ager removes it.
                         write_both(e, e.tcp_state, e.flags, now.saturating_sub(1));
                         count(Counter::CtClosedByRst);
-                        return Tracked::Hit { state, nat };
+                        return Tracked::Hit { state, nat, helped };
                     }
                     let now_seen = new_flags & flags::SEEN_REPLY != 0;
                     if new == TcpState::Established && now_seen {
@@ -218,7 +224,7 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
             }
         }
     }
-    Tracked::Hit { state, nat }
+    Tracked::Hit { state, nat, helped }
 }
 
 /// Whether the first packet of an unknown flow may start a connection, and
@@ -248,30 +254,6 @@ pub fn new_flow_state(p: &Packet) -> Result<u8, Counter> {
         _ if p.key.proto == IPPROTO_NONE => Err(Counter::DropNoNextHeader),
         _ => Ok(0),
     }
-}
-
-/// How a new connection is translated.
-#[derive(Clone, Copy)]
-pub enum NatSpec {
-    None,
-    /// Source NAT to `addr`, keeping the original port when free, else a
-    /// port from `[lo, hi]` (host order). `ifindex` is the egress interface.
-    Source {
-        addr: u32,
-        lo: u16,
-        hi: u16,
-        ifindex: u32,
-    },
-    /// Destination NAT to `addr:port` (port network order): a port forward.
-    Dest {
-        addr: u32,
-        port: u16,
-    },
-}
-
-#[inline(always)]
-fn is_icmp(k: &CtKey) -> bool {
-    k.proto == IPPROTO_ICMP || k.proto == IPPROTO_ICMPV6
 }
 
 /// Creates both entries of a new connection whose first packet policy
@@ -331,7 +313,6 @@ pub fn create(
         bytes: 0,
         ..*orig
     };
-    let icmp = is_icmp(&p.key);
     match nat {
         NatSpec::None => {
             if CONNTRACK
@@ -349,22 +330,7 @@ pub fn create(
             }
         }
         NatSpec::Dest { addr, port } => {
-            // Replies come from the target: reply key is the inverse of the
-            // translated tuple.
-            orig.peer.src[0] = addr;
-            orig.peer.sport = port;
-            orig.nat = NatRewrite::Dst as u8;
-            orig.nat_addr[0] = addr;
-            orig.nat_port = port;
-            reply.nat = NatRewrite::Src as u8;
-            reply.nat_addr[0] = p.key.dst[0];
-            reply.nat_port = p.key.dport;
-            if CONNTRACK
-                .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
-                .is_err()
-            {
-                return Err(Counter::DropNatCollision);
-            }
+            nat::bind_dest(p, orig, reply, addr, port)?;
             if CONNTRACK
                 .insert(&p.key, &*orig, BPF_NOEXIST as u64)
                 .is_err()
@@ -380,69 +346,7 @@ pub fn create(
             hi,
             ifindex,
         } => {
-            if addr == 0 {
-                return Err(Counter::DropNatNoAddress);
-            }
-            // Only protocols with ports get one allocated; the others keep
-            // theirs (SCTP) or have none, and their one tuple is claimed.
-            let how = proto_nat(p.key.proto);
-            if how == ProtoNat::Refused {
-                return Err(Counter::DropNatUntranslated);
-            }
-            let tries = if how == ProtoNat::Ports {
-                PORT_TRIES
-            } else {
-                1
-            };
-            let original = u16::from_be(p.key.sport);
-            let seed = unsafe { bpf_get_prandom_u32() };
-            reply.nat_addr[0] = p.key.src[0];
-            reply.nat_port = p.key.sport;
-            let mut claimed = false;
-            let mut port = 0u16;
-            for attempt in 0..PORT_TRIES {
-                if attempt >= tries {
-                    break;
-                }
-                port = port_candidate(attempt, original, lo, hi, seed).to_be();
-                // Host traffic that already carries the address and keeps
-                // its port needs no rewrite either way; it is still
-                // claimed here so masqueraded flows cannot take its tuple.
-                reply.nat = if addr == p.key.src[0] && port == p.key.sport {
-                    NatRewrite::None as u8
-                } else {
-                    NatRewrite::Dst as u8
-                };
-                orig.peer.dst[0] = addr;
-                if icmp {
-                    orig.peer.sport = port;
-                } else {
-                    orig.peer.dport = port;
-                }
-                if CONNTRACK
-                    .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
-                    .is_ok()
-                {
-                    claimed = true;
-                    break;
-                }
-            }
-            if !claimed {
-                return Err(if how == ProtoNat::Ports {
-                    Counter::DropNatExhausted
-                } else {
-                    Counter::DropNatPeerBusy
-                });
-            }
-            if addr != p.key.src[0] || port != p.key.sport {
-                orig.nat = NatRewrite::Src as u8;
-                orig.nat_addr[0] = addr;
-                orig.nat_port = port;
-                orig.nat_ifindex = ifindex;
-                if port != p.key.sport {
-                    count(Counter::NatPortRemapped);
-                }
-            }
+            nat::claim_source(p, orig, reply, addr, lo, hi, ifindex)?;
             if CONNTRACK
                 .insert(&p.key, &*orig, BPF_NOEXIST as u64)
                 .is_err()

@@ -21,34 +21,35 @@
 //!   take an XDP frame from this attach mode (see `iface_xdp`).
 
 use aya_ebpf::{
-    EbpfContext,
     bindings::{
         BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
         xdp_action,
     },
-    helpers::{bpf_fib_lookup, generated::bpf_redirect},
+    helpers::generated::bpf_redirect,
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
-use firewall_common::{Counter, FAMILY_V4, IfaceConfig, csum, ct::flags, iface_xdp, nat::IfaceNat};
+use firewall_common::{Counter, FAMILY_V4, IfaceConfig, csum, iface_xdp, nat::IfaceNat};
 
 use crate::{
-    conntrack::NO_REWRITE,
-    maps::{CONNTRACK, IFACES, SCRATCH, SETTINGS, count},
+    fib::{self, AF_INET, AF_INET6},
+    maps::{SETTINGS, count, iface},
+    parse::SCRATCH,
 };
 
 const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
 
-/// The XDP verdict for a packet tracking accepted as ESTABLISHED: a
-/// redirect out of the egress interface, or `XDP_PASS` to the stack.
-/// `in_cfg` is the arrival interface's entry in `IFACES` (the caller has
-/// it already), `nat` the rewrite kind the connection's entry carries.
+/// The XDP verdict for a packet tracking accepted as ESTABLISHED, whose
+/// connection is neither translated nor helped (`firewall_xdp` checked,
+/// before the tail call): a redirect out of the egress interface, or
+/// `XDP_PASS` to the stack. `in_cfg` is the arrival interface's entry in
+/// `IFACES`.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, in_ifindex: u32, in_cfg: Option<IfaceConfig>, nat: u8) -> u32 {
+pub fn forward(ctx: &XdpContext, in_ifindex: u32, in_cfg: Option<IfaceConfig>) -> u32 {
     if !SETTINGS.get(0).is_some_and(|s| s.fast_path != 0) {
         return xdp_action::XDP_PASS;
     }
@@ -56,7 +57,7 @@ pub fn forward(ctx: &XdpContext, in_ifindex: u32, in_cfg: Option<IfaceConfig>, n
         count(Counter::FastPathUnmanaged);
         return xdp_action::XDP_PASS;
     };
-    match route_and_rewrite(ctx, in_ifindex, in_cfg.xdp, nat) {
+    match route_and_rewrite(ctx, in_ifindex, in_cfg.xdp) {
         Ok(out) => {
             count(Counter::FastPathForwarded);
             // SAFETY: plain helper call; returns XDP_REDIRECT (flags 0 are valid).
@@ -72,39 +73,19 @@ pub fn forward(ctx: &XdpContext, in_ifindex: u32, in_cfg: Option<IfaceConfig>, n
 /// Checks that the packet can be forwarded here, rewrites it, and returns
 /// the egress ifindex. Nothing is written before every check passed.
 #[inline(always)]
-fn route_and_rewrite(
-    ctx: &XdpContext,
-    in_ifindex: u32,
-    in_xdp: u8,
-    nat: u8,
-) -> Result<u32, Counter> {
-    if nat != NO_REWRITE {
-        return Err(Counter::FastPathNat);
-    }
+fn route_and_rewrite(ctx: &XdpContext, in_ifindex: u32, in_xdp: u8) -> Result<u32, Counter> {
     let p = SCRATCH.get_ptr(0).ok_or(Counter::FastPathUnusual)?;
     // SAFETY: this CPU's parse slot, filled for this packet by `process`.
     let p = unsafe { &*p };
-    if SETTINGS.get(0).is_some_and(|s| s.helpers != 0) {
-        // SAFETY: map value pointer, valid for this run.
-        let helped = CONNTRACK
-            .get_ptr(&p.key)
-            .is_some_and(|e| unsafe { (*e).flags } & flags::HELPER_FTP != 0);
-        if helped {
-            return Err(Counter::FastPathNat);
-        }
-    }
     if p.l3_off as usize != ETH_LEN {
         return Err(Counter::FastPathUnusual);
     }
     let v4 = p.key.family == FAMILY_V4;
     let start = ctx.data();
     let end = ctx.data_end();
-    // SAFETY: all-zero is a valid bpf_fib_lookup.
+    // SAFETY: all-zero is a valid bpf_fib_lookup (`fill` sets it anyway).
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
-    fib.l4_protocol = p.key.proto;
-    fib.sport = p.key.sport;
-    fib.dport = p.key.dport;
-    fib.ifindex = in_ifindex;
+    fib::fill(&mut fib, &p.key, in_ifindex, false);
     // The MTU check of the lookup compares against this: anything longer
     // (a GSO packet, too) is left to the stack.
     fib.__bindgen_anon_1.tot_len = if p.l3_len > 0xffff {
@@ -126,10 +107,7 @@ fn route_and_rewrite(
         if ip[8] <= 1 {
             return Err(Counter::FastPathTtl);
         }
-        fib.family = AF_INET;
         fib.__bindgen_anon_2.tos = ip[1];
-        fib.__bindgen_anon_3.ipv4_src = p.key.src[0];
-        fib.__bindgen_anon_4.ipv4_dst = p.key.dst[0];
     } else {
         if start + ETH_LEN + IPV6_LEN > end {
             return Err(Counter::FastPathUnusual);
@@ -143,22 +121,10 @@ fn route_and_rewrite(
         if ip[7] <= 1 {
             return Err(Counter::FastPathTtl);
         }
-        fib.family = AF_INET6;
         // Traffic class and flow label (`ip6_flowinfo`).
         fib.__bindgen_anon_2.flowinfo = u32::from_ne_bytes([ip[0] & 0x0f, ip[1], ip[2], ip[3]]);
-        fib.__bindgen_anon_3.ipv6_src = p.key.src;
-        fib.__bindgen_anon_4.ipv6_dst = p.key.dst;
     }
-    // SAFETY: params is a valid, fully initialised bpf_fib_lookup.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut fib,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    } as u32;
-    match rc {
+    match fib::lookup(ctx, &mut fib) {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         BPF_FIB_LKUP_RET_NOT_FWDED | BPF_FIB_LKUP_RET_FWD_DISABLED => {
             return Err(Counter::FastPathNotForwarded);
@@ -217,12 +183,6 @@ fn rewrite(
     Ok(())
 }
 
-#[inline(always)]
-fn iface(ifindex: u32) -> Option<IfaceConfig> {
-    // SAFETY: read-only lookup of a plain value.
-    unsafe { IFACES.get(&ifindex) }.copied()
-}
-
 /// The bench's bare forwarding program: what forwarding in XDP costs with
 /// no state at all (FIB lookup, MAC and TTL/hop-limit rewrite, redirect),
 /// the ceiling of this hook on the machine. Everything it cannot forward
@@ -275,18 +235,20 @@ pub fn bare(ctx: &XdpContext) -> u32 {
         }
         _ => return xdp_action::XDP_PASS,
     };
-    // SAFETY: params is a valid, fully initialised bpf_fib_lookup.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut fib,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    } as u32;
+    let rc = fib::lookup(ctx, &mut fib);
     if rc != BPF_FIB_LKUP_RET_SUCCESS || rewrite(start, end, v4, &fib.dmac, &fib.smac).is_err() {
         return xdp_action::XDP_PASS;
     }
     // SAFETY: plain helper call.
     unsafe { bpf_redirect(fib.ifindex, 0) as u32 }
 }
+
+/// What `firewall_xdp` hands to `firewall_xdp_fastpath`: the arrival
+/// interface's `IFACES` entry, if it has one.
+#[derive(Clone, Copy)]
+pub struct FastPathArgs {
+    pub cfg: Option<IfaceConfig>,
+}
+
+#[map]
+pub static FASTPATH_ARGS: PerCpuArray<FastPathArgs> = PerCpuArray::with_max_entries(1, 0);

@@ -25,6 +25,7 @@ pub const AF_INET6: u8 = 10;
 static FIB_PARAMS: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
 
 /// What a lookup said, in the firewall's terms.
+#[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// No lookup was made (or it could not be).
@@ -43,6 +44,7 @@ pub enum Outcome {
 }
 
 /// Where a packet goes, as far as the firewall needs to know.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Route {
     pub outcome: Outcome,
@@ -57,17 +59,12 @@ impl Route {
     };
 }
 
-/// Fills the per-CPU parameters for `key`'s tuple arriving on `ifindex`
-/// (`reverse`: the way back, source and destination swapped) and looks it
-/// up. `tot_len` stays 0: only the route matters, not the MTU.
+/// Fills `params` for `key`'s tuple arriving on `ifindex` (`reverse`: the
+/// way back, source and destination swapped). `tot_len` stays 0: only the
+/// route matters, not the MTU (the fast path sets it).
 #[inline(always)]
-pub fn route<C: EbpfContext>(ctx: &C, key: &CtKey, ifindex: u32, reverse: bool) -> Route {
-    let Some(params) = FIB_PARAMS.get_ptr_mut(0) else {
-        return Route::UNKNOWN;
-    };
-    // SAFETY: this CPU's slot; all-zero is a valid bpf_fib_lookup.
-    let params = unsafe { &mut *params };
-    // SAFETY: as above.
+pub fn fill(params: &mut FibParams, key: &CtKey, ifindex: u32, reverse: bool) {
+    // SAFETY: all-zero is a valid bpf_fib_lookup.
     *params = unsafe { core::mem::zeroed() };
     let (src, dst) = if reverse {
         (&key.dst, &key.src)
@@ -92,7 +89,12 @@ pub fn route<C: EbpfContext>(ctx: &C, key: &CtKey, ifindex: u32, reverse: bool) 
         }
         params.__bindgen_anon_4.ipv6_dst = *dst;
     }
-    // SAFETY: a valid, fully initialised bpf_fib_lookup in map memory.
+}
+
+/// `bpf_fib_lookup` on filled parameters; its `BPF_FIB_LKUP_RET_*` code.
+#[inline(always)]
+pub fn lookup<C: EbpfContext>(ctx: &C, params: &mut FibParams) -> u32 {
+    // SAFETY: a valid, fully initialised bpf_fib_lookup.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.as_ptr(),
@@ -100,7 +102,21 @@ pub fn route<C: EbpfContext>(ctx: &C, key: &CtKey, ifindex: u32, reverse: bool) 
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
-    } as u32;
+    };
+    rc as u32
+}
+
+/// Where `key`'s tuple arriving on `ifindex` goes (`reverse`: where its
+/// answer would go), in the firewall's terms.
+#[inline(always)]
+pub fn route<C: EbpfContext>(ctx: &C, key: &CtKey, ifindex: u32, reverse: bool) -> Route {
+    let Some(params) = FIB_PARAMS.get_ptr_mut(0) else {
+        return Route::UNKNOWN;
+    };
+    // SAFETY: this CPU's slot.
+    let params = unsafe { &mut *params };
+    fill(params, key, ifindex, reverse);
+    let rc = lookup(ctx, params);
     let outcome = match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_FRAG_NEEDED => {
             Outcome::Forward

@@ -12,24 +12,31 @@
 use aya_ebpf::{
     bindings::{BPF_F_PSEUDO_HDR, BPF_NOEXIST},
     cty::c_void,
-    helpers::generated::{
-        bpf_csum_diff, bpf_loop, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{
+            bpf_csum_diff, bpf_loop, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes,
+        },
     },
+    macros::map,
+    maps::PerCpuArray,
     programs::TcContext,
 };
 use firewall_common::{
     Counter, CtEntry, FAMILY_V4,
-    ct::CtDir,
+    ct::{CtDir, flags},
     ftp::{
         ARG_LEN, EXPECT_TIMEOUT_NS, Eprt6Scanner, ExpectKey, Expectation, FMT_LEN, FtpAddr, FtpCmd,
-        Located, MAX_CMD_LEN, Parse, bounce_ok, key_addr_v4, locate_command, nat_announce_addr,
-        parse_argument,
+        Located, MAX_CMD_LEN, Parse, bounce_ok, expect_flags, key_addr_v4, locate_command,
+        nat_announce_addr, parse_argument,
     },
     nat::NatRewrite,
 };
 
 use crate::{
-    maps::{EXPECT, FTP_SCRATCH, count},
+    flow::{Verdict, drop_with},
+    maps::{CONNTRACK, EXPECT, JUMP, SETTINGS, count},
+    nat::NatSpec,
     parse::{LoadBytes, Packet},
 };
 
@@ -699,3 +706,110 @@ pub fn adjust_sack(ctx: &TcContext, p: &Packet, other: &CtEntry) -> Result<(), C
     }
     Ok(())
 }
+/// Acks of a helped connection whose other direction had a command
+/// rewritten go back to what that direction's sender counts.
+#[inline(always)]
+pub fn ftp_ingress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
+    let Some(e) = CONNTRACK.get_ptr(&p.key) else {
+        return Ok(());
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let e = unsafe { &*e };
+    if e.flags & flags::HELPER_FTP == 0 {
+        return Ok(());
+    }
+    let Some(other) = CONNTRACK.get_ptr(&e.peer) else {
+        return Ok(());
+    };
+    // SAFETY: as above.
+    let other = unsafe { &*other };
+    if other.seqadj.is_identity() {
+        return Ok(());
+    }
+    adjust(ctx, p, other, true)?;
+    adjust_sack(ctx, p, other)
+}
+
+/// A segment of a helped connection on its way out: the helper reads it
+/// (and may rewrite it), then its sequence number gets the correction.
+#[inline(always)]
+pub fn ftp_egress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
+    let Some(e) = ftp_entry(p) else {
+        return Ok(());
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let e = unsafe { &mut *e };
+    if e.flags & flags::HELPER_FTP == 0 {
+        return Ok(());
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    help(ctx, p, e, now)?;
+    if e.seqadj.is_identity() {
+        return Ok(());
+    }
+    adjust(ctx, p, e, false)
+}
+
+/// Whether the packet belongs to a connection the FTP helper watches.
+#[inline(always)]
+pub fn helped(p: &Packet) -> bool {
+    if !SETTINGS.get(0).is_some_and(|s| s.helpers != 0) {
+        return false;
+    }
+    // SAFETY: map value pointers, valid for this run.
+    ftp_entry(p).is_some_and(|e| unsafe { (*e).flags } & flags::HELPER_FTP != 0)
+}
+
+/// The entry of the direction a TCP segment travels. Usually keyed by the
+/// segment's own tuple; a reply whose destination tc ingress already
+/// translated back (a masqueraded connection's reply leaving towards the
+/// LAN) no longer carries its entry's key, but its inverse is the original
+/// entry, whose peer is the one we want.
+#[inline(always)]
+pub fn ftp_entry(p: &Packet) -> Option<*mut firewall_common::CtEntry> {
+    if let Some(e) = CONNTRACK.get_ptr_mut(&p.key) {
+        return Some(e);
+    }
+    let orig = CONNTRACK.get_ptr(&p.key.inverted())?;
+    // SAFETY: map value pointer, valid for this run.
+    let peer = unsafe { (*orig).peer };
+    CONNTRACK.get_ptr_mut(&peer)
+}
+
+/// Continues in `firewall_tc_ftp` (a tail call: a program of its own, so
+/// the helper's parser has its own verifier budget and stack). Returns only
+/// if the jump fails, and then drops: a command must not leave unhandled.
+#[inline(always)]
+pub fn to_ftp_program(ctx: &TcContext) -> Verdict {
+    // SAFETY: index 0 holds firewall_tc_ftp, installed by the loader.
+    unsafe { JUMP.tail_call(ctx, 0) };
+    drop_with(Counter::DropFtpUnmangleable)
+}
+
+/// The first packet of a data connection a helper announced: consumes the
+/// expectation and says how to translate the connection (like its master,
+/// `nf_nat_follow_master`).
+#[inline(always)]
+pub fn expected(p: &Packet, now: u64) -> Option<NatSpec> {
+    let ek = ExpectKey::of_packet(&p.key);
+    // SAFETY: read-only copy of a plain value.
+    let exp = unsafe { EXPECT.get(&ek) }.copied()?;
+    let _ = EXPECT.remove(&ek);
+    if exp.expires_ns < now {
+        return None;
+    }
+    Some(
+        if exp.flags & expect_flags::NAT != 0 && exp.nat_dst != p.key.dst {
+            NatSpec::Dest {
+                addr: exp.nat_dst[0],
+                port: exp.nat_dport,
+            }
+        } else {
+            NatSpec::None
+        },
+    )
+}
+
+/// Per-CPU buffers for the FTP helper (too big for the stack).
+#[map]
+pub static FTP_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -1,6 +1,8 @@
-//! Map definitions. None is declared pinned: the loader pins each one under
-//! the instance's pin directory (so several firewalls can run side by side),
-//! and the BPF_PROG_TEST_RUN tests get private, unpinned copies.
+//! The maps several modules share, whose types all come from
+//! `firewall-common` (a module's own scratch slots live beside it). None is
+//! declared pinned: the loader pins the shared ones under the instance's
+//! pin directory (so several firewalls can run side by side), and the
+//! BPF_PROG_TEST_RUN tests get private, unpinned copies.
 
 use aya_ebpf::{
     macros::map,
@@ -9,6 +11,7 @@ use aya_ebpf::{
 use firewall_common::{
     CtEntry, CtKey, DEFAULT_CT_ENTRIES, IfaceConfig, MAX_EXPECTATIONS, MAX_HELPERS, MAX_IFACES,
     MAX_PORT_FORWARDS, MAX_RULES, Settings,
+    abi::{tc_jump, xdp_jump},
     ftp::{ExpectKey, Expectation},
     nat::{PortFwdKey, PortFwdTarget},
     rule::{
@@ -49,38 +52,15 @@ pub static HELPERS: HashMap<PortFwdKey, u8> = HashMap::with_max_entries(MAX_HELP
 pub static EXPECT: LruHashMap<ExpectKey, Expectation> =
     LruHashMap::with_max_entries(MAX_EXPECTATIONS, 0);
 
-/// Tail-call targets: 0 = `firewall_tc_ftp`. Not pinned: each load fills
-/// its own.
-#[map]
-pub static JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
-
-/// XDP tail-call targets (`XDP_JUMP_*`). Not pinned: each load fills its
+/// tc tail-call targets (`abi::tc_jump`). Not pinned: each load fills its
 /// own.
 #[map]
-pub static JUMP_XDP: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static JUMP: ProgramArray = ProgramArray::with_max_entries(tc_jump::SLOTS, 0);
 
-pub const XDP_JUMP_REJECT: u32 = 0;
-pub const XDP_JUMP_FASTPATH: u32 = 1;
-
-/// What `firewall_xdp` hands to `firewall_xdp_fastpath`.
-#[derive(Clone, Copy)]
-pub struct FastPathArgs {
-    /// The arrival interface's `IFACES` entry, if it has one.
-    pub cfg: Option<IfaceConfig>,
-    /// The rewrite kind the connection's entry carries.
-    pub nat: u8,
-}
-
+/// XDP tail-call targets (`abi::xdp_jump`). Not pinned: each load fills
+/// its own.
 #[map]
-pub static FASTPATH_ARGS: PerCpuArray<FastPathArgs> = PerCpuArray::with_max_entries(1, 0);
-
-/// The REJECT answer `firewall_xdp` hands to `firewall_xdp_reject`.
-#[map]
-pub static REJECT_ARGS: PerCpuArray<crate::rules::Reject> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU buffers for the FTP helper (too big for the stack).
-#[map]
-pub static FTP_SCRATCH: PerCpuArray<crate::ftp::Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub static JUMP_XDP: ProgramArray = ProgramArray::with_max_entries(xdp_jump::SLOTS, 0);
 
 // The compiled ruleset (`firewall_common::rule`): every table holds two
 // banks, and `Settings::rule_bank` says which is live.
@@ -151,18 +131,17 @@ pub static DAEMON_STATE: Array<u64> = Array::with_max_entries(8, 0);
 #[map]
 pub static CT_SCRATCH: PerCpuArray<CtEntry> = PerCpuArray::with_max_entries(2, 0);
 
-/// Per-CPU state of the rule walk (see `rules`).
-#[map]
-pub static WALK: PerCpuArray<crate::rules::Walk> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU scratch for the parsed packet (see `parse::parse`).
-#[map]
-pub static SCRATCH: PerCpuArray<crate::parse::Packet> = PerCpuArray::with_max_entries(1, 0);
-
 #[inline(always)]
 pub fn count(c: firewall_common::Counter) {
     if let Some(slot) = STATS.get_ptr_mut(c as u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *slot += 1 };
     }
+}
+
+/// A managed interface's `IFACES` entry.
+#[inline(always)]
+pub fn iface(ifindex: u32) -> Option<IfaceConfig> {
+    // SAFETY: read-only lookup of a plain value.
+    unsafe { IFACES.get(&ifindex) }.copied()
 }

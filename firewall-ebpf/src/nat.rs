@@ -8,14 +8,20 @@
 //! in; software updates from XDP would corrupt such packets.
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::bpf_get_prandom_u32,
     programs::TcContext,
 };
-use firewall_common::{Counter, FAMILY_V4, nat::IfaceNat};
+use firewall_common::{
+    Chain, Counter, CtEntry, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IfaceConfig, Role, Settings,
+    nat::{IfaceNat, NatRewrite, PORT_TRIES, PortFwdKey, ProtoNat, port_candidate, proto_nat},
+    settings_nat,
+};
 
 use crate::{
     conntrack::Rewrite,
-    maps::{CONNTRACK, count},
+    flow::{Hook, Verdict, drop_with, pass_with},
+    maps::{CONNTRACK, PORT_FWD, count, iface},
     parse::{L4Kind, Packet},
 };
 
@@ -223,6 +229,266 @@ pub fn icmp_error(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) 
     };
     if new_ck != old_ck {
         store16(l4_csum_off, old_ck, new_ck)?;
+    }
+    Ok(())
+}
+/// An ICMP error about a translated connection: the quoted packet and the
+/// outer address are translated back, like the connection's own packets
+/// (`nf_nat_icmp_reply_translation`). `want` is the rewrite this hook does.
+#[inline(always)]
+pub fn icmp_error_nat(ctx: &TcContext, p: &Packet, want: NatRewrite) -> i32 {
+    // The quoted tuple inverted is the key of the direction the error
+    // travels (see conntrack::related).
+    let Some(e) = CONNTRACK.get_ptr(&p.inner.inverted()) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let rw = Rewrite::of(unsafe { &*e });
+    if rw.kind != want as u8 {
+        return TC_ACT_UNSPEC;
+    }
+    match icmp_error(ctx, p, want == NatRewrite::Src, rw.addr, rw.port) {
+        Ok(()) => {
+            count(if want == NatRewrite::Src {
+                Counter::NatSrcRewritten
+            } else {
+                Counter::NatDstRewritten
+            });
+            TC_ACT_UNSPEC
+        }
+        Err(()) => {
+            count(Counter::DropNatRewriteFailed);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+/// The source translation of a forwarded packet, and the guard that no
+/// packet leaves a NAT interface untranslated.
+#[inline(always)]
+pub fn egress_forwarded_nat(
+    ctx: &TcContext,
+    p: &Packet,
+    out: &IfaceConfig,
+    ifindex: u32,
+) -> Verdict {
+    if translatable(p.kind) {
+        match apply(
+            ctx,
+            p,
+            NatRewrite::Src as u8,
+            out.nat,
+            out.nat_addr,
+            ifindex,
+        ) {
+            Ok(true) => return Verdict::Pass,
+            Ok(false) => {}
+            Err(c) => return drop_with(c),
+        }
+    }
+    untranslated_guard(p, out)
+}
+
+/// A packet never leaves a NAT interface untranslated.
+#[inline(always)]
+pub fn untranslated_guard(p: &Packet, out: &IfaceConfig) -> Verdict {
+    if out.nat != IfaceNat::None as u8 && p.key.family == FAMILY_V4 && p.key.src[0] != out.nat_addr
+    {
+        return drop_with(Counter::DropNatUntranslated);
+    }
+    pass_with(Counter::SkipForwarded)
+}
+
+/// A NEW TCP/UDP packet arriving on a WAN interface for a forwarded port.
+#[inline(always)]
+pub fn port_forward(p: &Packet, s: &Settings, hook: Hook) -> Option<NatSpec> {
+    if s.nat & settings_nat::PORT_FORWARD == 0
+        || p.key.family != FAMILY_V4
+        || !matches!(p.kind, L4Kind::Tcp | L4Kind::Udp)
+        || !matches!(
+            hook,
+            Hook::Ingress {
+                role: Role::Wan,
+                ..
+            }
+        )
+    {
+        return None;
+    }
+    let key = PortFwdKey {
+        proto: p.key.proto,
+        _pad: 0,
+        port: p.key.dport,
+    };
+    // SAFETY: read-only lookup of a plain value.
+    let t = unsafe { PORT_FWD.get(&key) }?;
+    Some(NatSpec::Dest {
+        addr: t.addr,
+        port: t.port,
+    })
+}
+
+/// Packets of the kinds that NAT translates (`firewall_common::nat::
+/// proto_nat` says how far).
+#[inline(always)]
+pub fn translatable(kind: L4Kind) -> bool {
+    matches!(
+        kind,
+        L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery | L4Kind::Sctp | L4Kind::Other
+    )
+}
+
+/// Masquerade/SNAT for a new IPv4 connection leaving through a NAT
+/// interface (forwarded, or originated by the host).
+#[inline(always)]
+pub fn source_nat(p: &Packet, s: &Settings, chain: Chain, out_ifindex: u32) -> NatSpec {
+    if s.nat & settings_nat::SOURCE == 0
+        || p.key.family != FAMILY_V4
+        || chain == Chain::Input
+        || out_ifindex == 0
+        || !translatable(p.kind)
+    {
+        return NatSpec::None;
+    }
+    let out = iface(out_ifindex).unwrap_or_default();
+    if out.nat == IfaceNat::None as u8 {
+        return NatSpec::None;
+    }
+    NatSpec::Source {
+        addr: out.nat_addr,
+        lo: out.nat_port_lo,
+        hi: out.nat_port_hi,
+        ifindex: out_ifindex,
+    }
+}
+
+/// How a new connection is translated.
+#[derive(Clone, Copy)]
+pub enum NatSpec {
+    None,
+    /// Source NAT to `addr`, keeping the original port when free, else a
+    /// port from `[lo, hi]` (host order). `ifindex` is the egress interface.
+    Source {
+        addr: u32,
+        lo: u16,
+        hi: u16,
+        ifindex: u32,
+    },
+    /// Destination NAT to `addr:port` (port network order): a port forward.
+    Dest {
+        addr: u32,
+        port: u16,
+    },
+}
+
+/// A port forward's binding: the original entry rewrites the destination
+/// to the target, the reply entry (inserted here with `BPF_NOEXIST`: the
+/// claim of the reply tuple) rewrites the source back.
+#[inline(always)]
+pub fn bind_dest(
+    p: &Packet,
+    orig: &mut CtEntry,
+    reply: &mut CtEntry,
+    addr: u32,
+    port: u16,
+) -> Result<(), Counter> {
+    // Replies come from the target: the reply key is the inverse of the
+    // translated tuple.
+    orig.peer.src[0] = addr;
+    orig.peer.sport = port;
+    orig.nat = NatRewrite::Dst as u8;
+    orig.nat_addr[0] = addr;
+    orig.nat_port = port;
+    reply.nat = NatRewrite::Src as u8;
+    reply.nat_addr[0] = p.key.dst[0];
+    reply.nat_port = p.key.dport;
+    if CONNTRACK
+        .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
+        .is_err()
+    {
+        return Err(Counter::DropNatCollision);
+    }
+    Ok(())
+}
+
+/// Source NAT's binding and claim: the original port first (netfilter
+/// keeps it when free), then pseudo-random ports of `[lo, hi]`, each tried
+/// by inserting the reply entry with `BPF_NOEXIST`, which is atomic across
+/// CPUs, so two connections can never hold the same translated tuple.
+/// Protocols without ports, and SCTP, which keeps its own, have one tuple
+/// to claim.
+#[inline(always)]
+pub fn claim_source(
+    p: &Packet,
+    orig: &mut CtEntry,
+    reply: &mut CtEntry,
+    addr: u32,
+    lo: u16,
+    hi: u16,
+    ifindex: u32,
+) -> Result<(), Counter> {
+    if addr == 0 {
+        return Err(Counter::DropNatNoAddress);
+    }
+    let how = proto_nat(p.key.proto);
+    if how == ProtoNat::Refused {
+        return Err(Counter::DropNatUntranslated);
+    }
+    let tries = if how == ProtoNat::Ports {
+        PORT_TRIES
+    } else {
+        1
+    };
+    let icmp = p.key.proto == IPPROTO_ICMP || p.key.proto == IPPROTO_ICMPV6;
+    let original = u16::from_be(p.key.sport);
+    // SAFETY: plain helper call.
+    let seed = unsafe { bpf_get_prandom_u32() };
+    reply.nat_addr[0] = p.key.src[0];
+    reply.nat_port = p.key.sport;
+    let mut claimed = false;
+    let mut port = 0u16;
+    for attempt in 0..PORT_TRIES {
+        if attempt >= tries {
+            break;
+        }
+        port = port_candidate(attempt, original, lo, hi, seed).to_be();
+        // Host traffic that already carries the address and keeps its
+        // port needs no rewrite either way; it is still claimed here so
+        // masqueraded flows cannot take its tuple.
+        reply.nat = if addr == p.key.src[0] && port == p.key.sport {
+            NatRewrite::None as u8
+        } else {
+            NatRewrite::Dst as u8
+        };
+        orig.peer.dst[0] = addr;
+        if icmp {
+            orig.peer.sport = port;
+        } else {
+            orig.peer.dport = port;
+        }
+        if CONNTRACK
+            .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
+            .is_ok()
+        {
+            claimed = true;
+            break;
+        }
+    }
+    if !claimed {
+        return Err(if how == ProtoNat::Ports {
+            Counter::DropNatExhausted
+        } else {
+            Counter::DropNatPeerBusy
+        });
+    }
+    if addr != p.key.src[0] || port != p.key.sport {
+        orig.nat = NatRewrite::Src as u8;
+        orig.nat_addr[0] = addr;
+        orig.nat_port = port;
+        orig.nat_ifindex = ifindex;
+        if port != p.key.sport {
+            count(Counter::NatPortRemapped);
+        }
     }
     Ok(())
 }

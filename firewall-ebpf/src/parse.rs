@@ -7,6 +7,14 @@
 
 use core::mem::size_of;
 
+use aya_ebpf::{
+    bindings::xdp_md,
+    cty::c_void,
+    helpers::generated::{bpf_loop, bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    macros::map,
+    maps::PerCpuArray,
+    programs::{TcContext, XdpContext},
+};
 use firewall_common::{
     CtKey, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
     IPPROTO_UDP,
@@ -305,67 +313,121 @@ struct ExtChain {
     first_fragment: bool,
 }
 
+/// The extension-header walk between `bpf_loop` calls.
+#[repr(C)]
+pub struct ExtWalk {
+    nh: u32,
+    off: u32,
+    /// `EXT_*` bits.
+    flags: u32,
+}
+
+const EXT_LATER_FRAGMENT: u32 = 1;
+const EXT_FIRST_FRAGMENT: u32 = 2;
+const EXT_SOURCE_ROUTE: u32 = 4;
+/// A header could not be read, or the chain runs past `MAX_OFF`.
+const EXT_BAD: u32 = 8;
+
+#[map]
+static EXT_WALK: PerCpuArray<ExtWalk> = PerCpuArray::with_max_entries(1, 0);
+
 /// Follows up to [`MAX_EXT_HEADERS`] extension headers from `nh` at `off`,
-/// for the packet itself and for the packet an ICMPv6 error quotes alike.
+/// for the packet itself and for the packet an ICMPv6 error quotes alike,
+/// one header per `bpf_loop` call: unrolled, every header's branches (and
+/// what they note) multiplied the paths of every program that parses.
 #[inline(always)]
-fn walk_ext_headers<L: LoadBytes>(
-    l: &L,
-    mut nh: u8,
-    mut off: usize,
-) -> Result<ExtChain, ParseError> {
-    let mut later_fragment = false;
-    let mut first_fragment = false;
-    let mut source_route = false;
-    for _ in 0..MAX_EXT_HEADERS {
-        match nh {
-            // Hop-by-hop, routing, destination options: (len + 1) * 8
-            // bytes. A routing header's fourth byte is Segments Left.
-            0 | 43 | 60 => {
-                let h: [u8; 4] = l.load(off)?;
-                if nh == 43 && h[3] != 0 {
-                    source_route = true;
-                }
-                nh = h[0];
-                off += (h[1] as usize + 1) * 8;
-                if off > MAX_OFF {
-                    return Err(ParseError::Malformed);
-                }
-            }
-            // Fragment header: fixed 8 bytes.
-            44 => {
-                let h: [u8; 4] = l.load(off)?;
-                nh = h[0];
-                let frag = be16([h[2], h[3]]);
-                if frag & 0xfff8 != 0 {
-                    later_fragment = true;
-                } else if frag & 1 != 0 {
-                    first_fragment = true;
-                }
-                off += 8;
-            }
-            // Authentication header: (len + 2) * 4 bytes.
-            51 => {
-                let h: [u8; 2] = l.load(off)?;
-                nh = h[0];
-                off += (h[1] as usize + 2) * 4;
-                if off > MAX_OFF {
-                    return Err(ParseError::Malformed);
-                }
-            }
-            _ => break,
-        }
+fn walk_ext_headers<L: LoadBytes>(l: &L, nh: u8, off: usize) -> Result<ExtChain, ParseError> {
+    let Some(w) = EXT_WALK.get_ptr_mut(0) else {
+        return Err(ParseError::Malformed);
+    };
+    // SAFETY: this CPU's slot.
+    unsafe {
+        *w = ExtWalk {
+            nh: nh as u32,
+            off: off as u32,
+            flags: 0,
+        };
     }
-    if matches!(nh, 0 | 43 | 44 | 51 | 60) {
-        // Chain longer than we follow.
+    // SAFETY: the callback and the stack pointer to `l` as bpf_loop
+    // expects; `l` outlives the loop.
+    unsafe {
+        bpf_loop(
+            MAX_EXT_HEADERS as u32,
+            ext_step::<L> as *mut c_void,
+            l as *const L as *mut c_void,
+            0,
+        )
+    };
+    // A fresh lookup: LLVM must not reuse what it wrote before the call.
+    let w = EXT_WALK.get(0).ok_or(ParseError::Malformed)?;
+    let next = w.nh as u8;
+    if w.flags & EXT_BAD != 0 || is_ext_header(next) || w.off as usize > MAX_OFF {
+        // Unreadable, or a chain longer than we follow.
         return Err(ParseError::Malformed);
     }
     Ok(ExtChain {
-        next: nh,
-        off,
-        later_fragment,
-        source_route,
-        first_fragment,
+        next,
+        off: w.off as usize,
+        later_fragment: w.flags & EXT_LATER_FRAGMENT != 0,
+        source_route: w.flags & EXT_SOURCE_ROUTE != 0,
+        first_fragment: w.flags & EXT_FIRST_FRAGMENT != 0,
     })
+}
+
+#[inline(always)]
+fn is_ext_header(nh: u8) -> bool {
+    matches!(nh, 0 | 43 | 44 | 51 | 60)
+}
+
+/// `bpf_loop` callback: one extension header. Returns 1 at the first
+/// header that is not one.
+#[inline(never)]
+extern "C" fn ext_step<L: LoadBytes>(_index: u64, data: *mut c_void) -> i64 {
+    // SAFETY: `data` is the `&L` `walk_ext_headers` passed, alive for the
+    // loop.
+    let l = unsafe { &*(data as *const L) };
+    let Some(w) = EXT_WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot.
+    let w = unsafe { &mut *w };
+    let nh = w.nh as u8;
+    if !is_ext_header(nh) {
+        return 1;
+    }
+    let Ok(h) = l.load::<4>(w.off as usize) else {
+        w.flags |= EXT_BAD;
+        return 1;
+    };
+    let len = match nh {
+        // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+        // A routing header's fourth byte is Segments Left.
+        0 | 43 | 60 => {
+            if nh == 43 && h[3] != 0 {
+                w.flags |= EXT_SOURCE_ROUTE;
+            }
+            (h[1] as u32 + 1) * 8
+        }
+        // Fragment header: fixed 8 bytes.
+        44 => {
+            let frag = be16([h[2], h[3]]);
+            if frag & 0xfff8 != 0 {
+                w.flags |= EXT_LATER_FRAGMENT;
+            } else if frag & 1 != 0 {
+                w.flags |= EXT_FIRST_FRAGMENT;
+            }
+            8
+        }
+        // Authentication header: (len + 2) * 4 bytes.
+        _ => (h[1] as u32 + 2) * 4,
+    };
+    w.nh = h[0] as u32;
+    w.off += len;
+    if w.off as usize > MAX_OFF {
+        w.flags |= EXT_BAD;
+        return 1;
+    }
+    0
 }
 
 /// Reads the transport header at `l4`. `l3_end` is the offset where the IP
@@ -528,3 +590,108 @@ fn parse_inner<L: LoadBytes>(
     }
     Ok((l4 as u16, false))
 }
+/// Bytes made linear at TC before direct header reads: Ethernet, two VLAN
+/// tags, IPv4 with maximal options or IPv6 with ordinary extension headers,
+/// and a TCP header with options.
+pub const HEADER_PULL: u32 = 256;
+
+/// Headers may sit in paged data for locally built skbs; make the first
+/// bytes linear so direct packet access can see them.
+#[inline(always)]
+pub fn pull_headers(ctx: &TcContext) {
+    let want = core::cmp::min(ctx.len(), HEADER_PULL);
+    if ctx.data_end() - ctx.data() < want as usize {
+        let _ = ctx.pull_data(want);
+    }
+}
+
+impl LoadBytes for XdpContext {
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: usize) -> Result<[u8; N], ParseError> {
+        let mut buf = [0u8; N];
+        // SAFETY: the helper bounds-checks against the frame.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                self.ctx as *mut xdp_md,
+                off as u32,
+                buf.as_mut_ptr() as *mut c_void,
+                N as u32,
+            )
+        };
+        if rc < 0 {
+            Err(ParseError::Malformed)
+        } else {
+            Ok(buf)
+        }
+    }
+
+    #[inline(always)]
+    fn holds(&self, start: usize, end: usize, len: usize) -> bool {
+        start + len <= end
+    }
+
+    #[inline(always)]
+    fn load_raw(&self, off: u32, buf: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper bounds-checks against the frame; the caller
+        // owns `len` bytes at `buf`.
+        unsafe { bpf_xdp_load_bytes(self.ctx as *mut xdp_md, off, buf as *mut c_void, len) >= 0 }
+    }
+}
+
+impl LoadBytes for TcContext {
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: usize) -> Result<[u8; N], ParseError> {
+        let mut buf = [0u8; N];
+        // SAFETY: the helper bounds-checks against the skb.
+        let rc = unsafe {
+            bpf_skb_load_bytes(
+                self.skb.skb as *const c_void,
+                off as u32,
+                buf.as_mut_ptr() as *mut c_void,
+                N as u32,
+            )
+        };
+        if rc < 0 {
+            Err(ParseError::Malformed)
+        } else {
+            Ok(buf)
+        }
+    }
+
+    #[inline(always)]
+    fn holds(&self, _start: usize, _end: usize, len: usize) -> bool {
+        len <= self.len() as usize
+    }
+
+    #[inline(always)]
+    fn load_raw(&self, off: u32, buf: *mut u8, len: u32) -> bool {
+        // SAFETY: the helper bounds-checks against the skb; the caller
+        // owns `len` bytes at `buf`.
+        unsafe {
+            bpf_skb_load_bytes(self.skb.skb as *const c_void, off, buf as *mut c_void, len) >= 0
+        }
+    }
+}
+
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Packet> {
+    // SAFETY: this CPU's scratch slot; programs run to completion on one
+    // CPU, so nothing else uses it during the run.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Parses into the per-CPU scratch slot.
+#[inline(always)]
+pub fn parsed<C: LoadBytes>(
+    ctx: &C,
+    start: usize,
+    end: usize,
+) -> Result<&'static Packet, ParseError> {
+    let p = scratch().ok_or(ParseError::Malformed)?;
+    parse(ctx, start, end, p)?;
+    Ok(p)
+}
+
+/// Per-CPU slot for the parsed packet (see [`parse`]).
+#[map]
+pub static SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);

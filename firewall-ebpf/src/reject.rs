@@ -6,6 +6,8 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use firewall_common::{
@@ -270,3 +272,7 @@ fn icmp6(
     );
     truncate(ctx, l3 + ICMP6_OVERHEAD + quote)
 }
+
+/// The REJECT answer `firewall_xdp` hands to `firewall_xdp_reject`.
+#[map]
+pub static REJECT_ARGS: PerCpuArray<Reject> = PerCpuArray::with_max_entries(1, 0);

@@ -5,7 +5,8 @@
 use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_ktime_get_ns, generated::bpf_loop},
-    maps::lpm_trie::Key,
+    macros::map,
+    maps::{PerCpuArray, lpm_trie::Key},
 };
 use firewall_common::{
     Chain, Counter, CtState, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, MAX_RULES, Role, RuleAction,
@@ -20,9 +21,9 @@ use firewall_common::{
 use crate::{
     maps::{
         ADDR_CLASS, CLASSES, IFACE_CLASS, LOG_EVENTS, META_CLASS, PORT_CLASS, RULE_INFO,
-        RULE_LIMITS, RULE_STATS, RULE_WORDS as WORDS, RULESETS, SCRATCH, WALK, count,
+        RULE_LIMITS, RULE_STATS, RULE_WORDS as WORDS, RULESETS, count,
     },
-    parse::{L4Kind, Packet},
+    parse::{L4Kind, Packet, SCRATCH},
 };
 
 pub enum PolicyVerdict {
@@ -427,3 +428,7 @@ fn log(walk: &Walk, p: &Packet, info: &RuleInfo, r: u32, now: u64) {
     entry.submit(0);
     count(Counter::LogEmitted);
 }
+
+/// Per-CPU state of the rule walk.
+#[map]
+pub static WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);

@@ -31,6 +31,8 @@ pub const TC_FTP_PROGRAM: &str = "firewall_tc_ftp";
 pub const XDP_REJECT_PROGRAM: &str = "firewall_xdp_reject";
 /// Reached only by tail call from [`XDP_PROGRAM`], never attached.
 pub const XDP_FASTPATH_PROGRAM: &str = "firewall_xdp_fastpath";
+/// Reached only by tail call from [`XDP_PROGRAM`], never attached.
+pub const XDP_ADMIT_PROGRAM: &str = "firewall_xdp_admit";
 /// Bench only (not loaded by the firewall): stateless XDP forwarding, the
 /// hook's limit.
 pub const BARE_FORWARD_PROGRAM: &str = "bare_forward";
@@ -38,7 +40,11 @@ pub const BARE_FORWARD_PROGRAM: &str = "bare_forward";
 /// accept redirected XDP frames.
 pub const BARE_PASS_PROGRAM: &str = "bare_pass";
 
-/// Every map the object defines, in the order `down` removes them.
+/// The maps pinned under an instance's pin directory (in the order `down`
+/// removes them): the state and configuration the CLI and a restarted
+/// daemon share. Every other map of the object is in [`PRIVATE_MAPS`]; the
+/// loader refuses an object with a map in neither list, so a new map cannot
+/// silently go unpinned (every test that loads the object checks it).
 pub const MAP_NAMES: [&str; 20] = [
     "CONNTRACK",
     "SETTINGS",
@@ -60,6 +66,28 @@ pub const MAP_NAMES: [&str; 20] = [
     "LOG_EVENTS",
     "STATS",
     "DAEMON_STATE",
+];
+
+/// Maps each load keeps to itself, never pinned: per-CPU scratch slots and
+/// the program arrays, which hold this load's programs.
+pub const PRIVATE_MAPS: [&str; 17] = [
+    "JUMP",
+    "JUMP_XDP",
+    "FASTPATH_ARGS",
+    "REJECT_ARGS",
+    "FTP_SCRATCH",
+    "CT_SCRATCH",
+    "WALK",
+    "SCRATCH",
+    "FIB_PARAMS",
+    "SUM",
+    "OPTION_WALK",
+    "NEW_CONNECTION",
+    "ND_OPTIONS",
+    "EXT_WALK",
+    "SCTP",
+    ".bss",
+    ".rodata",
 ];
 
 /// `DAEMON_STATE` slots.

@@ -27,8 +27,8 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_FASTPATH_PROGRAM, XDP_PROGRAM,
-    XDP_REJECT_PROGRAM,
+    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM,
+    XDP_FASTPATH_PROGRAM, XDP_PROGRAM, XDP_REJECT_PROGRAM,
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
@@ -53,6 +53,8 @@ pub enum LoadError {
     },
     #[error("program {0} missing from the object")]
     MissingProgram(&'static str),
+    #[error("the eBPF object and this binary disagree: {0}")]
+    MapNames(String),
     #[error("attaching {what} to {iface}: {source}")]
     Attach {
         what: &'static str,
@@ -129,13 +131,6 @@ impl Iface {
             nat_port_hi: self.nat_ports.1,
         }
     }
-}
-
-/// Refuses what the config accepts but this datapath cannot do yet,
-/// rather than loading a firewall that silently ignores part of its config.
-/// (Nothing at the moment; kept as the one place for such checks.)
-pub fn check_supported(_cfg: &Config) -> Result<(), LoadError> {
-    Ok(())
 }
 
 pub fn resolve_interfaces(cfg: &Config) -> Result<Vec<Iface>, LoadError> {
@@ -345,6 +340,7 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         )
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
+    check_map_names(&ebpf)?;
     for program in [
         XDP_PROGRAM,
         TC_PROGRAM,
@@ -352,6 +348,7 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         TC_FTP_PROGRAM,
         XDP_REJECT_PROGRAM,
         XDP_FASTPATH_PROGRAM,
+        XDP_ADMIT_PROGRAM,
     ] {
         load_program(&mut ebpf, program)?;
     }
@@ -359,12 +356,35 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
     Ok(ebpf)
 }
 
-/// Fills `JUMP` (index 0: the FTP helper's egress program).
+/// Every map of the object is either pinned ([`MAP_NAMES`]) or private
+/// ([`crate::PRIVATE_MAPS`]), and every pinned name exists: the names both
+/// sides must agree on are checked on every load.
+fn check_map_names(ebpf: &Ebpf) -> Result<(), LoadError> {
+    let names: Vec<&str> = ebpf.maps().map(|(name, _)| name).collect();
+    for name in &names {
+        if !MAP_NAMES.contains(name) && !crate::PRIVATE_MAPS.contains(name) {
+            return Err(LoadError::MapNames(format!(
+                "map {name} is neither in MAP_NAMES nor in PRIVATE_MAPS"
+            )));
+        }
+    }
+    for name in MAP_NAMES {
+        if !names.contains(&name) {
+            return Err(LoadError::MapNames(format!(
+                "MAP_NAMES lists {name}, which the object does not define"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Fills the program arrays (`firewall_common::abi` names the slots).
 fn install_tail_calls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
-    install_tail_call(ebpf, "JUMP", 0, TC_FTP_PROGRAM)?;
-    // Indexes as `XDP_JUMP_*` in the eBPF crate.
-    install_tail_call(ebpf, "JUMP_XDP", 0, XDP_REJECT_PROGRAM)?;
-    install_tail_call(ebpf, "JUMP_XDP", 1, XDP_FASTPATH_PROGRAM)
+    use firewall_common::abi::{tc_jump, xdp_jump};
+    install_tail_call(ebpf, "JUMP", tc_jump::FTP, TC_FTP_PROGRAM)?;
+    install_tail_call(ebpf, "JUMP_XDP", xdp_jump::REJECT, XDP_REJECT_PROGRAM)?;
+    install_tail_call(ebpf, "JUMP_XDP", xdp_jump::FASTPATH, XDP_FASTPATH_PROGRAM)?;
+    install_tail_call(ebpf, "JUMP_XDP", xdp_jump::ADMIT, XDP_ADMIT_PROGRAM)
 }
 
 fn install_tail_call(
@@ -465,13 +485,29 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<(), LoadError> {
                 attempt += 1;
             }
             res => {
-                return res.map_err(|e| LoadError::Verifier {
+                res.map_err(|e| LoadError::Verifier {
                     program: name,
                     reason: verifier_reason(e),
-                });
+                })?;
+                if let Some(n) = verified_instructions(ebpf, name) {
+                    log::debug!("{name}: verified in {n} instructions (budget 1,000,000)");
+                }
+                return Ok(());
             }
         }
     }
+}
+
+/// How many instructions the verifier processed to accept program `name`
+/// (`bpf_prog_info.verified_insns`): the headroom left under its budget of
+/// a million, which the tests watch.
+pub fn verified_instructions(ebpf: &Ebpf, name: &str) -> Option<u32> {
+    let info = match ebpf.program(name)? {
+        aya::programs::Program::Xdp(p) => p.info().ok()?,
+        aya::programs::Program::SchedClassifier(p) => p.info().ok()?,
+        _ => return None,
+    };
+    info.verified_instruction_count()
 }
 
 /// Writes settings, interfaces, NAT and helper tables, then installs the

@@ -11,7 +11,6 @@ pub struct CheckArgs {
 
 pub fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&a.config)?;
-    firewall::loader::check_supported(&cfg)?;
     // Interfaces are resolved at `run`; here only report which are missing
     // on this machine, without failing (the config may be for another box).
     let mut interfaces = firewall::sys::interfaces();

@@ -21,7 +21,6 @@ pub struct RunArgs {
 pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
     sys::require_root()?;
     let mut cfg = config::load(&a.config)?;
-    loader::check_supported(&cfg)?;
     let ifaces = loader::resolve_interfaces(&cfg)?;
     sys::ensure_bpffs(pins.root())?;
     let adopting = pins.has_maps();

@@ -168,6 +168,11 @@ impl Harness {
         loader::refresh_ipv6_settings(&mut self.maps, &self.ifaces)
     }
 
+    /// Instructions the verifier processed for program `name`.
+    pub fn verified_instructions(&self, name: &str) -> Option<u32> {
+        loader::verified_instructions(&self.ebpf, name)
+    }
+
     /// Runs `ip <words>` in the harness's namespace.
     pub fn ip(&self, words: &str) {
         self.netns.ip(words);
