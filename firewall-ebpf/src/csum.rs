@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 
-use crate::parse::LoadBytes;
+use crate::parse::{LoadBytes, opaque};
 
 const CHUNK: usize = 256;
 /// Chunks of the longest IP packet.
@@ -96,8 +96,7 @@ extern "C" fn sum_chunk<C: LoadBytes>(_index: u64, data: *mut c_void) -> i64 {
     };
     // LLVM knows `n > 0` from `off < end` and drops the test; the verifier
     // does not know it and needs the test for the helper's size argument.
-    // SAFETY: reading a live local.
-    let n = unsafe { core::ptr::read_volatile(&n) };
+    let n = opaque(n);
     if n == 0 || n > CHUNK as u32 {
         return 1;
     }

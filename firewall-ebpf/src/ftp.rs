@@ -37,7 +37,7 @@ use crate::{
     flow::{Verdict, drop_with},
     maps::{CONNTRACK, EXPECT, JUMP, SETTINGS, count},
     nat::NatSpec,
-    parse::{LoadBytes, Packet},
+    parse::{LoadBytes, Packet, opaque},
 };
 
 /// How many data ports NAT tries for one command (`nf_nat_ftp` walks up
@@ -87,8 +87,7 @@ pub struct Scratch {
 fn nonzero_len(n: usize) -> u32 {
     // Launder n so LLVM cannot fold the arithmetic back into `n`, whose
     // range the verifier only knows as [0, ..].
-    // SAFETY: reading a live local.
-    let n = unsafe { core::ptr::read_volatile(&n) };
+    let n = opaque(n);
     ((n.wrapping_sub(1) & (BUF - 1)) + 1) as u32
 }
 
@@ -334,9 +333,10 @@ fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), 
         return Ok(());
     }
     let more = s.more != 0;
-    // The IPv6 address parser is too big for the verifier (see
-    // firewall_common::ftp): on IPv6 control connections only EPSV, which
-    // carries no address, is understood.
+    // The general IPv6 address parser is too big for the verifier (see
+    // firewall_common::ftp): on IPv6 control connections EPSV (no address)
+    // goes through the common parser and EPRT |2| through the byte-fed
+    // scanner (`eprt6`); PORT and 227 have no IPv6 form.
     let parsed = if p.key.family == FAMILY_V4 {
         parse_argument(kind, FAMILY_V4, &s.arg, arg_len, more)
     } else if kind == FtpCmd::Epsv229 {

@@ -131,7 +131,7 @@ pub struct Packet {
 /// it, while the verifier, which does not track those relations, needs
 /// exactly that check before the read.
 #[inline(always)]
-fn opaque(x: usize) -> usize {
+pub fn opaque<T: Copy>(x: T) -> T {
     // A volatile reload: LLVM must assume any value, while the verifier
     // tracks the spilled scalar exactly. (An empty `asm!` barrier breaks the
     // BTF line info the kernel checks.)

@@ -18,7 +18,11 @@ use firewall_common::{
     },
 };
 
-use crate::{maps::count, parse::Packet, rules::Reject};
+use crate::{
+    maps::count,
+    parse::{Packet, opaque},
+    rules::Reject,
+};
 
 /// Longest L2 header the parser accepts: Ethernet and two VLAN tags.
 const MAX_L2: usize = 22;
@@ -59,16 +63,10 @@ pub fn xdp(ctx: &XdpContext, p: &Packet, r: Reject) -> u32 {
     }
 }
 
-#[inline(always)]
-fn launder(x: usize) -> usize {
-    // SAFETY: reading a live local; see parse::opaque.
-    unsafe { core::ptr::read_volatile(&x) }
-}
-
 /// A checked pointer to `N` bytes at `off`.
 #[inline(always)]
 fn at<const N: usize>(ctx: &XdpContext, off: usize) -> Result<*mut [u8; N], ()> {
-    let off = launder(off);
+    let off = opaque(off);
     // Small enough that offset plus size stays within the verifier's
     // packet range (MAX_PACKET_OFF).
     if off > 0x3fff {

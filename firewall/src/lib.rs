@@ -68,8 +68,12 @@ pub const MAP_NAMES: [&str; 20] = [
     "DAEMON_STATE",
 ];
 
-/// Maps each load keeps to itself, never pinned: per-CPU scratch slots and
-/// the program arrays, which hold this load's programs.
+/// The program arrays: each load pins its own under a generation
+/// (`PinDir::program_array`), so its tail calls outlive the daemon.
+pub const PROGRAM_ARRAYS: [&str; 2] = ["JUMP", "JUMP_XDP"];
+
+/// Maps each load keeps to itself: per-CPU scratch slots, and the program
+/// arrays ([`PROGRAM_ARRAYS`]), which hold this load's programs.
 pub const PRIVATE_MAPS: [&str; 17] = [
     "JUMP",
     "JUMP_XDP",

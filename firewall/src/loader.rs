@@ -341,6 +341,9 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
     check_map_names(&ebpf)?;
+    if let Some(p) = pins {
+        pin_program_arrays(&ebpf, p)?;
+    }
     for program in [
         XDP_PROGRAM,
         TC_PROGRAM,
@@ -354,6 +357,63 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
     }
     install_tail_calls(&mut ebpf)?;
     Ok(ebpf)
+}
+
+/// The program arrays of this load, pinned under a generation of its own
+/// (see [`PinDir::program_array`]); [`retire_program_arrays`] removes the
+/// older generations once this load's programs are attached.
+fn pin_program_arrays(ebpf: &Ebpf, pins: &PinDir) -> Result<(), LoadError> {
+    let generation = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    for name in crate::PROGRAM_ARRAYS {
+        let path = pins.program_array(name, &generation);
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| LoadError::MapNames(format!("program array {name} missing")))?;
+        map.pin(&path).map_err(|e| pin_err(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Which pinned program arrays [`retire_program_arrays`] removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retire {
+    /// All but the newest load's: its programs are the attached ones now.
+    Older,
+    /// Only the newest load's: its setup failed, and the programs still
+    /// attached use an older load's arrays.
+    Newest,
+    /// Every load's (`down`).
+    All,
+}
+
+/// Removes pinned program arrays by load (see [`Retire`]).
+pub fn retire_program_arrays(pins: &PinDir, which: Retire) {
+    let arrays = pins.program_arrays();
+    let newest = arrays
+        .iter()
+        .filter_map(|(_, g)| {
+            let (_, nanos) = g.split_once('-')?;
+            nanos.parse::<u128>().ok().map(|n| (n, g.clone()))
+        })
+        .max()
+        .map(|(_, g)| g);
+    for (path, generation) in arrays {
+        let is_newest = Some(&generation) == newest.as_ref();
+        let remove = match which {
+            Retire::Older => !is_newest,
+            Retire::Newest => is_newest,
+            Retire::All => true,
+        };
+        if remove {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Every map of the object is either pinned ([`MAP_NAMES`]) or private
@@ -845,6 +905,7 @@ pub fn down(pins: &PinDir) -> Result<Vec<String>, LoadError> {
             std::fs::remove_file(&p).map_err(|e| pin_err(&p, e))?;
         }
     }
+    retire_program_arrays(pins, Retire::All);
     for dir in [pins.maps_dir(), pins.links_dir(), pins.root().to_path_buf()] {
         let _ = std::fs::remove_dir(&dir);
     }
@@ -889,4 +950,68 @@ pub fn refresh_ipv6_settings(maps: &mut Maps, ifaces: &[Iface]) -> Vec<String> {
         }
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pin directory under the system's temp dir, removed on drop.
+    struct TempPins(PinDir);
+
+    impl TempPins {
+        fn new(tag: &str) -> Self {
+            let root = std::env::temp_dir().join(format!("fw-pins-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(root.join("maps")).unwrap();
+            TempPins(PinDir::new(root))
+        }
+
+        fn touch(&self, name: &str) {
+            std::fs::write(self.0.maps_dir().join(name), b"").unwrap();
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(self.0.maps_dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for TempPins {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.root());
+        }
+    }
+
+    fn two_loads(tag: &str) -> TempPins {
+        let t = TempPins::new(tag);
+        for name in [
+            "CONNTRACK",
+            "JUMP@7-100",
+            "JUMP_XDP@7-100",
+            "JUMP@8-250",
+            "JUMP_XDP@8-250",
+        ] {
+            t.touch(name);
+        }
+        t
+    }
+
+    #[test]
+    fn retiring_program_arrays_goes_by_load() {
+        let t = two_loads("older");
+        retire_program_arrays(&t.0, Retire::Older);
+        assert_eq!(t.names(), ["CONNTRACK", "JUMP@8-250", "JUMP_XDP@8-250"]);
+
+        let t = two_loads("newest");
+        retire_program_arrays(&t.0, Retire::Newest);
+        assert_eq!(t.names(), ["CONNTRACK", "JUMP@7-100", "JUMP_XDP@7-100"]);
+
+        let t = two_loads("all");
+        retire_program_arrays(&t.0, Retire::All);
+        assert_eq!(t.names(), ["CONNTRACK"]);
+    }
 }

@@ -92,4 +92,27 @@ impl PinDir {
     pub fn has_maps(&self) -> bool {
         self.map("CONNTRACK").exists()
     }
+
+    /// Where one load pins its program array `name` (`JUMP`, `JUMP_XDP`):
+    /// `maps/NAME@GENERATION`. A program array is emptied when its last
+    /// user reference goes, so without a pin the tail calls would stop
+    /// when the daemon exits; and each load pins its own, because its
+    /// programs hand data over through scratch maps of their own load.
+    pub fn program_array(&self, name: &str, generation: &str) -> PathBuf {
+        self.maps_dir().join(format!("{name}@{generation}"))
+    }
+
+    /// The pinned program arrays of every load, as (path, generation).
+    pub fn program_arrays(&self) -> Vec<(PathBuf, String)> {
+        std::fs::read_dir(self.maps_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_owned();
+                let (_, generation) = name.split_once('@')?;
+                Some((e.path(), generation.to_owned()))
+            })
+            .collect()
+    }
 }

@@ -52,6 +52,9 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
         loader::configure(&mut maps, &cfg, &ifaces)?;
         loader::attach(&mut ebpf, pins, &ifaces)?;
+        // The attached programs tail-call through this load's arrays; an
+        // earlier load's are no longer reached.
+        loader::retire_program_arrays(pins, loader::Retire::Older);
         Ok((ebpf, maps))
     };
     let (_ebpf, mut maps) = match setup() {
@@ -59,7 +62,9 @@ pub fn run(pins: &PinDir, a: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             // A fresh instance leaves nothing behind; an adopted one keeps
             // enforcing with whatever it had.
-            if !adopting {
+            if adopting {
+                loader::retire_program_arrays(pins, loader::Retire::Newest);
+            } else {
                 let _ = loader::down(pins);
             }
             return Err(e);
