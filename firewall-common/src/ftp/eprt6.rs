@@ -1,13 +1,15 @@
 //! The byte-fed parser of `EPRT |2|addr|port|` that IPv6 control
 //! connections use in the datapath.
 
-/// A byte-at-a-time parser for the argument of `EPRT |2|addr|port|` on IPv6
-/// control connections. [`parse_argument`](super::parse_argument)'s IPv6
-/// address parser is too big for the verifier (see the module docs); this
-/// one keeps a few bytes of state so the datapath can drive it with
-/// `bpf_loop`, whose callback is verified once. Embedded IPv4 (`::ffff:1.2.3.4`) is not accepted: no FTP
-/// client sends it for a native IPv6 connection, and the smaller parser is
-/// what makes IPv6 EPRT possible at all.
+/// A byte-at-a-time parser for the argument of `EPRT |2|addr|port|`, the
+/// only parser of IPv6 EPRT: the datapath drives it with `bpf_loop`, whose
+/// callback is verified once (a general IPv6 address parser inline is too
+/// big for the verifier; see the module docs), and
+/// [`parse_argument`](super::parse_argument) reads the address with it.
+/// Embedded IPv4 (`::ffff:1.2.3.4`) is not accepted, nor a group of more
+/// than four digits: no FTP client sends either for a native IPv6
+/// connection, and the smaller parser is what makes IPv6 EPRT possible at
+/// all.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Eprt6Scanner {

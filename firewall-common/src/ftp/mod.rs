@@ -46,6 +46,12 @@
 //!   the line.
 //! * An EPRT delimiter may not be a character of the address it delimits
 //!   (RFC 2428 §2): not `.` for IPv4, not a hex digit, `:` or `.` for IPv6.
+//! * An EPRT `|2|` address is hex groups of one to four digits, with at most
+//!   one `::`. `in6_pton` also takes an IPv4 tail (`::ffff:1.2.3.4`, through
+//!   `in4_pton`) and zero-padded groups of any length (it bounds the value,
+//!   not the digits); neither is something an FTP client sends for a native
+//!   IPv6 connection, and leaving them out keeps [`Eprt6Scanner`] small
+//!   enough for the datapath.
 //! * A segment longer than the window whose command line does not end inside
 //!   the window is `Invalid`, not `Partial`: retransmitting it cannot help.
 //!
@@ -60,9 +66,10 @@
 //!
 //! * [`parse_command`] in one program: over the 1M-instruction limit.
 //! * [`locate_command`] alone: 15k instructions.
-//! * [`parse_argument`] with a constant [`FAMILY_V4`]: 27k. The IPv6
-//!   address parser, reachable with [`FAMILY_V6`] or [`ANY_FAMILY`], is
-//!   over the limit on its own (positions × groups × where `::` was).
+//! * [`parse_argument`] with a constant [`FAMILY_V4`]: 27k. A general IPv6
+//!   address parser inline was over the limit on its own (positions ×
+//!   groups × where `::` was); hence [`Eprt6Scanner`], a few bytes of state
+//!   fed one byte per `bpf_loop` call, whose callback is verified once.
 //! * Locate, then `parse_argument(kind, FAMILY_V4, ..)` on the argument
 //!   loaded with `bpf_xdp_load_bytes` at its offset, then
 //!   [`format_rewrite`], [`SeqAdj`] and an expectation insert: 103k, and
@@ -77,9 +84,13 @@
 //! call [`locate_command`]; store its result in per-CPU scratch; load
 //! [`ARG_LEN`] bytes at the payload offset plus `arg` with
 //! `bpf_skb_load_bytes`; read the result back and call [`parse_argument`]
-//! with the connection's family as a constant (IPv6 control connections in
-//! a program of their own, e.g. a tail call). [`parse_command`] is the same
-//! composition in plain Rust; the tests drive both.
+//! with the connection's family as a constant. On IPv6 control connections
+//! an EPRT's argument goes to [`Eprt6Scanner`] under `bpf_loop` instead;
+//! [`parse_argument`] reads an `EPRT |2|` address with the same scanner
+//! for [`FAMILY_V6`] and [`ANY_FAMILY`], so there is one IPv6 address
+//! parser.
+//! [`parse_command`] is the whole composition in plain Rust; the tests drive
+//! both.
 //!
 //! # Where each part lives
 //!

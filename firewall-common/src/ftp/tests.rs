@@ -100,10 +100,7 @@ fn eprt_v6_forms() {
         ("1::8", "1::8"),
         ("1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0"),
         ("::2:3:4:5:6:7:8", "0:2:3:4:5:6:7:8"),
-        ("::ffff:192.168.1.2", "::ffff:192.168.1.2"),
-        ("::192.168.1.2", "::c0a8:102"),
-        ("1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:102:304"),
-        ("64:ff9b::10.0.0.1", "64:ff9b::a00:1"),
+        ("::ffff:c0a8:102", "::ffff:192.168.1.2"),
     ] {
         let range = format!("|2|{text}|2121|");
         check(
@@ -114,6 +111,18 @@ fn eprt_v6_forms() {
             2121,
             &range,
         );
+    }
+    // in6_pton takes these; the datapath's scanner does not (see the module
+    // docs), and the host parses EPRT |2| with the same scanner.
+    for text in [
+        "::ffff:192.168.1.2",
+        "::192.168.1.2",
+        "1:2:3:4:5:6:1.2.3.4",
+        "64:ff9b::10.0.0.1",
+        "00001::",
+    ] {
+        let line = format!("EPRT |2|{text}|2121|\r\n");
+        assert_eq!(client(&line), Parse::Invalid, "{line:?}");
     }
     let range = "#2#2001:db8::7#40000#";
     check(
@@ -171,7 +180,7 @@ fn prefixes_are_partial_never_wrong() {
         (O, "EPRT |1|132.235.1.2|6275|\r\n"),
         (O, "EPRT |2|1080::8:800:200C:417A|5282|\r\n"),
         (O, "EPRT |2|::|5282|\r\n"),
-        (O, "EPRT |2|::ffff:192.168.1.2|5282|\r\n"),
+        (O, "EPRT |2|::ffff:c0a8:102|5282|\r\n"),
         (O, "EPRT |2|1:2:3:4:5:6:7:8|1|\r\n"),
         (R, "227 Entering Passive Mode (192,168,1,2,4,1).\r\n"),
         (R, "227 =10,0,0,5,39,16\r\n"),

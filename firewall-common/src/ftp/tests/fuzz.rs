@@ -170,13 +170,6 @@ fn std_v4(s: &[u8]) -> Option<[u8; 4]> {
         .map(|a| a.octets())
 }
 
-/// A hex group of more than four digits: refused by std, accepted here
-/// when its value fits (leading zeros).
-fn has_long_group(s: &[u8]) -> bool {
-    s.split(|&b| b == b':')
-        .any(|part| part.len() > 4 && !part.contains(&b'.'))
-}
-
 fn has_leading_zero_octet(s: &[u8]) -> bool {
     s.split(|&b| b == b'.' || b == b':')
         .any(|part| part.len() > 1 && part[0] == b'0' && part.iter().all(u8::is_ascii_digit))
@@ -233,10 +226,8 @@ fn check_match(
                 }
                 FtpAddr::V6(a) => {
                     assert_eq!(parts[1], b"2");
-                    if !has_leading_zero_octet(parts[2]) && !has_long_group(parts[2]) {
-                        let s = std::str::from_utf8(parts[2]).unwrap();
-                        assert_eq!(s.parse::<Ipv6Addr>().unwrap().octets(), a, "{s}");
-                    }
+                    let s = std::str::from_utf8(parts[2]).unwrap();
+                    assert_eq!(s.parse::<Ipv6Addr>().unwrap().octets(), a, "{s}");
                 }
                 FtpAddr::None => panic!("EPRT without address"),
             }
@@ -370,9 +361,10 @@ fn fuzz_random_payloads() {
     }
 }
 
-/// The IPv6 parser agrees with std's on addresses in every textual form
-/// and on random corruptions of them, except where std is stricter about
-/// leading zeros (dotted octets; groups of five or more digits).
+/// The IPv6 parser ([`Eprt6Scanner`], in stage 2) agrees with std's on
+/// addresses in every textual form and on random corruptions of them,
+/// except that it refuses an IPv4 tail, which std takes (see the module
+/// docs).
 #[test]
 fn ipv6_parser_agrees_with_std() {
     let mut rng = Rng(42);
@@ -423,13 +415,13 @@ fn ipv6_parser_agrees_with_std() {
                 _ => {}
             }
         }
-        if text.len() > 70 || has_leading_zero_octet(&text) || has_long_group(&text) {
+        if text.len() > 70 {
             continue;
         }
         let s = String::from_utf8(text).unwrap();
         let line = format!("EPRT |2|{s}|21|\r\n");
         let ours = client(&line);
-        let theirs = s.parse::<Ipv6Addr>().ok();
+        let theirs = s.parse::<Ipv6Addr>().ok().filter(|_| !s.contains('.'));
         match theirs {
             Some(a) => {
                 let range = format!("|2|{s}|21|");
