@@ -6,6 +6,7 @@ use std::{
 };
 
 use super::*;
+use crate::testing::Rng;
 
 fn scan(text: &str) -> Option<(Ipv6Addr, u16, u32)> {
     let mut s = Eprt6Scanner::new();
@@ -62,11 +63,9 @@ fn rejects_malformed_arguments() {
 /// std's parser, in every spelling std's Display produces.
 #[test]
 fn agrees_with_std_on_random_addresses() {
-    let mut x: u64 = 0x1234_5678_9abc_def0;
+    let mut rng = Rng::xorshift64(0x1234_5678_9abc_def0);
     for _ in 0..50_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let mut b = x.to_be_bytes().repeat(2);
         // Runs of zero groups, so `::` appears.
         let z = (x >> 3) as usize % 8;
@@ -105,10 +104,10 @@ fn stage_2_reads_what_the_datapaths_scanner_reads() {
 
     use crate::{
         FAMILY_V6,
-        ftp::{ARG_LEN, FtpAddr, FtpCmd, Parse, parse_argument, test_support::Rng},
+        ftp::{ARG_LEN, FtpAddr, FtpCmd, Parse, parse_argument},
     };
 
-    let mut rng = Rng(0x0e9a_76e6_5ca1_1e55);
+    let mut rng = Rng::xorshift64_star(0x0e9a_76e6_5ca1_1e55);
     let corrupt = b"0123456789abcdefABCDEF:.|!x ";
     let mut outcomes = [0usize; 2];
     for _ in 0..100_000 {
@@ -117,7 +116,7 @@ fn stage_2_reads_what_the_datapaths_scanner_reads() {
             *x = if rng.below(2) == 0 {
                 0
             } else {
-                rng.next() as u8
+                rng.next_u64() as u8
             };
         }
         let addr = Ipv6Addr::from(b);

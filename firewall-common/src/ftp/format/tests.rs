@@ -1,7 +1,10 @@
 extern crate std;
 
 use super::*;
-use crate::ftp::{FtpAddr, test_support::*};
+use crate::{
+    ftp::{FtpAddr, test_support::*},
+    testing::Rng,
+};
 
 #[test]
 fn format_matches_netfilter_text() {
@@ -32,15 +35,15 @@ fn format_matches_netfilter_text() {
 
 #[test]
 fn format_round_trips_through_the_parser() {
-    let mut rng = Rng(0x1234_5678_9abc_def0);
+    let mut rng = Rng::xorshift64_star(0x1234_5678_9abc_def0);
     for i in 0..5000u32 {
-        let a = (rng.next() as u32).to_be_bytes();
+        let a = (rng.next_u64() as u32).to_be_bytes();
         let port = match i {
             0 => 1,
             1 => 65535,
             2 => 256,
             3 => 255,
-            _ => (rng.next() as u16).max(1),
+            _ => (rng.next_u64() as u16).max(1),
         };
         let mut v6 = [0u8; 16];
         for b in v6.iter_mut() {
@@ -48,7 +51,7 @@ fn format_round_trips_through_the_parser() {
             *b = if rng.below(3) == 0 {
                 0
             } else {
-                rng.next() as u8
+                rng.next_u64() as u8
             };
         }
         for (kind, addr) in [
@@ -74,7 +77,7 @@ fn format_rewrite_is_netfilters_text() {
 
     // Every width a field can have, and the carries between them.
     const EDGES: [u16; 12] = [0, 1, 9, 10, 99, 100, 255, 256, 999, 1000, 9999, 65535];
-    let mut rng = Rng(0x5eed_f0f0_1234_5678);
+    let mut rng = Rng::xorshift64_star(0x5eed_f0f0_1234_5678);
     let mut cases: std::vec::Vec<([u8; 4], u16)> = std::vec::Vec::new();
     for &p in &EDGES {
         for &b in &EDGES {
@@ -83,8 +86,8 @@ fn format_rewrite_is_netfilters_text() {
         }
     }
     for _ in 0..100_000 {
-        let a = (rng.next() as u32).to_be_bytes();
-        cases.push((a, rng.next() as u16));
+        let a = (rng.next_u64() as u32).to_be_bytes();
+        cases.push((a, rng.next_u64() as u16));
     }
     for (a, port) in cases {
         for kind in [FtpCmd::Port, FtpCmd::Pasv227, FtpCmd::Eprt, FtpCmd::Epsv229] {

@@ -10,7 +10,10 @@ use std::{
     vec::Vec,
 };
 
-use crate::ftp::{test_support::*, *};
+use crate::{
+    ftp::{test_support::*, *},
+    testing::Rng,
+};
 
 const PIECES: &[&str] = &[
     "PORT ",
@@ -64,8 +67,8 @@ fn random_number(rng: &mut Rng) -> String {
 
 /// A valid command line with random values, sometimes mutated.
 fn template(rng: &mut Rng) -> (CtDir, Vec<u8>) {
-    let a: [u8; 4] = (rng.next() as u32).to_be_bytes();
-    let port = rng.next() as u16;
+    let a: [u8; 4] = (rng.next_u64() as u32).to_be_bytes();
+    let port = rng.next_u64() as u16;
     let (dir, line) = match rng.below(5) {
         0 => (
             O,
@@ -93,7 +96,7 @@ fn template(rng: &mut Rng) -> (CtDir, Vec<u8>) {
                 *x = if rng.below(2) == 0 {
                     0
                 } else {
-                    rng.next() as u8
+                    rng.next_u64() as u8
                 };
             }
             let d = *rng.pick(&['|', '!', '#', 'x']);
@@ -153,7 +156,7 @@ fn random_payload(rng: &mut Rng) -> (CtDir, Vec<u8>) {
         match rng.below(10) {
             0..=3 => p.extend_from_slice(random_number(rng).as_bytes()),
             4..=7 => p.extend_from_slice(rng.pick(PIECES).as_bytes()),
-            _ => p.push(rng.next() as u8),
+            _ => p.push(rng.next_u64() as u8),
         }
     }
     p.truncate(target);
@@ -245,7 +248,7 @@ fn check_match(
 
 #[test]
 fn fuzz_random_payloads() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::xorshift64_star(0x9e37_79b9_7f4a_7c15);
     let mut seen = [0usize; 8]; // 4 kinds, NoMatch, Partial, Invalid, v6
     for _ in 0..200_000 {
         let (dir, p) = random_payload(&mut rng);
@@ -367,7 +370,7 @@ fn fuzz_random_payloads() {
 /// docs).
 #[test]
 fn ipv6_parser_agrees_with_std() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::xorshift64_star(42);
     let alphabet = b"0123456789abcdefABCDEF:.:::";
     let mut agreed = [0usize; 2];
     for _ in 0..100_000 {
@@ -376,7 +379,7 @@ fn ipv6_parser_agrees_with_std() {
             *x = if rng.below(2) == 0 {
                 0
             } else {
-                rng.next() as u8
+                rng.next_u64() as u8
             };
         }
         let addr = Ipv6Addr::from(b);
