@@ -394,6 +394,19 @@ impl Harness {
         (verdict, out)
     }
 
+    /// Puts the expiry of `key`'s entry a second in the past, as if its
+    /// timeout had run out: what a test would otherwise sleep for.
+    pub fn expire(&mut self, key: &CtKey) {
+        let mut e = self
+            .entry(key)
+            .unwrap_or_else(|| panic!("no entry for {key:?}"));
+        e.expires_ns = monotonic_ns().saturating_sub(1_000_000_000);
+        self.maps
+            .conntrack
+            .insert(key, e, 0)
+            .unwrap_or_else(|err| panic!("writing CONNTRACK: {err}"));
+    }
+
     pub fn entry(&self, key: &CtKey) -> Option<CtEntry> {
         match self.maps.conntrack.get(key, 0) {
             Ok(e) => Some(e),
