@@ -88,9 +88,8 @@
 //! an EPRT's argument goes to [`Eprt6Scanner`] under `bpf_loop` instead;
 //! [`parse_argument`] reads an `EPRT |2|` address with the same scanner
 //! for [`FAMILY_V6`] and [`ANY_FAMILY`], so there is one IPv6 address
-//! parser.
-//! [`parse_command`] is the whole composition in plain Rust; the tests drive
-//! both.
+//! parser. [`parse_command`] is the whole composition in plain Rust; the
+//! tests drive both.
 //!
 //! # Where each part lives
 //!
@@ -100,11 +99,16 @@
 //!   ([`locate_command`]).
 //! * `argument.rs`: stage 2, the argument of each command
 //!   ([`parse_argument`]).
-//! * `eprt6.rs`: the byte-fed parser of `EPRT |2|` that IPv6 control
-//!   connections use in the datapath ([`Eprt6Scanner`]).
-//! * `format.rs`: the text NAT writes back ([`format_rewrite`]).
+//! * `eprt6.rs`: the byte-fed parser of `EPRT |2|` ([`Eprt6Scanner`]), the
+//!   one IPv6 address parser: the datapath's and stage 2's.
+//! * `format.rs`: the text NAT writes back ([`format_rewrite`]), shaped for
+//!   the verifier and checked against std's formatting.
 //! * `expect.rs`: expectations, their keys, and the anti-bounce check.
 //! * `seqadj.rs`: sequence adjustment after a rewrite ([`SeqAdj`]).
+//!
+//! Each part's tests sit beside it (`format/tests.rs`, …); `tests.rs` and
+//! `tests/fuzz.rs` drive both stages together, with the helpers in
+//! `test_support.rs`.
 
 mod argument;
 mod cursor;
