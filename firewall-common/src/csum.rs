@@ -182,20 +182,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-
-    /// xorshift64*: deterministic, no dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
+    use crate::testing::Rng;
 
     fn put16(buf: &mut [u8], off: usize, v: u16) {
         buf[off..off + 2].copy_from_slice(&v.to_ne_bytes());
@@ -226,7 +213,7 @@ mod tests {
         put16(&mut ip, 10, 0);
         let c = checksum(&ip, 0);
         put16(&mut ip, 10, c);
-        let payload = (rng.next() % 64) as usize;
+        let payload = (rng.next_u64() % 64) as usize;
         let (hdr, csum_off) = if proto == 6 { (20, 16) } else { (8, 6) };
         let mut l4 = rng.bytes(hdr + payload);
         if proto == 17 {
@@ -249,16 +236,16 @@ mod tests {
     /// recomputation gives, for random packets.
     #[test]
     fn incremental_nat_rewrite_matches_full_recomputation() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::xorshift64_star(0x9e37_79b9_7f4a_7c15);
         for case in 0..20_000 {
             let proto = if case % 2 == 0 { 6 } else { 17 };
             let (mut ip, mut l4, csum_off) = random_packet(&mut rng, proto);
             let dst_side = case % 4 >= 2;
             let (addr_off, port_off) = if dst_side { (16, 2) } else { (12, 0) };
             let old_addr = get32(&ip, addr_off);
-            let new_addr = rng.next() as u32;
+            let new_addr = rng.next_u64() as u32;
             let old_port = get16(&l4, port_off);
-            let new_port = rng.next() as u16;
+            let new_port = rng.next_u64() as u16;
 
             ip[addr_off..addr_off + 4].copy_from_slice(&new_addr.to_ne_bytes());
             let ipc = replace_u32(get16(&ip, 10), old_addr, new_addr);
@@ -294,7 +281,7 @@ mod tests {
     /// and the result verifies (sums to all ones).
     #[test]
     fn ttl_decrement_matches_full_recomputation() {
-        let mut rng = Rng(0x5eed_0f77);
+        let mut rng = Rng::xorshift64_star(0x5eed_0f77);
         for case in 0..20_000u32 {
             let mut ip = rng.bytes(20);
             ip[0] = 0x45;
@@ -359,16 +346,16 @@ mod tests {
 
     #[test]
     fn icmp_identifier_rewrite_matches_recomputation() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::xorshift64_star(42);
         for _ in 0..5_000 {
-            let len = 8 + (rng.next() % 56) as usize;
+            let len = 8 + (rng.next_u64() % 56) as usize;
             let mut msg = rng.bytes(len);
             msg[0] = 8;
             put16(&mut msg, 2, 0);
             let c = checksum(&msg, 0);
             put16(&mut msg, 2, c);
             let old = get16(&msg, 4);
-            let new = rng.next() as u16;
+            let new = rng.next_u64() as u16;
             put16(&mut msg, 4, new);
             let c = replace_u16(get16(&msg, 2), old, new);
             put16(&mut msg, 2, c);
@@ -380,12 +367,12 @@ mod tests {
 
     #[test]
     fn address_of_four_words() {
-        let mut rng = Rng(7);
+        let mut rng = Rng::xorshift64_star(7);
         for _ in 0..2_000 {
             let mut data = rng.bytes(40);
             let c = checksum(&data, 0);
             let old: [u32; 4] = core::array::from_fn(|i| get32(&data, 8 + 4 * i));
-            let new: [u32; 4] = core::array::from_fn(|_| rng.next() as u32);
+            let new: [u32; 4] = core::array::from_fn(|_| rng.next_u64() as u32);
             for (i, w) in new.iter().enumerate() {
                 data[8 + 4 * i..12 + 4 * i].copy_from_slice(&w.to_ne_bytes());
             }
@@ -398,22 +385,22 @@ mod tests {
     /// checksum, for TCP and UDP over both families.
     #[test]
     fn transport_checksums_verify_and_partial_is_recognised() {
-        let mut rng = Rng(0xc0ff_ee00);
+        let mut rng = Rng::xorshift64_star(0xc0ff_ee00);
         for case in 0..5_000 {
             let proto = if case % 2 == 0 { 6 } else { 17 };
             let v6 = case % 4 >= 2;
             let (hdr, off) = if proto == 6 { (20, 16) } else { (8, 6) };
-            let extra = (rng.next() % 200) as usize;
+            let extra = (rng.next_u64() % 200) as usize;
             let mut seg = rng.bytes(hdr + extra);
             put16(&mut seg, off, 0);
             let pseudo = if v6 {
-                let s: [u32; 4] = core::array::from_fn(|_| rng.next() as u32);
-                let d: [u32; 4] = core::array::from_fn(|_| rng.next() as u32);
+                let s: [u32; 4] = core::array::from_fn(|_| rng.next_u64() as u32);
+                let d: [u32; 4] = core::array::from_fn(|_| rng.next_u64() as u32);
                 pseudo_sum_v6(&s, &d, proto, seg.len() as u32)
             } else {
                 pseudo_sum_v4(
-                    rng.next() as u32,
-                    rng.next() as u32,
+                    rng.next_u64() as u32,
+                    rng.next_u64() as u32,
                     proto,
                     seg.len() as u16,
                 )
@@ -426,7 +413,7 @@ mod tests {
                 "case {case}"
             );
             let mut bad = seg.clone();
-            let bit = (rng.next() as usize) % (bad.len() * 8);
+            let bit = (rng.next_u64() as usize) % (bad.len() * 8);
             bad[bit / 8] ^= 1 << (bit % 8);
             let field = get16(&bad, off);
             assert_eq!(

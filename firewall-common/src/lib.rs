@@ -22,6 +22,8 @@ pub mod rule;
 pub mod sctp;
 pub mod stats;
 pub mod tcp;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod timeouts;
 
 pub use ct::{CtDir, CtEntry, CtKey, CtState};

@@ -2,6 +2,34 @@
 
 use crate::tcp::TcpState;
 
+/// Calls `$callback! { tcp_syn_sent, tcp_syn_recv, ... }` with the name of
+/// every field of [`Timeouts`] but its padding, in declaration order: the
+/// one list of the timeouts' names. The config's `[timeouts]` keys and the
+/// end-to-end tests' config builder are generated from it, and
+/// [`Timeouts::all`] destructures the struct with it, so a field added to
+/// the struct and not here (or the reverse) stops the build.
+#[macro_export]
+macro_rules! timeout_fields {
+    ($callback:ident) => {
+        $callback! {
+            tcp_syn_sent,
+            tcp_syn_recv,
+            tcp_established,
+            tcp_fin_wait,
+            tcp_close_wait,
+            tcp_last_ack,
+            tcp_time_wait,
+            tcp_close,
+            tcp_syn_sent2,
+            tcp_unack,
+            udp,
+            udp_stream,
+            icmp,
+            generic,
+        }
+    };
+}
+
 /// Timeouts in seconds, one per netfilter sysctl
 /// (`nf_conntrack_*_timeout*`). Stored in the `SETTINGS` map so the daemon
 /// can change them without reloading programs.
@@ -47,45 +75,6 @@ impl Timeouts {
         _pad: [0; 2],
     };
 
-    /// Every timeout, for callers that need an aggregate (the shortest
-    /// bounds how long the ager may sleep). Destructured so a new field
-    /// cannot be forgotten here.
-    pub fn all(&self) -> [u32; 14] {
-        let Timeouts {
-            tcp_syn_sent,
-            tcp_syn_recv,
-            tcp_established,
-            tcp_fin_wait,
-            tcp_close_wait,
-            tcp_last_ack,
-            tcp_time_wait,
-            tcp_close,
-            tcp_syn_sent2,
-            tcp_unack,
-            udp,
-            udp_stream,
-            icmp,
-            generic,
-            _pad,
-        } = *self;
-        [
-            tcp_syn_sent,
-            tcp_syn_recv,
-            tcp_established,
-            tcp_fin_wait,
-            tcp_close_wait,
-            tcp_last_ack,
-            tcp_time_wait,
-            tcp_close,
-            tcp_syn_sent2,
-            tcp_unack,
-            udp,
-            udp_stream,
-            icmp,
-            generic,
-        ]
-    }
-
     /// Timeout for a TCP connection now in `state`.
     ///
     /// Before any reply has been seen an ESTABLISHED state can only come from
@@ -121,6 +110,37 @@ impl Timeouts {
     }
 }
 
+/// What follows from the list: the count, the names, and access by name.
+macro_rules! by_name {
+    ($($field:ident),* $(,)?) => {
+        impl Timeouts {
+            /// How many timeouts there are.
+            pub const COUNT: usize = [$(stringify!($field)),*].len();
+
+            /// Every timeout's name (its field's, and its `[timeouts]` key
+            /// in the config), in declaration order.
+            pub const NAMES: [&'static str; Self::COUNT] = [$(stringify!($field)),*];
+
+            /// Every timeout, in the order of [`Self::NAMES`], for callers
+            /// that need an aggregate (the shortest bounds how long the
+            /// ager may sleep).
+            pub fn all(&self) -> [u32; Self::COUNT] {
+                let Timeouts { $($field,)* _pad } = *self;
+                [$($field),*]
+            }
+
+            /// The timeout called `name` (one of [`Self::NAMES`]).
+            pub fn get_mut(&mut self, name: &str) -> Option<&mut u32> {
+                match name {
+                    $(stringify!($field) => Some(&mut self.$field),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+timeout_fields!(by_name);
+
 /// How long after creation a replied UDP flow becomes a stream (netfilter's
 /// `stream_ts = now + 2*HZ`).
 pub const UDP_STREAM_AFTER_NS: u64 = 2_000_000_000;
@@ -155,6 +175,24 @@ mod tests {
         };
         // The cap only ever shortens.
         assert_eq!(short.tcp(TcpState::Established, false), 100);
+    }
+
+    /// `NAMES`, `get_mut` and `all` follow one order: setting each timeout
+    /// by name shows up in its place, and nowhere else.
+    #[test]
+    fn names_reach_their_fields() {
+        assert_eq!(Timeouts::COUNT, 14);
+        for (i, name) in Timeouts::NAMES.into_iter().enumerate() {
+            let mut t = Timeouts::NETFILTER;
+            *t.get_mut(name).unwrap() = 7_777_777;
+            let all = t.all();
+            for (j, (&got, &default)) in all.iter().zip(&Timeouts::NETFILTER.all()).enumerate() {
+                assert_eq!(got, if i == j { 7_777_777 } else { default }, "{name}");
+            }
+        }
+        let mut t = Timeouts::NETFILTER;
+        assert_eq!(t.get_mut("_pad"), None);
+        assert_eq!(t.get_mut("tcp"), None);
     }
 
     #[test]

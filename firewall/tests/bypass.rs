@@ -21,28 +21,21 @@ use firewall_common::{
     tcp::{TCP_ACK, TCP_SYN},
 };
 
-const ROUTER: &[&str] = &[
-    "addr add 10.0.1.1/24 dev lan0",
-    "addr add 10.0.2.1/24 dev wan0",
+/// After [`ROUTER_IP`]: IPv6 on both sides with its default route, and a
+/// prefix of each family routed nowhere. The gateways stay unresolved.
+const ROUTER_MORE: &[&str] = &[
     "addr add fd00:1::1/64 dev lan0 nodad",
     "addr add 2001:db8:2::1/64 dev wan0 nodad",
-    "link set lan0 up",
-    "link set wan0 up",
-    "route add default via 10.0.2.254 dev wan0",
     "-6 route add default via 2001:db8:2::fe dev wan0",
     "route add unreachable 198.18.0.0/15",
     "-6 route add unreachable 2001:db8:dead::/48",
-];
-const FORWARDING: &[(&str, &str)] = &[
-    ("net.ipv4.conf.all.forwarding", "1"),
-    ("net.ipv6.conf.all.forwarding", "1"),
 ];
 
 fn router_with(interfaces: &str, config: &str) -> Harness {
     Harness::with_setup(
         &Setup {
             interfaces,
-            ip: ROUTER,
+            ip: &router_ip(ROUTER_MORE),
             sysctls: FORWARDING,
         },
         config,

@@ -31,23 +31,17 @@ use firewall_common::{
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x05];
 const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 
-const ROUTER: &[&str] = &[
-    "addr add 10.0.1.1/24 dev lan0",
-    "addr add 10.0.2.1/24 dev wan0",
+/// After [`ROUTER_IP`]: IPv6 on both sides with its default route, and
+/// every neighbour resolved (the gateways, the LAN client), so that the
+/// fast path finds the MACs it writes.
+const ROUTER_MORE: &[&str] = &[
     "addr add 2001:db8:1::1/64 dev lan0 nodad",
     "addr add 2001:db8:2::1/64 dev wan0 nodad",
-    "link set lan0 up",
-    "link set wan0 up",
-    "route add default via 10.0.2.254 dev wan0",
     "route add default via 2001:db8:2::fe dev wan0",
-    "neigh add 10.0.2.254 lladdr 02:00:00:00:00:fe dev wan0",
+    GATEWAY_NEIGH,
     "neigh add 2001:db8:2::fe lladdr 02:00:00:00:00:fe dev wan0",
     "neigh add 10.0.1.5 lladdr 02:00:00:00:00:05 dev lan0",
     "neigh add 2001:db8:1::5 lladdr 02:00:00:00:00:05 dev lan0",
-];
-const FORWARDING: &[(&str, &str)] = &[
-    ("net.ipv4.conf.all.forwarding", "1"),
-    ("net.ipv6.conf.all.forwarding", "1"),
 ];
 
 const CLIENT4: &str = "10.0.1.5:40000";
@@ -58,12 +52,11 @@ const SERVER6: &str = "[2001:db8:ff::7]:53";
 /// The router with `top_level` keys (`fast_path`, `xdp_mode`) before the
 /// default interfaces and `ip` commands after the standard setup.
 fn router_with(top_level: &str, more_ip: &[&str]) -> Harness {
-    let ip: Vec<&str> = ROUTER.iter().chain(more_ip).copied().collect();
     let interfaces = format!("{top_level}{DEFAULT_INTERFACES}");
     Harness::with_setup(
         &Setup {
             interfaces: &interfaces,
-            ip: &ip,
+            ip: &router_ip(&[ROUTER_MORE, more_ip].concat()),
             sysctls: FORWARDING,
         },
         "",

@@ -26,15 +26,9 @@ use firewall_common::{
     tcp::{TCP_ACK, TCP_PSH, TCP_SYN},
 };
 
-const ROUTER: &[&str] = &[
-    "addr add 10.0.1.1/24 dev lan0",
-    "addr add 10.0.2.1/24 dev wan0",
-    "link set lan0 up",
-    "link set wan0 up",
-    "route add default via 10.0.2.254 dev wan0",
-    "neigh add 10.0.2.254 lladdr 02:00:00:00:00:fe dev wan0",
-];
-const FORWARDING: &[(&str, &str)] = &[("net.ipv4.conf.all.forwarding", "1")];
+/// After [`ROUTER_IP`]: the gateway resolved. IPv4 only.
+const ROUTER_MORE: &[&str] = &[GATEWAY_NEIGH];
+const IPV4_FORWARDING: &[(&str, &str)] = &[("net.ipv4.conf.all.forwarding", "1")];
 
 const HELPER: &str = "[[helper]]\nproto = \"tcp\"\nport = 21\nkind = \"ftp\"\n";
 
@@ -60,8 +54,8 @@ fn router(wan_keys: &str) -> Harness {
     Harness::with_setup(
         &Setup {
             interfaces: &interfaces,
-            ip: ROUTER,
-            sysctls: FORWARDING,
+            ip: &router_ip(ROUTER_MORE),
+            sysctls: IPV4_FORWARDING,
         },
         HELPER,
     )
@@ -819,8 +813,8 @@ fn pasv_reply_of_a_port_forwarded_server_announces_the_wan_address() {
     let h = Harness::with_setup(
         &Setup {
             interfaces,
-            ip: ROUTER,
-            sysctls: FORWARDING,
+            ip: &router_ip(ROUTER_MORE),
+            sysctls: IPV4_FORWARDING,
         },
         &config,
     );

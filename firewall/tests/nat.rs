@@ -30,22 +30,12 @@ use firewall_common::{
     tcp::{TCP_ACK, TCP_PSH, TCP_RST, TCP_SYN},
 };
 
-/// The router's side of the namespace: addresses, links, a default route
-/// out of `wan0` with a resolved gateway (and IPv6 routes both ways, which
-/// the datapath checks before a new connection is made).
-const ROUTER: &[&str] = &[
-    "addr add 10.0.1.1/24 dev lan0",
-    "addr add 10.0.2.1/24 dev wan0",
-    "link set lan0 up",
-    "link set wan0 up",
-    "route add default via 10.0.2.254 dev wan0",
-    "neigh add 10.0.2.254 lladdr 02:00:00:00:00:fe dev wan0",
+/// After [`ROUTER_IP`]: the gateway resolved, and IPv6 routes both ways,
+/// which the datapath checks before a new connection is made.
+const ROUTER_MORE: &[&str] = &[
+    GATEWAY_NEIGH,
     "addr add fd00:1::1/64 dev lan0 nodad",
     "-6 route add default dev wan0",
-];
-const FORWARDING: &[(&str, &str)] = &[
-    ("net.ipv4.conf.all.forwarding", "1"),
-    ("net.ipv6.conf.all.forwarding", "1"),
 ];
 
 /// `wan0`'s address, which masquerade translates to.
@@ -63,7 +53,7 @@ fn router(wan_keys: &str, config_toml: &str) -> Harness {
     Harness::with_setup(
         &Setup {
             interfaces: &interfaces,
-            ip: ROUTER,
+            ip: &router_ip(ROUTER_MORE),
             sysctls: FORWARDING,
         },
         config_toml,

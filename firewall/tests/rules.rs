@@ -20,6 +20,7 @@ use firewall_common::{
     },
     stats::Counter::*,
     tcp::{TCP_ACK, TCP_RST, TCP_SYN},
+    testing::Rng,
 };
 
 const ACCEPT: u8 = RuleAction::Accept as u8;
@@ -198,22 +199,6 @@ fn input_of(src: SocketAddr, dst: SocketAddr, proto: u8, iif: u32, tcp_flags: u8
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
-
 const V4_SOURCES: [&str; 4] = ["198.51.100.1", "198.51.100.77", "203.0.113.5", "10.9.8.7"];
 const V6_SOURCES: [&str; 3] = ["2001:db8:1::1", "2001:db8:1::99", "fd00::5"];
 const PORTS: [u16; 8] = [22, 23, 53, 80, 443, 1024, 8080, 9999];
@@ -314,7 +299,7 @@ fn random_rule(rng: &mut Rng, wan: u32, lan: u32) -> MatchRule {
 /// routes nothing, so it traverses INPUT.
 #[test]
 fn generated_rulesets_give_the_reference_verdicts_through_the_datapath() {
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::xorshift64(0x2545_f491_4f6c_dd1d);
     let mut h = Harness::new("");
     let (wan, lan) = (h.wan, h.lan);
     let mut next_port = 20_000u16;

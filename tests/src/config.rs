@@ -84,73 +84,37 @@ pub enum Role {
     Wan,
 }
 
-/// Conntrack timeouts in seconds, netfilter's names without the `nf_conntrack_` prefix.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Timeouts {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_syn_sent: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_syn_recv: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_established: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_fin_wait: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_close_wait: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_last_ack: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_time_wait: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_close: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp_unack: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub udp: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub udp_stream: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub generic: Option<u32>,
+/// Declares [`Timeouts`] with one optional key per field of the daemon's
+/// `firewall_common::Timeouts`, from firewall-common's list of them, so that
+/// every timeout the daemon reads can be set here under the same name.
+macro_rules! timeouts {
+    ($($field:ident),* $(,)?) => {
+        /// Conntrack timeouts in seconds, netfilter's names without the
+        /// `nf_conntrack_` prefix. Unset ones keep the daemon's defaults.
+        #[derive(Debug, Clone, Default, Serialize)]
+        pub struct Timeouts {
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $field: Option<u32>,
+            )*
+        }
+
+        impl Timeouts {
+            /// Every timeout `seconds` long.
+            pub fn all(seconds: u32) -> Self {
+                Self { $($field: Some(seconds)),* }
+            }
+
+            fn is_unset(&self) -> bool {
+                let Self { $($field),* } = self;
+                [$($field),*].iter().all(|timeout| timeout.is_none())
+            }
+        }
+    };
 }
+firewall_common::timeout_fields!(timeouts);
 
 impl Timeouts {
-    fn is_unset(&self) -> bool {
-        let Self {
-            tcp_syn_sent,
-            tcp_syn_recv,
-            tcp_established,
-            tcp_fin_wait,
-            tcp_close_wait,
-            tcp_last_ack,
-            tcp_time_wait,
-            tcp_close,
-            tcp_unack,
-            udp,
-            udp_stream,
-            icmp,
-            generic,
-        } = self;
-        [
-            tcp_syn_sent,
-            tcp_syn_recv,
-            tcp_established,
-            tcp_fin_wait,
-            tcp_close_wait,
-            tcp_last_ack,
-            tcp_time_wait,
-            tcp_close,
-            tcp_unack,
-            udp,
-            udp_stream,
-            icmp,
-            generic,
-        ]
-        .iter()
-        .all(|timeout| timeout.is_none())
-    }
-
     /// Every state after the first FIN lasts `seconds`, so a finished connection leaves
     /// the table quickly.
     pub fn short_tcp_close(seconds: u32) -> Self {
@@ -387,6 +351,20 @@ mod tests {
         assert!(parsed.get("port_forward").is_none());
         assert!(parsed.get("helper").is_none());
         assert!(parsed["interface"][1].get("masquerade").is_none());
+    }
+
+    /// Every timeout the daemon knows can be set, under the daemon's name
+    /// for it.
+    #[test]
+    fn timeouts_are_the_daemons() {
+        let text = Config::router().with_timeouts(Timeouts::all(7)).to_toml();
+        let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
+        let table = parsed["timeouts"].as_table().expect("a [timeouts] table");
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut names = firewall_common::Timeouts::NAMES.to_vec();
+        keys.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(keys, names);
     }
 
     #[test]

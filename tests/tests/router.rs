@@ -68,10 +68,24 @@ fn udp_request_from_lan_gets_its_reply_over_ipv6() -> Result<()> {
 
 fn ping_from_lan_gets_its_reply(family: Family) -> Result<()> {
     let topo = topology::router("rt")?;
-    let _fw = Firewall::start(&topo.rtr, &Config::router())?;
+    let fw = Firewall::start(&topo.rtr, &Config::router())?;
+
+    let before = fw.stats()?;
     ensure!(
         traffic::ping(&topo.lan, WAN_HOST.get(family))?,
         "no echo reply from the WAN host over {family}"
+    );
+
+    // The firewall decided both ways: the echo request was accepted as a
+    // new connection from the LAN, the reply as part of it.
+    let after = fw.stats()?;
+    let new = after.counter("accept_new")? - before.counter("accept_new")?;
+    let established =
+        after.counter("accept_established")? - before.counter("accept_established")?;
+    ensure!(new >= 1, "accept_new did not grow: {after:?}");
+    ensure!(
+        established >= 1,
+        "accept_established did not grow: {after:?}"
     );
     Ok(())
 }

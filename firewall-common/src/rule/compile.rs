@@ -696,24 +696,8 @@ impl Compiled {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::{CtState, IPPROTO_TCP, IPPROTO_UDP, rule::model::reference};
+    use crate::{CtState, IPPROTO_TCP, IPPROTO_UDP, rule::model::reference, testing::Rng};
     use alloc::vec;
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn chance(&mut self, pct: u64) -> bool {
-            self.below(100) < pct
-        }
-    }
 
     fn v4(a: [u8; 4]) -> [u8; 16] {
         let mut out = [0; 16];
@@ -915,7 +899,7 @@ mod tests {
     /// the ordered list, including LOG rules met before the decision.
     #[test]
     fn compiled_tables_agree_with_the_ordered_list() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::xorshift64(0x9e37_79b9_7f4a_7c15);
         let mut decided = 0;
         for round in 0..300 {
             let n = [1usize, 3, 10, 40, 70, 150][round % 6];

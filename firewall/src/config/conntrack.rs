@@ -14,9 +14,11 @@ use super::{
 /// live connections constantly, which looks like random drops.
 pub const MIN_CT_ENTRIES: u32 = 1024;
 
-/// Declares `RawTimeouts` from the list of `Timeouts` fields, so the accepted
-/// keys and the struct cannot drift apart: the exhaustive pattern below stops
-/// compiling when a field is added to `Timeouts` and not listed here.
+/// Declares `RawTimeouts`, one key per `Timeouts` field, from
+/// firewall-common's list of them (`timeout_fields!`), so the accepted keys
+/// and the struct cannot drift apart. The exhaustive pattern below is a
+/// second guard: it stops compiling when a field is added to `Timeouts` and
+/// not to the list.
 macro_rules! timeouts {
     ($($field:ident),* $(,)?) => {
         #[derive(Deserialize)]
@@ -40,22 +42,7 @@ macro_rules! timeouts {
     };
 }
 
-timeouts!(
-    tcp_syn_sent,
-    tcp_syn_recv,
-    tcp_established,
-    tcp_fin_wait,
-    tcp_close_wait,
-    tcp_last_ack,
-    tcp_time_wait,
-    tcp_close,
-    tcp_syn_sent2,
-    tcp_unack,
-    udp,
-    udp_stream,
-    icmp,
-    generic,
-);
+firewall_common::timeout_fields!(timeouts);
 
 /// `conntrack.max_entries`.
 pub(super) fn max_entries(doc: &Doc, raw: Option<&RawConntrack>) -> Result<u32, ConfigError> {

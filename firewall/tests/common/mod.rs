@@ -78,6 +78,33 @@ pub const HOST_ORIGINATED: u32 = 0;
 pub const DEFAULT_INTERFACES: &str = "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\n\
                                       [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n";
 
+/// The router the forwarding tests start from (`nat`, `fastpath`, `ftp`,
+/// `bypass`): `lan0` 10.0.1.1/24 and `wan0` 10.0.2.1/24, both up, and a
+/// default route out of `wan0` via 10.0.2.254. Each test file adds its own
+/// lines (neighbours, IPv6, unreachable routes) with [`router_ip`].
+pub const ROUTER_IP: &[&str] = &[
+    "addr add 10.0.1.1/24 dev lan0",
+    "addr add 10.0.2.1/24 dev wan0",
+    "link set lan0 up",
+    "link set wan0 up",
+    "route add default via 10.0.2.254 dev wan0",
+];
+
+/// The default gateway's MAC, so that a FIB lookup along the default route
+/// finds its neighbour.
+pub const GATEWAY_NEIGH: &str = "neigh add 10.0.2.254 lladdr 02:00:00:00:00:fe dev wan0";
+
+/// Forwarding on for both families.
+pub const FORWARDING: &[(&str, &str)] = &[
+    ("net.ipv4.conf.all.forwarding", "1"),
+    ("net.ipv6.conf.all.forwarding", "1"),
+];
+
+/// [`ROUTER_IP`] followed by `more`, for [`Setup::ip`].
+pub fn router_ip<'a>(more: &[&'a str]) -> Vec<&'a str> {
+    ROUTER_IP.iter().chain(more).copied().collect()
+}
+
 /// How a test's namespace and interfaces look before the config is
 /// written to the maps.
 #[derive(Clone, Copy, Debug)]
@@ -370,6 +397,19 @@ impl Harness {
             other => panic!("{program} returned {other}"),
         };
         (verdict, out)
+    }
+
+    /// Puts the expiry of `key`'s entry a second in the past, as if its
+    /// timeout had run out: what a test would otherwise sleep for.
+    pub fn expire(&mut self, key: &CtKey) {
+        let mut e = self
+            .entry(key)
+            .unwrap_or_else(|| panic!("no entry for {key:?}"));
+        e.expires_ns = monotonic_ns().saturating_sub(1_000_000_000);
+        self.maps
+            .conntrack
+            .insert(key, e, 0)
+            .unwrap_or_else(|err| panic!("writing CONNTRACK: {err}"));
     }
 
     pub fn entry(&self, key: &CtKey) -> Option<CtEntry> {

@@ -7,6 +7,7 @@ use firewall_common::{
         MatchInput,
         model::{Cond, MatchRule, Prefix},
     },
+    testing::Rng,
 };
 
 use crate::{
@@ -109,29 +110,6 @@ fn numeric_proto() {
     assert_eq!(r.summary(), "input 47 -> drop");
     let r = one_rule("chain = \"input\"\nproto = 6\ndport = 0\naction = \"drop\"\n");
     assert_eq!(r.dport, Match::is(PortRange { lo: 0, hi: 0 }));
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
 }
 
 /// A value or a list of 1-3 of `pool`.
@@ -385,7 +363,7 @@ fn random_packet(rng: &mut Rng) -> MatchInput {
 #[test]
 fn random_configs_compile_and_agree_with_the_ordered_list() {
     use firewall_common::rule::{compile::compile, model::reference};
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::xorshift64(0x9e37_79b9_7f4a_7c15);
     let mut rules_seen = 0;
     for round in 0..60 {
         let n = 1 + rng.below(40);
