@@ -317,16 +317,13 @@ mod tests {
     /// loop: every input gets an answer.
     #[test]
     fn random_options_always_get_an_answer() {
-        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut rng = crate::testing::Rng::xorshift64(0x1234_5678_9abc_def0);
         for _ in 0..50_000 {
             let mut o = [0u8; MAX_IPV4_OPTIONS];
             for b in o.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
+                *b = rng.next_u64() as u8;
             }
-            let len = 4 * ((x >> 40) as usize % 11);
+            let len = 4 * rng.below(11) as usize;
             let _ = ipv4_options(&o, len);
         }
     }

@@ -141,7 +141,7 @@ pub const fn rule_slot(bank: u32, rule: u32) -> u32 {
     (bank & 1) * MAX_RULES + rule
 }
 
-/// The `field` byte of an [`AddrClassKey`]: source or destination, and the
+/// The `field` byte of an [`AddrClassData`]: source or destination, and the
 /// family, so IPv4 and IPv6 prefixes never meet in the trie.
 #[inline(always)]
 pub const fn addr_field(field: usize, v6: bool) -> u8 {

@@ -27,8 +27,8 @@ use firewall_common::{
     ct::{CtDir, flags},
     ftp::{
         ARG_LEN, EXPECT_TIMEOUT_NS, Eprt6Scanner, ExpectKey, Expectation, FMT_LEN, FtpAddr, FtpCmd,
-        Located, MAX_CMD_LEN, Parse, bounce_ok, expect_flags, key_addr_v4, locate_command,
-        nat_announce_addr, parse_argument,
+        Located, MAX_CMD_LEN, Parse, bounce_ok, expect_flags, format_rewrite, key_addr_v4,
+        locate_command, nat_announce_addr, parse_argument,
     },
     nat::NatRewrite,
 };
@@ -94,69 +94,6 @@ fn nonzero_len(n: usize) -> u32 {
 #[inline(always)]
 fn tcp_word(ctx: &TcContext, off: usize) -> Option<u32> {
     LoadBytes::load::<4>(ctx, off).ok().map(u32::from_ne_bytes)
-}
-
-/// Appends `v` in decimal at `pos`; returns the new position. Written for
-/// the verifier: no digit array on the stack (the shared formatter's
-/// partial stack writes trip "invalid size of register fill" here), every
-/// index masked into the buffer. The output equals
-/// `firewall_common::ftp::format_rewrite`'s, which the host tests check.
-#[inline(always)]
-fn put_dec(out: &mut [u8; FMT_LEN], mut pos: usize, v: u16) -> usize {
-    let v = v as u32;
-    let mut started = false;
-    for div in [10_000u32, 1_000, 100, 10, 1] {
-        let d = (v / div) % 10;
-        if d != 0 || started || div == 1 {
-            out[pos & (FMT_LEN - 1)] = b'0' + d as u8;
-            pos += 1;
-            started = true;
-        }
-    }
-    pos
-}
-
-#[inline(always)]
-fn put(out: &mut [u8; FMT_LEN], pos: usize, b: u8) -> usize {
-    out[pos & (FMT_LEN - 1)] = b;
-    pos + 1
-}
-
-/// The replacement text for a command under NAT (`nf_nat_ftp`'s formats):
-/// PORT/227 `a,b,c,d,p1,p2`, EPRT `|1|a.b.c.d|port|`, EPSV `|||port|`.
-#[inline(always)]
-fn write_rewrite(out: &mut [u8; FMT_LEN], kind: FtpCmd, a: [u8; 4], port: u16) -> usize {
-    let mut pos = 0;
-    match kind {
-        FtpCmd::Port | FtpCmd::Pasv227 => {
-            for b in a {
-                pos = put_dec(out, pos, b as u16);
-                pos = put(out, pos, b',');
-            }
-            pos = put_dec(out, pos, port >> 8);
-            pos = put(out, pos, b',');
-            pos = put_dec(out, pos, port & 0xff);
-        }
-        FtpCmd::Eprt => {
-            pos = put(out, pos, b'|');
-            pos = put(out, pos, b'1');
-            pos = put(out, pos, b'|');
-            for (i, b) in a.into_iter().enumerate() {
-                pos = put_dec(out, pos, b as u16);
-                pos = put(out, pos, if i == 3 { b'|' } else { b'.' });
-            }
-            pos = put_dec(out, pos, port);
-            pos = put(out, pos, b'|');
-        }
-        FtpCmd::Epsv229 => {
-            for _ in 0..3 {
-                pos = put(out, pos, b'|');
-            }
-            pos = put_dec(out, pos, port);
-            pos = put(out, pos, b'|');
-        }
-    }
-    pos
 }
 
 fn cmd_of(v: u8) -> Option<FtpCmd> {
@@ -284,6 +221,15 @@ fn eprt6(p: &Packet, e: &CtEntry, arg_len: u32, more: u32, now: u64) -> Result<(
             Counter::DropFtpPartial
         });
     };
+    // The line must end right after the argument, as for IPv4 (the host's
+    // stage 2 `line_end`).
+    let pos = s.e6.pos;
+    let at = |i: u32| (i < arg_len).then(|| s.arg[(i as usize) & (ARG_LEN - 1)]);
+    match (at(pos), at(pos + 1)) {
+        (Some(b'\r'), Some(b'\n')) | (Some(b'\n'), _) => {}
+        (Some(b'\r'), None) | (None, _) if more == 0 => return Err(Counter::DropFtpPartial),
+        _ => return Err(Counter::DropFtpInvalid),
+    }
     if s.addr6 != p.key.src {
         count(Counter::FtpBounceRefused);
         return Ok(());
@@ -430,7 +376,7 @@ fn stage2(ctx: &TcContext, p: &Packet, e: &mut CtEntry, now: u64) -> Result<(), 
         let _ = EXPECT.remove(&s.ek);
         return Err(Counter::DropFtpUnmangleable);
     }
-    s.text_len = write_rewrite(&mut s.text, kind, newaddr, new_port) as u32;
+    s.text_len = format_rewrite(kind, newaddr, new_port, &mut s.text) as u32;
     s.start = start as u32;
     s.end = end as u32;
     mangle(ctx, p, e, s)

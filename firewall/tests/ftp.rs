@@ -799,6 +799,20 @@ fn eprt_over_ipv6_creates_an_expectation() {
     );
     assert_eq!(v, Verdict::Pass);
     assert_eq!(h.counter(FtpBounceRefused), 1);
+
+    // Anything after the argument but the line end is malformed, as over
+    // IPv4: no expectation.
+    let (v, _) = client_command(
+        &h,
+        client,
+        server,
+        CLIENT_SEQ + 54,
+        b"EPRT |2|fd00:1::5|50006|junk\r\n",
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(h.counter(DropFtpInvalid), 1);
+    let ek = expect_key(server.ip(), sa("[fd00:1::5]:50006"));
+    assert!(expectation(&h, &ek).is_none(), "no expectation for junk");
 }
 
 #[test]

@@ -415,15 +415,12 @@ pub fn web_root() -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// `size` bytes that do not compress and are the same on every run (xorshift64).
+/// `size` bytes that do not compress and are the same on every run.
 pub fn pseudo_random_bytes(size: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = firewall_common::testing::Rng::xorshift64(0x9e37_79b9_7f4a_7c15);
     let mut bytes = Vec::with_capacity(size + 8);
     while bytes.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
+        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
     bytes.truncate(size);
     bytes

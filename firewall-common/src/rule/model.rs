@@ -303,13 +303,8 @@ mod tests {
 
     #[test]
     fn cover_is_exact_on_random_ranges() {
-        let mut seed = 0x1234_5678_9abc_def0u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::testing::Rng::xorshift64(0x1234_5678_9abc_def0);
+        let mut next = move || rng.next_u64();
         for _ in 0..200 {
             let a = (next() % 4096) as u32 + 0x0a00_0000;
             let b = a + (next() % 600) as u32;

@@ -201,13 +201,8 @@ fn config_walk(
 /// Random IPv4 probes in the states rules see, arriving on a configured
 /// interface (the firewall sees no other).
 fn probes(configured: &[u32], all: &[u32], n: usize) -> Vec<MatchInput> {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |k: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % k as u64) as usize
-    };
+    let mut rng = firewall_common::testing::Rng::xorshift64(0x2545_f491_4f6c_dd1d);
+    let mut next = move |k: usize| rng.below(k as u64) as usize;
     let addrs: [[u8; 4]; 7] = [
         [10, 0, 0, 1],
         [10, 0, 0, 5],
