@@ -21,6 +21,7 @@ macro_rules! timeout_fields {
             tcp_time_wait,
             tcp_close,
             tcp_syn_sent2,
+            tcp_retrans,
             tcp_unack,
             udp,
             udp_stream,
@@ -45,12 +46,15 @@ pub struct Timeouts {
     pub tcp_time_wait: u32,
     pub tcp_close: u32,
     pub tcp_syn_sent2: u32,
+    /// Retransmissions beyond `tcp_max_retrans`, or a zero window
+    /// (`nf_conntrack_tcp_timeout_max_retrans`).
+    pub tcp_retrans: u32,
     pub tcp_unack: u32,
     pub udp: u32,
     pub udp_stream: u32,
     pub icmp: u32,
     pub generic: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 1],
 }
 const _: () = assert!(core::mem::size_of::<Timeouts>() == 64);
 
@@ -67,12 +71,13 @@ impl Timeouts {
         tcp_time_wait: 120,
         tcp_close: 10,
         tcp_syn_sent2: 120,
+        tcp_retrans: 300,
         tcp_unack: 300,
         udp: 30,
         udp_stream: 120,
         icmp: 30,
         generic: 600,
-        _pad: [0; 2],
+        _pad: [0; 1],
     };
 
     /// Timeout for a TCP connection now in `state`.
@@ -181,7 +186,7 @@ mod tests {
     /// by name shows up in its place, and nowhere else.
     #[test]
     fn names_reach_their_fields() {
-        assert_eq!(Timeouts::COUNT, 14);
+        assert_eq!(Timeouts::COUNT, 15);
         for (i, name) in Timeouts::NAMES.into_iter().enumerate() {
             let mut t = Timeouts::NETFILTER;
             *t.get_mut(name).unwrap() = 7_777_777;

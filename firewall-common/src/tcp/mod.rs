@@ -219,6 +219,9 @@ pub fn is_reopen(old: TcpState, new: TcpState) -> bool {
     new == TcpState::SynSent && matches!(old, TcpState::TimeWait | TcpState::Close)
 }
 
+pub mod options;
+pub mod track;
+
 #[cfg(test)]
 mod tests {
     use super::*;
