@@ -183,8 +183,13 @@ pub struct CtEntry {
     /// both entries (`tcp_state` is unused for SCTP).
     pub sctp: crate::sctp::SctpConn,
     pub _pad1: u32,
+    /// TCP: both directions' windows (`tcp_in_window`). Only the
+    /// original-direction entry's copy is live: every segment, from either
+    /// side, reads and updates that one (see `TcpTrack::store_changes` for
+    /// why two CPUs may do so at once); the reply entry's stays zero.
+    pub tcp: crate::tcp::track::TcpTrack,
 }
-const _: () = assert!(core::mem::size_of::<CtEntry>() == 128);
+const _: () = assert!(core::mem::size_of::<CtEntry>() == 192);
 
 impl CtEntry {
     pub fn is_reply(&self) -> bool {

@@ -131,7 +131,33 @@ pub struct Settings {
     /// Non-zero: ESTABLISHED forwarded packets may be redirected in XDP
     /// (`fast_path` in the config).
     pub fast_path: u8,
-    pub _pad: [u8; 9],
+    /// [`settings_tcp`] bits: netfilter's `tcp_be_liberal` and `tcp_loose`.
+    pub tcp: u8,
+    /// `nf_conntrack_tcp_max_retrans`: retransmissions of one segment
+    /// after which the connection's timeout drops to `tcp_retrans`.
+    pub tcp_max_retrans: u8,
+    pub _pad: [u8; 7],
+}
+
+/// `Settings::tcp` bits.
+pub mod settings_tcp {
+    /// `tcp_be_liberal`: window failures pass (an out-of-window RST never
+    /// does).
+    pub const BE_LIBERAL: u8 = 1 << 0;
+    /// `tcp_loose`: a mid-stream segment may start a connection.
+    pub const LOOSE: u8 = 1 << 1;
+}
+
+impl Settings {
+    /// The TCP tracker's settings.
+    #[inline(always)]
+    pub fn tcp_config(&self) -> tcp::track::TcpConfig {
+        tcp::track::TcpConfig {
+            be_liberal: self.tcp & settings_tcp::BE_LIBERAL != 0,
+            loose: self.tcp & settings_tcp::LOOSE != 0,
+            max_retrans: self.tcp_max_retrans,
+        }
+    }
 }
 
 /// `Settings::nat` bits.
@@ -151,7 +177,9 @@ impl Default for Settings {
             nat: 0,
             helpers: 0,
             fast_path: 0,
-            _pad: [0; 9],
+            tcp: settings_tcp::LOOSE,
+            tcp_max_retrans: tcp::track::TcpConfig::NETFILTER.max_retrans,
+            _pad: [0; 7],
         }
     }
 }

@@ -190,6 +190,28 @@ counters! {
     /// inside host already talks to this peer with this protocol, and
     /// replies could not tell them apart.
     DropNatPeerBusy => "drop_nat_peer_busy",
+    /// TCP sequence beyond what the receiver's window allows
+    /// (`tcp_in_window` bound I): INVALID.
+    DropTcpWindowSeqAbove => "drop_tcp_window_seq_above",
+    /// An ACK of data the other side never sent (bound III): INVALID.
+    DropTcpWindowAckAbove => "drop_tcp_window_ack_above",
+    /// An RST outside the window: INVALID even with `tcp_be_liberal`.
+    DropTcpWindowRst => "drop_tcp_window_rst",
+    /// Data entirely before the receiver's window, a late retransmission
+    /// (bound II): accepted, the connection's state untouched.
+    TcpWindowSeqBelow => "tcp_window_seq_below",
+    /// An ACK from before the window (bound IV), overly delayed:
+    /// accepted, state untouched.
+    TcpWindowAckBelow => "tcp_window_ack_below",
+    /// Data over the window by less than a window, from a stack that
+    /// overshoots: accepted, noted, state untouched.
+    TcpWindowOvershoot => "tcp_window_overshoot",
+    /// A segment the state machine ignores (`sIG`, a challenge ACK):
+    /// accepted, state untouched.
+    TcpIgnored => "tcp_ignored",
+    /// A window failure accepted because the sender is tracked liberally
+    /// (a mid-stream pickup, or `tcp_be_liberal`).
+    TcpWindowLiberal => "tcp_window_liberal",
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new

@@ -2,11 +2,12 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use firewall_common::{
-    Counter, CtEntry, CtKey, CtState, IPPROTO_NONE, Settings, TcpState,
+    Counter, CtEntry, CtKey, CtState, IPPROTO_NONE, Settings, TcpState, Timeouts,
     ct::{CtDir, flags, icmp_type_starts_connection, state_of_entry},
     nat::NatRewrite,
     sctp::{SctpConn, SctpState},
-    tcp::{self, TcpFlagIndex, TcpTransition},
+    settings_tcp,
+    tcp::{TCP_SYN, flags_valid, track::CtStatus},
     timeouts::{NS_PER_SEC, UDP_STREAM_AFTER_NS},
 };
 
@@ -15,6 +16,7 @@ use crate::{
     nat::{self, NatSpec},
     parse::{L4Kind, Packet},
     sctp::{self, Outcome},
+    tcp,
 };
 
 /// A rewrite to apply to a packet, copied out of its entry.
@@ -112,7 +114,7 @@ fn delete_pair(key: &CtKey, peer: &CtKey) {
 /// other protocols). ICMP errors and untracked kinds never come here.
 #[inline(always)]
 pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
-    if p.kind == L4Kind::Tcp && !tcp::flags_valid(p.tcp_flags) {
+    if p.kind == L4Kind::Tcp && !flags_valid(p.tcp_flags) {
         return Tracked::Invalid(Counter::DropInvalidTcpFlags);
     }
     let Some(e) = lookup_alive(&p.key, now) else {
@@ -135,50 +137,14 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
     let t = &s.timeouts;
     match p.kind {
         L4Kind::Tcp => {
-            let idx = tcp::flag_index(p.tcp_flags);
-            let old = match TcpState::from_u8(e.tcp_state) {
-                Some(st) => st,
-                None => return Tracked::Invalid(Counter::DropInvalidTcpState),
+            let status = CtStatus {
+                seen_reply,
+                assured: e.flags & flags::ASSURED != 0,
             };
-            match tcp::transition(reply, idx, old) {
-                TcpTransition::Invalid => return Tracked::Invalid(Counter::DropInvalidTcpState),
-                TcpTransition::Ignore => {}
-                TcpTransition::To(new) => {
-                    if tcp::is_reopen(old, new) {
-                        // nf_conntrack_tcp_packet kills the old entry and
-                        // repeats the lookup: the SYN starts a new connection.
-                        let peer = e.peer;
-                        delete_pair(&p.key, &peer);
-                        count(Counter::CtReopened);
-                        return Tracked::Miss;
-                    }
-                    if idx == TcpFlagIndex::Rst && !seen_reply {
-                        // "If only reply is a RST, we can consider ourselves
-                        // not to have an established connection": the pair
-                        // is gone from now on. It is expired rather than
-                        // deleted so the TC hooks can still translate this
-                        // RST (the client must see its refusal); the next
-                        // lookup or the ager removes it.
-                        write_both(e, e.tcp_state, e.flags, now.saturating_sub(1));
-                        count(Counter::CtClosedByRst);
-                        return Tracked::Hit { state, nat, helped };
-                    }
-                    let now_seen = new_flags & flags::SEEN_REPLY != 0;
-                    if new == TcpState::Established && now_seen {
-                        new_flags |= flags::ASSURED;
-                    }
-                    let secs = if idx == TcpFlagIndex::Rst {
-                        t.tcp_close
-                    } else {
-                        t.tcp(new, now_seen)
-                    };
-                    let expires = now + secs as u64 * NS_PER_SEC;
-                    if new as u8 != e.tcp_state || new_flags != e.flags {
-                        write_both(e, new as u8, new_flags, expires);
-                    } else {
-                        e.expires_ns = expires;
-                    }
-                }
+            match track_tcp(p, e, reply, status, new_flags, t, now) {
+                TcpResult::Go => {}
+                TcpResult::Gone => return Tracked::Miss,
+                TcpResult::Invalid(reason) => return Tracked::Invalid(reason),
             }
         }
         L4Kind::Sctp => {
@@ -227,15 +193,174 @@ pub fn track(p: &Packet, s: &Settings, now: u64) -> Tracked {
     Tracked::Hit { state, nat, helped }
 }
 
-/// Whether the first packet of an unknown flow may start a connection, and
-/// its initial TCP state. Returns the drop reason otherwise.
+enum TcpResult {
+    /// Accepted: the packet belongs to the connection.
+    Go,
+    /// The connection is gone (reopened by a SYN, or half of it missing):
+    /// the packet is NEW.
+    Gone,
+    Invalid(Counter),
+}
+
+/// A segment of a tracked TCP connection: the state machine and the
+/// window check (`nf_conntrack_tcp_packet`), then what the outcome does to
+/// both entries. The windows live in the original-direction entry, so a
+/// reply looks that one up as well.
 #[inline(always)]
-pub fn new_flow_state(p: &Packet) -> Result<u8, Counter> {
+#[allow(clippy::too_many_arguments)]
+fn track_tcp(
+    p: &Packet,
+    e: &mut CtEntry,
+    reply: bool,
+    status: CtStatus,
+    new_flags: u8,
+    t: &Timeouts,
+    now: u64,
+) -> TcpResult {
+    let orig = if reply {
+        match CONNTRACK.get_ptr_mut(&e.peer) {
+            Some(o) => o,
+            None => {
+                // Half a connection is no connection.
+                let _ = CONNTRACK.remove(&p.key);
+                count(Counter::CtExpiredInPath);
+                return TcpResult::Gone;
+            }
+        }
+    } else {
+        e as *mut CtEntry
+    };
+    // SAFETY: a map value pointer (or `e` itself), valid for this run.
+    let o = unsafe { &mut *orig };
+    // A helper's length changes: the ack is taken back by the receiver's
+    // correction (`nf_ct_seq_offset(ct, !dir, ack - 1)`).
+    let mut recv_offset = 0;
+    if e.flags & flags::HELPER_FTP != 0 {
+        let at = p.tcp_ack.wrapping_sub(1);
+        if reply {
+            recv_offset = o.seqadj.offset(at);
+        } else if let Some(r) = CONNTRACK.get_ptr(&e.peer) {
+            // SAFETY: map value pointer, valid for this run.
+            recv_offset = unsafe { (*r).seqadj.offset(at) };
+        }
+    }
+    if !tcp::run(&o.tcp, e.tcp_state, reply, status, recv_offset) {
+        return TcpResult::Invalid(Counter::DropInvalidTcpState);
+    }
+    let Some(slot) = tcp::slot() else {
+        return TcpResult::Invalid(Counter::DropInvalidTcpState);
+    };
+    slot.before.store_changes(&slot.after, &mut o.tcp);
+    let v = slot.verdict;
+    match v.kind {
+        tcp::KIND_ACCEPT => {}
+        tcp::KIND_IGNORE => {
+            count(match v.why {
+                tcp::why::IGNORED_SEQ_BELOW => Counter::TcpWindowSeqBelow,
+                tcp::why::IGNORED_ACK_BELOW => Counter::TcpWindowAckBelow,
+                tcp::why::IGNORED_OVERSHOOT => Counter::TcpWindowOvershoot,
+                _ => Counter::TcpIgnored,
+            });
+            return TcpResult::Go;
+        }
+        tcp::KIND_REOPEN => {
+            // nf_conntrack_tcp_packet kills the old entry and repeats the
+            // lookup: the SYN starts a new connection.
+            let peer = e.peer;
+            delete_pair(&p.key, &peer);
+            count(Counter::CtReopened);
+            return TcpResult::Gone;
+        }
+        tcp::KIND_KILL => {
+            // "If only reply is a RST, we can consider ourselves not to
+            // have an established connection": the pair is gone from now
+            // on. It is expired rather than deleted so the TC hooks can
+            // still translate this RST (the client must see its refusal);
+            // the next lookup or the ager removes it.
+            write_both(e, e.tcp_state, e.flags, now.saturating_sub(1));
+            count(Counter::CtClosedByRst);
+            return TcpResult::Go;
+        }
+        _ => {
+            if v.has_timeout != 0 {
+                // `nf_tcp_handle_invalid`: an out-of-window FIN or RST
+                // answering one from the other side cuts an ASSURED
+                // connection short.
+                shorten_both(e, now + t.tcp_unack as u64 * NS_PER_SEC);
+            }
+            return TcpResult::Invalid(match v.why {
+                tcp::why::INVALID_SEQ_ABOVE => Counter::DropTcpWindowSeqAbove,
+                tcp::why::INVALID_ACK_ABOVE => Counter::DropTcpWindowAckAbove,
+                tcp::why::INVALID_RST => Counter::DropTcpWindowRst,
+                _ => Counter::DropInvalidTcpState,
+            });
+        }
+    }
+    if v.liberal != 0 {
+        count(Counter::TcpWindowLiberal);
+    }
+    let mut ct_flags = new_flags;
+    if v.assured != 0 {
+        ct_flags |= flags::ASSURED;
+    }
+    if v.has_timeout == 0 {
+        // A retransmitted SYN: the expiry stays (port reuse must not keep
+        // an unanswered entry, and its NAT binding, alive forever).
+        if v.state != e.tcp_state || ct_flags != e.flags {
+            write_both(e, v.state, ct_flags, e.expires_ns);
+        }
+        return TcpResult::Go;
+    }
+    let expires = now + v.timeout as u64 * NS_PER_SEC;
+    // The tracker shortens the state's timeout (unacknowledged data,
+    // retransmissions, a zero window): the connection's, so both
+    // entries' (it lives until the later of the two expires).
+    let replied = ct_flags & flags::SEEN_REPLY != 0;
+    let usual = TcpState::from_u8(v.state).map_or(0, |st| t.tcp(st, replied));
+    if v.state != e.tcp_state || ct_flags != e.flags || v.timeout < usual {
+        write_both(e, v.state, ct_flags, expires);
+    } else {
+        e.expires_ns = expires;
+    }
+    TcpResult::Go
+}
+
+/// Cuts both entries' expiry to `at` at the latest.
+#[inline(always)]
+fn shorten_both(e: &mut CtEntry, at: u64) {
+    if e.expires_ns > at {
+        e.expires_ns = at;
+    }
+    let peer_key = e.peer;
+    if let Some(peer) = CONNTRACK.get_ptr_mut(&peer_key) {
+        // SAFETY: map value pointer, valid for this run.
+        let peer = unsafe { &mut *peer };
+        if peer.expires_ns > at {
+            peer.expires_ns = at;
+        }
+    }
+}
+
+/// Whether the first packet of an unknown flow may start a connection, and
+/// its initial TCP state. Returns the drop reason otherwise. For TCP the
+/// windows the connection starts with are left in the TCP slot for
+/// `create`.
+#[inline(always)]
+pub fn new_flow_state(p: &Packet, s: &Settings) -> Result<u8, Counter> {
     match p.kind {
-        L4Kind::Tcp => match tcp::new_connection_state(p.tcp_flags) {
-            Some(st) => Ok(st as u8),
-            None => Err(Counter::DropInvalidTcpNew),
-        },
+        L4Kind::Tcp => {
+            // `tcp_new`: without `tcp_loose` only a SYN starts one.
+            if p.tcp_flags & TCP_SYN == 0 && s.tcp & settings_tcp::LOOSE == 0 {
+                return Err(Counter::DropInvalidTcpNew);
+            }
+            if !tcp::first() {
+                return Err(Counter::DropInvalidTcpNew);
+            }
+            match tcp::slot() {
+                Some(slot) if slot.verdict.kind == tcp::KIND_ACCEPT => Ok(slot.verdict.state),
+                _ => Err(Counter::DropInvalidTcpNew),
+            }
+        }
         L4Kind::IcmpQuery => {
             if icmp_type_starts_connection(p.key.proto, p.key.dport as u8) {
                 Ok(0)
@@ -287,32 +412,38 @@ pub fn create(
             .timeout_secs(),
         _ => t.generic,
     };
-    // Both entries are built in per-CPU slots: 224 bytes of stack would
-    // not fit beside the rule walk's frames.
+    // Both entries are built in per-CPU slots, field by field: a 192-byte
+    // struct literal is a stack temporary, and the frames of the programs
+    // that create connections have no room for one beside the tracker's.
     let (Some(op), Some(rp)) = (CT_SCRATCH.get_ptr_mut(0), CT_SCRATCH.get_ptr_mut(1)) else {
         return Err(Counter::CtInsertFailed);
     };
     // SAFETY: this CPU's two distinct slots.
     let (orig, reply) = unsafe { (&mut *op, &mut *rp) };
-    *orig = CtEntry {
-        peer: p.key.inverted(),
-        expires_ns: now + secs as u64 * NS_PER_SEC,
-        created_ns: now,
-        packets: 1,
-        bytes: p.l3_len as u64,
-        dir: CtDir::Original as u8,
-        tcp_state,
-        flags: ct_flags,
-        sctp: sctp_conn,
-        ..CtEntry::default()
-    };
-    *reply = CtEntry {
-        peer: p.key,
-        dir: CtDir::Reply as u8,
-        packets: 0,
-        bytes: 0,
-        ..*orig
-    };
+    // SAFETY: CtEntry is plain bytes; all zeroes is its default.
+    unsafe { core::ptr::write_bytes(op, 0, 1) };
+    orig.peer = p.key.inverted();
+    orig.expires_ns = now + secs as u64 * NS_PER_SEC;
+    orig.created_ns = now;
+    orig.packets = 1;
+    orig.bytes = p.l3_len as u64;
+    orig.dir = CtDir::Original as u8;
+    orig.tcp_state = tcp_state;
+    orig.flags = ct_flags;
+    orig.sctp = sctp_conn;
+    // SAFETY: map memory to map memory.
+    unsafe { core::ptr::copy_nonoverlapping(op, rp, 1) };
+    reply.peer = p.key;
+    reply.dir = CtDir::Reply as u8;
+    reply.packets = 0;
+    reply.bytes = 0;
+    // The windows `new_flow_state` left in the TCP slot; only the
+    // original entry's copy is live.
+    if p.kind == L4Kind::Tcp {
+        if let Some(slot) = tcp::slot() {
+            orig.tcp = slot.after;
+        }
+    }
     match nat {
         NatSpec::None => {
             if CONNTRACK

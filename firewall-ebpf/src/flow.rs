@@ -27,7 +27,7 @@ use crate::{
     parse::{L4Kind, LoadBytes, Packet, ParseError, parsed, scratch},
     related,
     rules::{self, Fallback, PolicyVerdict},
-    sctp,
+    sctp, tcp,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,10 @@ pub fn process<C: EbpfContext + LoadBytes>(
         return (drop_with(Counter::DropPolicy), none);
     };
     let now = unsafe { bpf_ktime_get_ns() };
+    if p.kind == L4Kind::Tcp {
+        // One place for every path that tracks the segment.
+        tcp::segment(ctx, p);
+    }
     let mut state = CtState::New;
     let pending = match p.kind {
         L4Kind::IcmpInvalid => return (drop_with(Counter::DropInvalidIcmp), none),
@@ -432,7 +436,7 @@ pub fn first_packet(
     hook: Hook,
     now: u64,
 ) -> Result<Pending, (Verdict, u8)> {
-    let tcp_state = match conntrack::new_flow_state(p) {
+    let tcp_state = match conntrack::new_flow_state(p, s) {
         Ok(st) => st,
         Err(reason) => return Err((drop_with(reason), NO_REWRITE)),
     };

@@ -25,6 +25,7 @@ mod reject;
 mod related;
 mod rules;
 mod sctp;
+mod tcp;
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},

@@ -123,6 +123,11 @@ pub struct Packet {
     pub flags: u8,
     /// SCTP: the common header's verification tag, as read.
     pub vtag: u32,
+    /// TCP: sequence and acknowledgement numbers and the raw window, host
+    /// order.
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
+    pub tcp_win: u16,
 }
 
 /// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
@@ -223,6 +228,9 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     p.payload_off = 0;
     p.flags = 0;
     p.vtag = 0;
+    p.tcp_seq = 0;
+    p.tcp_ack = 0;
+    p.tcp_win = 0;
 }
 
 fn parse_v4<L: LoadBytes>(
@@ -457,6 +465,9 @@ fn parse_l4<L: LoadBytes>(
             p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
             p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
             p.tcp_flags = h[13];
+            p.tcp_seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            p.tcp_ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+            p.tcp_win = be16([h[14], h[15]]);
             p.payload_off = (l4 + doff) as u16;
             p.kind = L4Kind::Tcp;
         }

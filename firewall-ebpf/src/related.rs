@@ -35,7 +35,7 @@ const ICMP_REDIRECT: u8 = 5;
 pub type Related = Result<(Counter, u8), Counter>;
 
 /// An ICMP error arriving from outside.
-#[inline(always)]
+#[inline(never)]
 pub fn arriving<C: LoadBytes>(ctx: &C, p: &Packet, now: u64) -> Related {
     admit::ip_header(ctx, p)?;
     match admit::transport_checksum(ctx, p) {

@@ -74,7 +74,7 @@ pub const PROGRAM_ARRAYS: [&str; 2] = ["JUMP", "JUMP_XDP"];
 
 /// Maps each load keeps to itself: per-CPU scratch slots, and the program
 /// arrays ([`PROGRAM_ARRAYS`]), which hold this load's programs.
-pub const PRIVATE_MAPS: [&str; 17] = [
+pub const PRIVATE_MAPS: [&str; 18] = [
     "JUMP",
     "JUMP_XDP",
     "FASTPATH_ARGS",
@@ -90,6 +90,7 @@ pub const PRIVATE_MAPS: [&str; 17] = [
     "ND_OPTIONS",
     "EXT_WALK",
     "SCTP",
+    "TCP_SLOT",
     ".bss",
     ".rodata",
 ];

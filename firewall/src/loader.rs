@@ -21,7 +21,7 @@ use firewall_common::{
     IfaceConfig, Settings, iface_xdp,
     nat::{IfaceNat, PortFwdKey, PortFwdTarget},
     nd::iface_flags,
-    settings_nat,
+    settings_nat, settings_tcp,
 };
 use log::{info, warn};
 use thiserror::Error;
@@ -598,6 +598,14 @@ pub fn configure(
         settings.nat |= settings_nat::PORT_FORWARD;
     }
     settings.helpers = u8::from(!cfg.helpers.is_empty());
+    settings.tcp = 0;
+    if cfg.tcp.be_liberal {
+        settings.tcp |= settings_tcp::BE_LIBERAL;
+    }
+    if cfg.tcp.loose {
+        settings.tcp |= settings_tcp::LOOSE;
+    }
+    settings.tcp_max_retrans = cfg.tcp.max_retrans;
     // With one managed interface nothing can be forwarded between managed
     // interfaces, so the fast path could only fall back: skip its FIB
     // lookup altogether.

@@ -76,8 +76,67 @@ pub struct TcpTrack {
     pub _pad: [u8; 5],
 }
 const _: () = assert!(core::mem::size_of::<TcpTrack>() == 64);
+const _: () = assert!(core::mem::size_of::<Segment>() == 24);
+
+impl Seen {
+    /// Copies into `dst` each field that differs between `self` (before)
+    /// and `after`.
+    #[inline(always)]
+    fn store_changes(&self, after: &Seen, dst: &mut Seen) {
+        macro_rules! changed {
+            ($($f:ident),*) => {$(
+                if after.$f != self.$f {
+                    dst.$f = after.$f;
+                }
+            )*};
+        }
+        changed!(td_end, td_maxend, td_maxwin, td_maxack, td_scale, flags);
+    }
+}
+
+impl TcpTrack {
+    /// Writes to `dst` (the connection's live copy) only the fields that
+    /// `after` changed relative to `self`, the copy the tracker started
+    /// from.
+    ///
+    /// The two directions of a connection may be tracked on two CPUs at
+    /// once, and nothing locks the entry (the object has no atomics to
+    /// build a lock from). Written back whole, one CPU's copy would undo
+    /// the other's updates. Field by field, each bound the checks depend
+    /// on has one writer in steady state: a segment moves its sender's
+    /// `td_end` and `td_maxack` and its receiver's `td_maxend`, so the
+    /// other direction's concurrent segment touches different fields.
+    /// What two CPUs may still both write (`td_maxwin`'s growth, the flag
+    /// bits, the last-segment notes) is learnt again from the next segment,
+    /// or narrows only the lower bounds, whose failures are ignored
+    /// (accepted), not dropped.
+    #[inline(always)]
+    pub fn store_changes(&self, after: &TcpTrack, dst: &mut TcpTrack) {
+        self.seen[0].store_changes(&after.seen[0], &mut dst.seen[0]);
+        self.seen[1].store_changes(&after.seen[1], &mut dst.seen[1]);
+        macro_rules! changed {
+            ($($f:ident),*) => {$(
+                if after.$f != self.$f {
+                    dst.$f = after.$f;
+                }
+            )*};
+        }
+        changed!(
+            last_seq,
+            last_ack,
+            last_end,
+            last_win,
+            last_dir,
+            last_index,
+            last_wscale,
+            last_flags,
+            retrans
+        );
+    }
+}
 
 /// A segment as the tracker reads it.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {
     pub seq: u32,
@@ -86,6 +145,7 @@ pub struct Segment {
     pub win: u16,
     /// The TCP flags byte.
     pub flags: u8,
+    pub _pad: u8,
     /// Payload length.
     pub len: u32,
     /// The options the tracker reads (only meaningful when read: a SYN, or
@@ -171,11 +231,13 @@ pub enum Invalid {
 pub enum Outcome {
     /// Accepted: the state is now `state`; `timeout` seconds from now
     /// (`None`: keep the current expiry, a retransmitted SYN); `assured`
-    /// sets ASSURED.
+    /// sets ASSURED. `liberal`: the window check failed and was waived
+    /// for a liberal sender.
     Accept {
         state: TcpState,
         timeout: Option<u32>,
         assured: bool,
+        liberal: bool,
     },
     /// Accepted, nothing changes but the tracker's notes.
     Ignore(Ignored),
@@ -263,6 +325,13 @@ pub struct Context<'a> {
     /// (`nf_ct_seq_offset` of the receiver at `ack - 1`), which the ack is
     /// first taken back by.
     pub recv_offset: i32,
+    /// The segment is the first fragment of a fragmented datagram: its
+    /// length, and so its end, is not known here. The connection is
+    /// tracked liberally from now on, both ways as a picked-up one is,
+    /// rather than have the ACK of the unseen bytes look like an ACK of
+    /// data never sent. (TCP sets DF and rarely fragments; netfilter
+    /// reassembles first, which this datapath does not.)
+    pub partial: bool,
 }
 
 /// `nf_conntrack_tcp_packet` for a segment of a tracked connection in
@@ -279,8 +348,13 @@ pub fn packet(
         cfg,
         timeouts,
         recv_offset,
+        partial,
     } = *cx;
     let dir = reply as usize;
+    if partial {
+        t.seen[0].flags |= seen_flags::BE_LIBERAL;
+        t.seen[1].flags |= seen_flags::BE_LIBERAL;
+    }
     let index = flag_index(seg.flags);
     let mut old = old;
     let mut new = match transition(reply, index, old) {
@@ -348,13 +422,16 @@ pub fn packet(
             None => return Outcome::Ignore(Ignored::Transition),
         },
     };
+    let mut liberal = false;
     if !skip_window {
         match in_window(t, old, dir, index, seg, cfg, recv_offset) {
             Window::Accept => {}
+            Window::Liberal => liberal = true,
             Window::Ignore(why) => return Outcome::Ignore(why),
             Window::Invalid(why) => {
                 return Outcome::Invalid {
-                    why,
+                    // An RST is counted as one, whichever bound it broke.
+                    why: if seg.has(TCP_RST) { Invalid::Rst } else { why },
                     shrink: handle_invalid(t, dir, index, status),
                 };
             }
@@ -391,6 +468,7 @@ pub fn packet(
                 state: new,
                 timeout: None,
                 assured: false,
+                liberal,
             };
         }
         if new == TcpState::Established && timeout > timeouts.tcp_unack {
@@ -406,6 +484,7 @@ pub fn packet(
         state: new,
         timeout: Some(timeout),
         assured,
+        liberal,
     }
 }
 
@@ -528,15 +607,20 @@ fn ignored(
 
 enum Window {
     Accept,
+    /// A failure passed because the sender is tracked liberally.
+    Liberal,
     Ignore(Ignored),
     Invalid(Invalid),
 }
 
-/// `nf_tcp_log_invalid`'s verdict: liberal senders (and the liberal
-/// setting) pass window failures.
-fn unless_liberal(sender: &Seen, cfg: &TcpConfig, w: Window) -> Window {
-    if sender.flags & seen_flags::BE_LIBERAL != 0 || cfg.be_liberal {
-        Window::Accept
+/// `nf_tcp_log_invalid`'s verdict: liberal senders (a mid-stream pickup)
+/// pass window failures, as in netfilter. The `tcp_be_liberal` setting
+/// passes them too, but here never an RST: netfilter lets an
+/// out-of-window RST through with it, which is exactly the blind reset the
+/// window check is there to stop.
+fn unless_liberal(sender: &Seen, cfg: &TcpConfig, seg: &Segment, w: Window) -> Window {
+    if sender.flags & seen_flags::BE_LIBERAL != 0 || (cfg.be_liberal && !seg.has(TCP_RST)) {
+        Window::Liberal
     } else {
         w
     }
@@ -671,12 +755,12 @@ fn in_window(
             // so its ACK is not over the bound later.
             t.seen[dir].td_end = end;
             t.seen[dir].flags |= seen_flags::DATA_UNACKNOWLEDGED;
-            return unless_liberal(&sender, cfg, Window::Ignore(Ignored::Overshoot));
+            return unless_liberal(&sender, cfg, seg, Window::Ignore(Ignored::Overshoot));
         }
-        return unless_liberal(&sender, cfg, Window::Invalid(Invalid::SeqAbove));
+        return unless_liberal(&sender, cfg, seg, Window::Invalid(Invalid::SeqAbove));
     }
     if !before(sack, receiver.td_end.wrapping_add(1)) {
-        return unless_liberal(&sender, cfg, Window::Invalid(Invalid::AckAbove));
+        return unless_liberal(&sender, cfg, seg, Window::Invalid(Invalid::AckAbove));
     }
     let in_recv_win = receiver.td_maxwin == 0
         || after(
@@ -687,7 +771,7 @@ fn in_window(
                 .wrapping_sub(1),
         );
     if !in_recv_win {
-        return unless_liberal(&sender, cfg, Window::Ignore(Ignored::SeqBelow));
+        return unless_liberal(&sender, cfg, seg, Window::Ignore(Ignored::SeqBelow));
     }
     if !after(
         sack,
@@ -696,7 +780,7 @@ fn in_window(
             .wrapping_sub(max_ack_window(&sender))
             .wrapping_sub(1),
     ) {
-        return unless_liberal(&sender, cfg, Window::Ignore(Ignored::AckBelow));
+        return unless_liberal(&sender, cfg, seg, Window::Ignore(Ignored::AckBelow));
     }
 
     // Window scaling (RFC 1323) applies to everything but SYNs.

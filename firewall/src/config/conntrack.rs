@@ -1,7 +1,7 @@
 //! `[conntrack]` and `[timeouts]`: the table's capacity and how long each
 //! state lives.
 
-use firewall_common::Timeouts;
+use firewall_common::{Timeouts, tcp::track::TcpConfig};
 use serde::Deserialize;
 
 use super::{
@@ -55,6 +55,25 @@ pub(super) fn max_entries(doc: &Doc, raw: Option<&RawConntrack>) -> Result<u32, 
         )? as u32,
         None => firewall_common::DEFAULT_CT_ENTRIES,
     })
+}
+
+/// `conntrack.tcp_be_liberal`, `tcp_loose` and `tcp_max_retrans`, over
+/// netfilter's defaults.
+pub(super) fn tcp(doc: &Doc, raw: Option<&RawConntrack>) -> Result<TcpConfig, ConfigError> {
+    let mut tcp = TcpConfig::NETFILTER;
+    let Some(raw) = raw else {
+        return Ok(tcp);
+    };
+    if let Some(v) = &raw.tcp_be_liberal {
+        tcp.be_liberal = doc.boolean(v, "conntrack.tcp_be_liberal")?;
+    }
+    if let Some(v) = &raw.tcp_loose {
+        tcp.loose = doc.boolean(v, "conntrack.tcp_loose")?;
+    }
+    if let Some(v) = &raw.tcp_max_retrans {
+        tcp.max_retrans = doc.ranged(v, "conntrack.tcp_max_retrans", 0, u8::MAX.into())? as u8;
+    }
+    Ok(tcp)
 }
 
 /// `[timeouts]`, over netfilter's defaults.

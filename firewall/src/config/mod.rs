@@ -38,7 +38,7 @@ mod test_support;
 
 use std::{fmt, path::Path};
 
-use firewall_common::{MAX_RULES, RuleAction, Timeouts};
+use firewall_common::{MAX_RULES, RuleAction, Timeouts, tcp::track::TcpConfig};
 
 pub use self::{
     conntrack::MIN_CT_ENTRIES,
@@ -90,6 +90,9 @@ pub struct Config {
     pub interfaces: Vec<InterfaceConfig>,
     /// Conntrack map capacity in entries (two per connection).
     pub max_entries: u32,
+    /// The TCP tracker's settings (`tcp_be_liberal`, `tcp_loose`,
+    /// `tcp_max_retrans`).
+    pub tcp: TcpConfig,
     pub timeouts: Timeouts,
     /// Default verdict per chain, indexed by `Chain as usize`.
     pub policy: [RuleAction; 3],
@@ -142,6 +145,7 @@ fn validate(raw: RawConfig, doc: &Doc) -> Result<Config, ConfigError> {
     };
     let (interfaces, iface_lines) = interfaces::validate_interfaces(doc, &raw.interface)?;
     let max_entries = conntrack::max_entries(doc, raw.conntrack.as_ref())?;
+    let tcp = conntrack::tcp(doc, raw.conntrack.as_ref())?;
     let timeouts = conntrack::timeouts(doc, raw.timeouts.as_ref())?;
     let (mut policy, explicit_policy) = policy::validate_policy(doc, raw.policy.as_ref())?;
     let mut rules = rule::validate_rules(doc, &raw.rule, &iface_lines)?;
@@ -175,6 +179,7 @@ fn validate(raw: RawConfig, doc: &Doc) -> Result<Config, ConfigError> {
         fast_path,
         interfaces,
         max_entries,
+        tcp,
         timeouts,
         policy,
         rules,

@@ -62,6 +62,9 @@ pub(super) struct RawHelper {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConntrack {
     pub(super) max_entries: Field,
+    pub(super) tcp_be_liberal: Field,
+    pub(super) tcp_loose: Field,
+    pub(super) tcp_max_retrans: Field,
 }
 
 #[derive(Deserialize)]

@@ -36,6 +36,7 @@ fn seg(flags: u8, seq: u32, ack: u32, win: u16, len: u32) -> Segment {
         ack,
         win,
         flags,
+        _pad: 0,
         len,
         opts: TcpOptions {
             sack: ack,
@@ -74,6 +75,7 @@ impl Conn {
             cfg: &self.cfg,
             timeouts: &Timeouts::NETFILTER,
             recv_offset: 0,
+            partial: false,
         };
         let out = packet(&mut self.t, self.state, reply, &s, &cx);
         if let Outcome::Accept { state, assured, .. } = out {
@@ -153,14 +155,15 @@ fn data_flows_in_window_both_ways() {
 #[test]
 fn a_blind_rst_with_a_far_sequence_is_invalid_and_changes_nothing() {
     // conntrack_rst_invalid.pkt: RSTs at 0, far beyond, inside but
-    // inexact and one short are INVALID; the exact one closes.
+    // inexact and one short are INVALID (an RST counts as one whichever
+    // bound it broke); the exact one closes.
     let mut c = established();
     c.accepts(C, seg(TCP_ACK | TCP_PSH, CISS + 1, SISS + 1, 502, 3000));
     c.accepts(S, seg(TCP_ACK, SISS + 1, CISS + 3001, 509, 0));
     let before = c.t;
     for (seq, why) in [
         (0, Invalid::Rst),
-        (CISS + 1_000_000, Invalid::SeqAbove),
+        (CISS + 1_000_000, Invalid::Rst),
         (CISS + 42, Invalid::Rst),
         (CISS + 3000, Invalid::Rst),
     ] {
@@ -269,7 +272,8 @@ fn retransmitted_acks_are_counted_and_shorten_the_timeout() {
         Some(Outcome::Accept {
             state: TcpState::Established,
             timeout: Some(Timeouts::NETFILTER.tcp_retrans),
-            assured: false
+            assured: false,
+            liberal: false,
         })
     );
 }
@@ -380,7 +384,8 @@ fn a_retransmitted_syn_does_not_renew_the_timeout() {
         Outcome::Accept {
             state: TcpState::SynSent,
             timeout: None,
-            assured: false
+            assured: false,
+            liberal: false,
         }
     );
 }
@@ -498,7 +503,8 @@ fn unacknowledged_data_shortens_the_timeout() {
         Outcome::Accept {
             state: TcpState::Established,
             timeout: Some(Timeouts::NETFILTER.tcp_unack),
-            assured: false
+            assured: false,
+            liberal: false,
         }
     );
     let out = c.send(C, seg(TCP_ACK, CISS + 1, SISS + 1001, 502, 0));
@@ -507,7 +513,116 @@ fn unacknowledged_data_shortens_the_timeout() {
         Outcome::Accept {
             state: TcpState::Established,
             timeout: Some(Timeouts::NETFILTER.tcp_established),
-            assured: false
+            assured: false,
+            liberal: false,
         }
     );
+}
+
+#[test]
+fn be_liberal_never_passes_an_rst_beyond_the_window() {
+    let mut c = established();
+    c.cfg.be_liberal = true;
+    // Beyond td_maxend: netfilter's liberal setting would pass it.
+    let out = c.send(S, seg(TCP_RST, SISS + 100_000_000, 0, 0, 0));
+    assert!(
+        matches!(
+            out,
+            Outcome::Invalid {
+                why: Invalid::Rst,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    assert_eq!(c.state, TcpState::Established);
+    // Data as far out passes, marked liberal.
+    let out = c.send(S, seg(TCP_ACK, SISS + 100_000_000, CISS + 1, 509, 10));
+    assert!(
+        matches!(out, Outcome::Accept { liberal: true, .. }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn in_window_segments_are_not_marked_liberal() {
+    let mut c = established();
+    let out = c.send(C, seg(TCP_ACK | TCP_PSH, CISS + 1, SISS + 1, 502, 100));
+    assert!(
+        matches!(out, Outcome::Accept { liberal: false, .. }),
+        "{out:?}"
+    );
+}
+
+/// Two CPUs tracking the two directions at once, each from its own copy:
+/// written back field by field, neither undoes the other's bound.
+#[test]
+fn concurrent_directions_keep_each_others_bounds() {
+    let c = established();
+    let start = c.t;
+    let cx = Context {
+        status: c.status,
+        cfg: &c.cfg,
+        timeouts: &Timeouts::NETFILTER,
+        recv_offset: 0,
+        partial: false,
+    };
+    // CPU A: the client sends data; CPU B: the server acks with a larger
+    // window, both from `start`.
+    let mut a = start;
+    let out_a = packet(
+        &mut a,
+        c.state,
+        C,
+        &seg(TCP_ACK | TCP_PSH, CISS + 1, SISS + 1, 502, 1000),
+        &cx,
+    );
+    let mut b = start;
+    let out_b = packet(
+        &mut b,
+        c.state,
+        S,
+        &seg(TCP_ACK, SISS + 1, CISS + 1, 2000, 0),
+        &cx,
+    );
+    assert!(matches!(out_a, Outcome::Accept { .. }), "{out_a:?}");
+    assert!(matches!(out_b, Outcome::Accept { .. }), "{out_b:?}");
+    let mut live = start;
+    start.store_changes(&a, &mut live);
+    start.store_changes(&b, &mut live);
+    // The client's end from A, the client's new upper bound from B.
+    assert_eq!(live.seen[0].td_end, a.seen[0].td_end);
+    assert_eq!(live.seen[0].td_maxend, b.seen[0].td_maxend);
+    assert!(after(live.seen[0].td_maxend, start.seen[0].td_maxend));
+    assert!(after(live.seen[0].td_end, start.seen[0].td_end));
+    // Unchanged fields are left as the live copy has them.
+    let mut other = start;
+    other.seen[1].td_maxack = 12345;
+    start.store_changes(&start, &mut other);
+    assert_eq!(other.seen[1].td_maxack, 12345);
+}
+
+#[test]
+fn a_first_fragment_makes_the_connection_liberal() {
+    let mut c = established();
+    let cx = Context {
+        status: c.status,
+        cfg: &c.cfg,
+        timeouts: &Timeouts::NETFILTER,
+        recv_offset: 0,
+        partial: true,
+    };
+    // 1000 bytes seen of a 3000-byte segment.
+    let out = packet(
+        &mut c.t,
+        c.state,
+        C,
+        &seg(TCP_ACK | TCP_PSH, CISS + 1, SISS + 1, 502, 1000),
+        &cx,
+    );
+    assert!(matches!(out, Outcome::Accept { .. }), "{out:?}");
+    assert!(c.t.seen[0].flags & seen_flags::BE_LIBERAL != 0);
+    assert!(c.t.seen[1].flags & seen_flags::BE_LIBERAL != 0);
+    // The server acks all 3000: beyond what was seen, yet not INVALID.
+    c.accepts(S, seg(TCP_ACK, SISS + 1, CISS + 3001, 509, 0));
 }
