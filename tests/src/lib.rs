@@ -19,6 +19,7 @@ mod poll;
 pub mod topology;
 pub mod traffic;
 pub mod wan2;
+pub mod window;
 
 use std::{
     fmt,
