@@ -80,18 +80,41 @@ const _: () = assert!(core::mem::size_of::<Segment>() == 24);
 
 impl Seen {
     /// Copies into `dst` each field that differs between `self` (before)
-    /// and `after`.
+    /// and `after`. A bound the tracker moved forward is written only if
+    /// it is ahead of what `dst` holds now: two CPUs tracking segments of
+    /// the same direction at once must not let the later writer put back
+    /// the smaller end. A bound the tracker moved back (a SYN
+    /// reinitialising its sender) is written as is.
     #[inline(always)]
     fn store_changes(&self, after: &Seen, dst: &mut Seen) {
-        macro_rules! changed {
+        macro_rules! seq_bound {
             ($($f:ident),*) => {$(
-                if after.$f != self.$f {
+                if after.$f != self.$f
+                    && (before(after.$f, self.$f) || after_seq(after.$f, dst.$f))
+                {
                     dst.$f = after.$f;
                 }
             )*};
         }
-        changed!(td_end, td_maxend, td_maxwin, td_maxack, td_scale, flags);
+        seq_bound!(td_end, td_maxend, td_maxack);
+        if after.td_maxwin != self.td_maxwin
+            && (after.td_maxwin < self.td_maxwin || after.td_maxwin > dst.td_maxwin)
+        {
+            dst.td_maxwin = after.td_maxwin;
+        }
+        if after.td_scale != self.td_scale {
+            dst.td_scale = after.td_scale;
+        }
+        if after.flags != self.flags {
+            dst.flags = after.flags;
+        }
     }
+}
+
+/// `after`, under a name that does not clash with the field macro's.
+#[inline(always)]
+fn after_seq(a: u32, b: u32) -> bool {
+    after(a, b)
 }
 
 impl TcpTrack {
@@ -106,10 +129,15 @@ impl TcpTrack {
     /// on has one writer in steady state: a segment moves its sender's
     /// `td_end` and `td_maxack` and its receiver's `td_maxend`, so the
     /// other direction's concurrent segment touches different fields.
-    /// What two CPUs may still both write (`td_maxwin`'s growth, the flag
-    /// bits, the last-segment notes) is learnt again from the next segment,
-    /// or narrows only the lower bounds, whose failures are ignored
-    /// (accepted), not dropped.
+    /// Two segments of the same direction on two CPUs (a sender whose
+    /// thread moved) write the same bounds: those only ever move forward
+    /// here, so the later write cannot undo the earlier's larger one
+    /// (between its compare and its store a window of a few instructions
+    /// remains; the bounds are learnt again from the next segment). What
+    /// else two CPUs may both write (the flag bits, the last-segment
+    /// notes) is learnt again from the next segment too, or narrows only
+    /// the lower bounds, whose failures are ignored (accepted), not
+    /// dropped.
     #[inline(always)]
     pub fn store_changes(&self, after: &TcpTrack, dst: &mut TcpTrack) {
         self.seen[0].store_changes(&after.seen[0], &mut dst.seen[0]);

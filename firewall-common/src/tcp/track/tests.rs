@@ -603,6 +603,61 @@ fn concurrent_directions_keep_each_others_bounds() {
 }
 
 #[test]
+fn concurrent_segments_of_one_direction_never_move_a_bound_back() {
+    // A sender whose thread moved CPUs: two of its segments tracked at
+    // once from the same copy, the later one stored first.
+    let c = established();
+    let start = c.t;
+    let cx = Context {
+        status: c.status,
+        cfg: &c.cfg,
+        timeouts: &Timeouts::NETFILTER,
+        recv_offset: 0,
+        partial: false,
+    };
+    let mut first = start;
+    let mut second = start;
+    for (t, seq) in [(&mut first, CISS + 1), (&mut second, CISS + 1001)] {
+        let out = packet(
+            t,
+            c.state,
+            C,
+            &seg(TCP_ACK | TCP_PSH, seq, SISS + 1, 502, 1000),
+            &cx,
+        );
+        assert!(matches!(out, Outcome::Accept { .. }), "{out:?}");
+    }
+    let mut live = start;
+    start.store_changes(&second, &mut live);
+    start.store_changes(&first, &mut live);
+    assert_eq!(live.seen[0].td_end, CISS + 2001, "the larger end stays");
+    // The server acknowledges everything: in window.
+    let mut after_ack = live;
+    let out = packet(
+        &mut after_ack,
+        c.state,
+        S,
+        &seg(TCP_ACK, SISS + 1, CISS + 2001, 509, 0),
+        &cx,
+    );
+    assert!(matches!(out, Outcome::Accept { .. }), "{out:?}");
+}
+
+#[test]
+fn a_bound_the_tracker_moves_back_is_stored_as_is() {
+    // A reinitialised sender (a SYN on a closed connection) starts over
+    // below its old end.
+    let start = established().t;
+    let mut after = start;
+    after.seen[0].td_end = start.seen[0].td_end.wrapping_sub(5000);
+    after.seen[0].td_maxwin = 10;
+    let mut live = start;
+    start.store_changes(&after, &mut live);
+    assert_eq!(live.seen[0].td_end, after.seen[0].td_end);
+    assert_eq!(live.seen[0].td_maxwin, 10);
+}
+
+#[test]
 fn a_first_fragment_makes_the_connection_liberal() {
     let mut c = established();
     let cx = Context {
