@@ -182,7 +182,14 @@ pub struct CtEntry {
     /// SCTP: the association's state and verification tags, the same in
     /// both entries (`tcp_state` is unused for SCTP).
     pub sctp: crate::sctp::SctpConn,
-    pub _pad1: u32,
+    /// TCP, original entry only: one bit per direction (`1 << dir`, 0
+    /// original, 1 reply), set when that direction's entry was given its state's usual
+    /// (unshortened) expiry since both were last written together. A
+    /// shortened timeout (unacknowledged data, retransmissions) must reach
+    /// both entries; with neither bit set the other entry's expiry is no
+    /// later than this one's, and a segment need not look it up.
+    pub long_expiry: u8,
+    pub _pad1: [u8; 3],
     /// TCP: both directions' windows (`tcp_in_window`). Only the
     /// original-direction entry's copy is live: every segment, from either
     /// side, reads and updates that one (see `TcpTrack::store_changes` for

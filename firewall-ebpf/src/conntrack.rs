@@ -314,13 +314,30 @@ fn track_tcp(
     let expires = now + v.timeout as u64 * NS_PER_SEC;
     // The tracker shortens the state's timeout (unacknowledged data,
     // retransmissions, a zero window): the connection's, so both
-    // entries' (it lives until the later of the two expires).
+    // entries' (it lives until the later of the two expires). The other
+    // entry is looked up only when it may live longer than the new expiry
+    // (`long_expiry`): a bulk sender's every segment shortens, and would
+    // otherwise pay a second lookup each.
     let replied = ct_flags & flags::SEEN_REPLY != 0;
     let usual = TcpState::from_u8(v.state).map_or(0, |st| t.tcp(st, replied));
-    if v.state != e.tcp_state || ct_flags != e.flags || v.timeout < usual {
+    let own = 1u8 << (reply as u8);
+    let other = 1u8 << (!reply as u8);
+    if v.state != e.tcp_state || ct_flags != e.flags {
         write_both(e, v.state, ct_flags, expires);
+        o.long_expiry = if v.timeout < usual { 0 } else { own | other };
+    } else if v.timeout < usual {
+        if o.long_expiry & other != 0 || expires < e.expires_ns {
+            write_both(e, v.state, ct_flags, expires);
+            o.long_expiry = 0;
+        } else if expires - e.expires_ns >= NS_PER_SEC {
+            // Coarse refresh: within a second the expiry is left as is.
+            e.expires_ns = expires;
+        }
     } else {
         e.expires_ns = expires;
+        if o.long_expiry & own == 0 {
+            o.long_expiry |= own;
+        }
     }
     TcpResult::Go
 }

@@ -317,3 +317,24 @@ fn a_connection_picked_up_mid_stream_from_the_lan_is_tracked_liberally() {
         (TcpWindowLiberal, 1),
     ]);
 }
+
+#[test]
+fn retransmissions_past_tcp_max_retrans_cut_both_entries_to_the_retrans_timeout() {
+    let h = Harness::new("[timeouts]\ntcp_retrans = 120\n");
+    let (c, s) = established(&h, &[]);
+    // Unacknowledged data: the UNACK timeout (300 s), both entries.
+    let data = server(TCP_PSH | TCP_ACK, s, c, b"are you there?");
+    assert_eq!(h.ingress_wan(&data), Verdict::Pass);
+    let (o, r) = h.assert_conn(&key(), TcpState::Established, SEEN_REPLY | ASSURED);
+    assert_timeout(&o, 300);
+    assert_timeout(&r, 300);
+    // The same segment again, three times (`tcp_max_retrans`): the
+    // connection is cut to `tcp_retrans`.
+    for _ in 0..3 {
+        assert_eq!(h.ingress_wan(&data), Verdict::Pass);
+    }
+    let (o, r) = h.assert_conn(&key(), TcpState::Established, SEEN_REPLY | ASSURED);
+    assert_timeout(&o, 120);
+    assert_timeout(&r, 120);
+    assert_eq!(windows(&h).retrans, 3);
+}
