@@ -13,6 +13,7 @@ extern crate alloc;
 pub mod abi;
 pub mod csum;
 pub mod ct;
+pub mod early_drop;
 pub mod ftp;
 pub mod ip;
 pub mod nat;
@@ -205,4 +206,6 @@ mod pod {
     unsafe impl aya::Pod for super::ftp::ExpectKey {}
     unsafe impl aya::Pod for super::ftp::Expectation {}
     unsafe impl aya::Pod for super::ftp::SeqAdj {}
+    unsafe impl aya::Pod for super::early_drop::RingGeometry {}
+    unsafe impl aya::Pod for super::early_drop::RingCursor {}
 }

@@ -70,8 +70,8 @@ counters! {
     /// A masquerade binding made with an address the interface no longer
     /// has; the pair is deleted so the next packet starts afresh.
     DropNatStale => "drop_nat_stale",
-    /// One half of a translated pair was missing (LRU eviction); the other
-    /// half is deleted too.
+    /// One half of a translated pair was missing (a race with a deletion of
+    /// the pair); the other half is deleted too.
     DropNatPairBroken => "drop_nat_pair_broken",
     /// A rewrite helper failed; the packet is not sent half-translated.
     DropNatRewriteFailed => "drop_nat_rewrite_failed",
@@ -212,6 +212,13 @@ counters! {
     /// A window failure accepted because the sender is tracked liberally
     /// (a mid-stream pickup, or `tcp_be_liberal`).
     TcpWindowLiberal => "tcp_window_liberal",
+    /// Unassured connections deleted (both halves) to make room for a new
+    /// one in a full table (netfilter's `early_drop` statistic).
+    CtEarlyDrop => "ct_early_drop",
+    /// First packets dropped because the table was full and no unassured
+    /// connection could be displaced (netfilter's "table full, dropping
+    /// packet").
+    DropTableFull => "drop_table_full",
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new

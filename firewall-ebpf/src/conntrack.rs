@@ -12,6 +12,7 @@ use firewall_common::{
 };
 
 use crate::{
+    early_drop::{self, E2BIG},
     maps::{CONNTRACK, CT_SCRATCH, count},
     nat::{self, NatSpec},
     parse::{L4Kind, Packet},
@@ -402,6 +403,11 @@ pub fn new_flow_state(p: &Packet, s: &Settings) -> Result<u8, Counter> {
 /// accepted. The reply entry goes in first with `BPF_NOEXIST`: for NAT that
 /// insert is the atomic claim of the translated tuple (port or ICMP id), so
 /// two connections can never hold the same one.
+///
+/// A full table makes room by early drop (`early_drop::insert`); if nothing
+/// can be displaced the packet is dropped (`drop_table_full`), and a half
+/// already inserted is removed again: a connection is never left with one
+/// half. `-EEXIST` is another CPU (or another connection's claim) first.
 #[inline(always)]
 pub fn create(
     p: &Packet,
@@ -463,27 +469,32 @@ pub fn create(
     }
     match nat {
         NatSpec::None => {
-            if CONNTRACK
-                .insert(&p.key, &*orig, BPF_NOEXIST as u64)
-                .is_err()
-            {
-                // Another CPU created it first; its entries stand.
-                count(Counter::CtInsertFailed);
-                return Ok(NO_REWRITE);
+            match early_drop::insert(&p.key, orig, BPF_NOEXIST as u64, &p.key, now) {
+                Ok(()) => {}
+                Err(E2BIG) => return Err(Counter::DropTableFull),
+                Err(_) => {
+                    // Another CPU created it first; its entries stand.
+                    count(Counter::CtInsertFailed);
+                    return Ok(NO_REWRITE);
+                }
             }
-            if CONNTRACK.insert(&orig.peer, &*reply, 0).is_err() {
+            if let Err(err) = early_drop::insert(&orig.peer, reply, 0, &p.key, now) {
                 let _ = CONNTRACK.remove(&p.key);
+                if err == E2BIG {
+                    return Err(Counter::DropTableFull);
+                }
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);
             }
         }
         NatSpec::Dest { addr, port } => {
-            nat::bind_dest(p, orig, reply, addr, port)?;
-            if CONNTRACK
-                .insert(&p.key, &*orig, BPF_NOEXIST as u64)
-                .is_err()
+            nat::bind_dest(p, orig, reply, addr, port, now)?;
+            if let Err(err) = early_drop::insert(&p.key, orig, BPF_NOEXIST as u64, &orig.peer, now)
             {
                 let _ = CONNTRACK.remove(&orig.peer);
+                if err == E2BIG {
+                    return Err(Counter::DropTableFull);
+                }
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);
             }
@@ -494,17 +505,19 @@ pub fn create(
             hi,
             ifindex,
         } => {
-            nat::claim_source(p, orig, reply, addr, lo, hi, ifindex)?;
-            if CONNTRACK
-                .insert(&p.key, &*orig, BPF_NOEXIST as u64)
-                .is_err()
+            nat::claim_source(p, orig, reply, addr, lo, hi, ifindex, now)?;
+            if let Err(err) = early_drop::insert(&p.key, orig, BPF_NOEXIST as u64, &orig.peer, now)
             {
                 let _ = CONNTRACK.remove(&orig.peer);
+                if err == E2BIG {
+                    return Err(Counter::DropTableFull);
+                }
                 count(Counter::CtInsertFailed);
                 return Ok(NO_REWRITE);
             }
         }
     }
+    early_drop::remember(&p.key);
     count(Counter::CtCreated);
     Ok(orig.nat)
 }

@@ -13,6 +13,7 @@
 mod admit;
 mod conntrack;
 mod csum;
+mod early_drop;
 mod fastpath;
 mod fib;
 mod flow;

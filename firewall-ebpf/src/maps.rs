@@ -23,11 +23,12 @@ use firewall_common::{
 };
 
 /// Both directions of every tracked connection (see `firewall_common::ct`).
-/// LRU so that a full table evicts the coldest flows instead of refusing new
-/// ones; the loader may resize it from the config.
+/// A preallocated hash, not an LRU: the kernel never evicts an entry, so an
+/// ASSURED connection cannot be pushed out by a flood and the two halves of
+/// a connection cannot be separated; a full table makes room by early drop
+/// (`early_drop`). The loader sizes it from the config.
 #[map]
-pub static CONNTRACK: LruHashMap<CtKey, CtEntry> =
-    LruHashMap::with_max_entries(DEFAULT_CT_ENTRIES, 0);
+pub static CONNTRACK: HashMap<CtKey, CtEntry> = HashMap::with_max_entries(DEFAULT_CT_ENTRIES, 0);
 
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);

@@ -20,6 +20,7 @@ use firewall_common::{
 
 use crate::{
     conntrack::Rewrite,
+    early_drop::{self, E2BIG},
     flow::{Hook, Verdict, drop_with, pass_with},
     maps::{CONNTRACK, PORT_FWD, count, iface},
     parse::{L4Kind, Packet},
@@ -104,9 +105,10 @@ pub fn apply(
     }
     let rw = Rewrite::of(e);
     if CONNTRACK.get_ptr(&e.peer).is_none() {
-        // The LRU evicted the other half: replies could no longer be
-        // translated back. Drop this half too so the next packet starts a
-        // fresh, complete pair.
+        // The other half is gone (the pair is being deleted by another CPU
+        // or the ager, which remove the halves one after the other):
+        // replies could no longer be translated back. Drop this half too so
+        // the next packet starts a fresh, complete pair.
         let _ = CONNTRACK.remove(&p.key);
         return Err(Counter::DropNatPairBroken);
     }
@@ -383,7 +385,8 @@ pub enum NatSpec {
 
 /// A port forward's binding: the original entry rewrites the destination
 /// to the target, the reply entry (inserted here with `BPF_NOEXIST`: the
-/// claim of the reply tuple) rewrites the source back.
+/// claim of the reply tuple) rewrites the source back. A full table makes
+/// room first (`early_drop`).
 #[inline(always)]
 pub fn bind_dest(
     p: &Packet,
@@ -391,6 +394,7 @@ pub fn bind_dest(
     reply: &mut CtEntry,
     addr: u32,
     port: u16,
+    now: u64,
 ) -> Result<(), Counter> {
     // Replies come from the target: the reply key is the inverse of the
     // translated tuple.
@@ -402,13 +406,11 @@ pub fn bind_dest(
     reply.nat = NatRewrite::Src as u8;
     reply.nat_addr[0] = p.key.dst[0];
     reply.nat_port = p.key.dport;
-    if CONNTRACK
-        .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
-        .is_err()
-    {
-        return Err(Counter::DropNatCollision);
+    match early_drop::insert(&orig.peer, reply, BPF_NOEXIST as u64, &orig.peer, now) {
+        Ok(()) => Ok(()),
+        Err(E2BIG) => Err(Counter::DropTableFull),
+        Err(_) => Err(Counter::DropNatCollision),
     }
-    Ok(())
 }
 
 /// Source NAT's binding and claim: the original port first (netfilter
@@ -416,7 +418,12 @@ pub fn bind_dest(
 /// by inserting the reply entry with `BPF_NOEXIST`, which is atomic across
 /// CPUs, so two connections can never hold the same translated tuple.
 /// Protocols without ports, and SCTP, which keeps its own, have one tuple
-/// to claim.
+/// to claim. A full table makes room (`early_drop`) and the claim is tried
+/// again once; if no room can be made, no other port would fare better.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the binding's parts, all scalars"
+)]
 #[inline(always)]
 pub fn claim_source(
     p: &Packet,
@@ -426,6 +433,7 @@ pub fn claim_source(
     lo: u16,
     hi: u16,
     ifindex: u32,
+    now: u64,
 ) -> Result<(), Counter> {
     if addr == 0 {
         return Err(Counter::DropNatNoAddress);
@@ -446,6 +454,7 @@ pub fn claim_source(
     reply.nat_addr[0] = p.key.src[0];
     reply.nat_port = p.key.sport;
     let mut claimed = false;
+    let mut full = false;
     let mut port = 0u16;
     for attempt in 0..PORT_TRIES {
         if attempt >= tries {
@@ -466,12 +475,28 @@ pub fn claim_source(
         } else {
             orig.peer.dport = port;
         }
-        if CONNTRACK
-            .insert(&orig.peer, &*reply, BPF_NOEXIST as u64)
-            .is_ok()
-        {
-            claimed = true;
-            break;
+        match CONNTRACK.insert(&orig.peer, &*reply, BPF_NOEXIST as u64) {
+            Ok(()) => {
+                claimed = true;
+                break;
+            }
+            Err(E2BIG) => {
+                full = true;
+                break;
+            }
+            // Taken: the next candidate.
+            Err(_) => {}
+        }
+    }
+    // The table is full: make room once and claim the same tuple (free a
+    // moment ago: `-E2BIG` comes after the existence check). Outside the
+    // loop so the verifier meets the early-drop call once, not once per
+    // try.
+    if full {
+        match early_drop::insert(&orig.peer, reply, BPF_NOEXIST as u64, &orig.peer, now) {
+            Ok(()) => claimed = true,
+            Err(E2BIG) => return Err(Counter::DropTableFull),
+            Err(_) => {}
         }
     }
     if !claimed {

@@ -51,6 +51,9 @@ use firewall_common::{
 };
 use serde_json::{Value, json};
 
+#[path = "bench/table.rs"]
+mod table;
+
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
@@ -580,8 +583,12 @@ impl Instance {
         Ok(())
     }
 
-    /// `memlock` and layout of this instance's CONNTRACK from `/proc/self/fdinfo`.
-    fn conntrack_fdinfo(&self) -> Result<BTreeMap<String, u64>> {
+    /// `/proc/self/fdinfo` of the first map of this process that `which` picks
+    /// (`memlock`, layout).
+    fn fdinfo(
+        &self,
+        which: impl Fn(&BTreeMap<String, u64>) -> bool,
+    ) -> Result<BTreeMap<String, u64>> {
         for entry in std::fs::read_dir("/proc/self/fdinfo")? {
             let Ok(text) = std::fs::read_to_string(entry?.path()) else {
                 continue;
@@ -591,13 +598,11 @@ impl Instance {
                 .filter_map(|l| l.split_once(':'))
                 .filter_map(|(k, v)| Some((k.trim().to_owned(), v.trim().parse().ok()?)))
                 .collect();
-            if fields.get("max_entries") == Some(&u64::from(self.capacity))
-                && fields.get("key_size") == Some(&40)
-            {
+            if which(&fields) {
                 return Ok(fields);
             }
         }
-        bail!("CONNTRACK's fd not found in /proc/self/fdinfo")
+        bail!("the map's fd was not found in /proc/self/fdinfo")
     }
 }
 
@@ -954,7 +959,7 @@ fn kernel(o: &Options) -> Result<()> {
     })?;
     ensure!(
         entries >= 2 * o.conns as usize,
-        "the table holds {entries} entries after filling {} connections (LRU evicted?)",
+        "the table holds {entries} entries after filling {} connections",
         o.conns
     );
     r.add(
@@ -992,7 +997,9 @@ fn kernel(o: &Options) -> Result<()> {
     drop(snapshot);
 
     // Memory.
-    let info = plain.conntrack_fdinfo()?;
+    let info = plain.fdinfo(|f| {
+        f.get("max_entries") == Some(&u64::from(plain.capacity)) && f.get("key_size") == Some(&40)
+    })?;
     let memlock = info.get("memlock").copied().unwrap_or(0) as f64;
     let (ks, vs) = (info["key_size"] as f64, info["value_size"] as f64);
     let cap_conns = f64::from(plain.capacity) / 2.0;
@@ -1007,7 +1014,7 @@ fn kernel(o: &Options) -> Result<()> {
         &[memlock / cap_conns],
         &format!(
             "memlock {memlock} bytes from /proc/self/fdinfo (the kernel's estimate for the \
-             preallocated LRU hash: paid at load, whatever the occupancy)"
+             preallocated hash: paid at load, whatever the occupancy)"
         ),
     );
     r.add(
@@ -1018,7 +1025,23 @@ fn kernel(o: &Options) -> Result<()> {
         &[2.0 * (ks + vs)],
         &format!("key {ks} + value {vs} bytes, two entries per connection"),
     );
+    let ring = firewall_common::early_drop::RingGeometry::for_table(
+        plain.capacity,
+        aya::util::nr_cpus().map_err(|(p, e)| anyhow::anyhow!("{p}: {e}"))? as u32,
+    );
+    let ring_memlock = plain
+        .fdinfo(|f| {
+            f.get("max_entries") == Some(&u64::from(ring.slots()))
+                && f.get("key_size") == Some(&4)
+                && f.get("value_size") == Some(&40)
+        })
+        .ok()
+        .and_then(|f| f.get("memlock").map(|m| *m as f64));
+    table::memory(&mut r, plain.capacity, ring_memlock)?;
     drop(plain);
+
+    // A full table under a SYN flood: the first packets of new connections.
+    table::new_connections(&mut r, k)?;
 
     // NAT: masquerade on wan0.
     let nat = Instance::new("masquerade = true", "", 4096)?;

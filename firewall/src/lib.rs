@@ -21,6 +21,14 @@ pub fn ebpf_object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/firewall"))
 }
 
+/// The early-drop ring (`firewall_common::early_drop`): the keys, each
+/// region's positions, and its geometry. Pinned with the table whose
+/// connections they name, and sized by the loader.
+pub const EARLY_DROP_MAPS: [&str; 3] = [EARLY_DROP_RING, EARLY_DROP_POS, EARLY_DROP_GEOM];
+pub const EARLY_DROP_RING: &str = "CT_EARLY_DROP";
+pub const EARLY_DROP_POS: &str = "EARLY_DROP_POS";
+pub const EARLY_DROP_GEOM: &str = "EARLY_DROP_GEOM";
+
 /// Names of the programs inside [`ebpf_object`].
 pub const XDP_PROGRAM: &str = "firewall_xdp";
 pub const TC_PROGRAM: &str = "firewall_tc_egress";
@@ -45,8 +53,11 @@ pub const BARE_PASS_PROGRAM: &str = "bare_pass";
 /// daemon share. Every other map of the object is in [`PRIVATE_MAPS`]; the
 /// loader refuses an object with a map in neither list, so a new map cannot
 /// silently go unpinned (every test that loads the object checks it).
-pub const MAP_NAMES: [&str; 20] = [
+pub const MAP_NAMES: [&str; 23] = [
     "CONNTRACK",
+    EARLY_DROP_RING,
+    EARLY_DROP_POS,
+    EARLY_DROP_GEOM,
     "SETTINGS",
     "IFACES",
     "PORT_FWD",
@@ -74,13 +85,14 @@ pub const PROGRAM_ARRAYS: [&str; 2] = ["JUMP", "JUMP_XDP"];
 
 /// Maps each load keeps to itself: per-CPU scratch slots, and the program
 /// arrays ([`PROGRAM_ARRAYS`]), which hold this load's programs.
-pub const PRIVATE_MAPS: [&str; 18] = [
+pub const PRIVATE_MAPS: [&str; 19] = [
     "JUMP",
     "JUMP_XDP",
     "FASTPATH_ARGS",
     "REJECT_ARGS",
     "FTP_SCRATCH",
     "CT_SCRATCH",
+    "EARLY_DROP_WALK",
     "WALK",
     "SCRATCH",
     "FIB_PARAMS",

@@ -10,6 +10,7 @@ use std::{collections::HashSet, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
+    maps::MapType,
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp,
         links::{FdLink, PinnedLink},
@@ -18,7 +19,9 @@ use aya::{
     },
 };
 use firewall_common::{
-    IfaceConfig, Settings, iface_xdp,
+    CtKey, IfaceConfig, Settings,
+    early_drop::{RingCursor, RingGeometry},
+    iface_xdp,
     nat::{IfaceNat, PortFwdKey, PortFwdTarget},
     nd::iface_flags,
     settings_nat, settings_tcp,
@@ -27,8 +30,9 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    MAP_NAMES, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM,
-    XDP_FASTPATH_PROGRAM, XDP_PROGRAM, XDP_REJECT_PROGRAM,
+    EARLY_DROP_GEOM, EARLY_DROP_MAPS, EARLY_DROP_POS, EARLY_DROP_RING, MAP_NAMES, TC_FTP_PROGRAM,
+    TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM, XDP_FASTPATH_PROGRAM, XDP_PROGRAM,
+    XDP_REJECT_PROGRAM,
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
@@ -79,6 +83,16 @@ pub enum LoadError {
         what: &'static str,
         have: u32,
         want: u32,
+    },
+    #[error(
+        "pinned map {map} at {dir} is {have} (left by an older version); this version's \
+         connection table is a preallocated hash, which no flood can empty: run \
+         `firewall --pin-dir {dir} down` first (tracked connections are lost)"
+    )]
+    IncompatibleType {
+        map: &'static str,
+        dir: String,
+        have: String,
     },
     #[error("{0}")]
     Other(String),
@@ -238,7 +252,10 @@ fn expected_layout(name: &str) -> Option<(u32, u32)> {
 }
 
 /// Refuses to adopt pinned maps whose layout differs from this version's:
-/// the programs would read them with the wrong offsets.
+/// the programs would read them with the wrong offsets. The connection
+/// table must also be of this version's type: an older version's LRU would
+/// load, and silently bring back the eviction of ASSURED connections. (The
+/// early-drop ring is checked by [`ring_for`], which replaces it instead.)
 fn check_pinned_layout(pins: &PinDir, max_entries: u32) -> Result<(), LoadError> {
     for name in MAP_NAMES {
         let path = pins.map(name);
@@ -255,6 +272,17 @@ fn check_pinned_layout(pins: &PinDir, max_entries: u32) -> Result<(), LoadError>
                 reason: e.to_string(),
             })?;
         let dir = pins.root().display().to_string();
+        if name == "CONNTRACK" && !matches!(info.map_type(), Ok(MapType::Hash)) {
+            return Err(LoadError::IncompatibleType {
+                map: name,
+                dir,
+                have: match info.map_type() {
+                    Ok(MapType::LruHash) => "an LRU hash".to_owned(),
+                    Ok(t) => format!("a map of type {t:?}"),
+                    Err(_) => "a map of an unknown type".to_owned(),
+                },
+            });
+        }
         let capacity = expected_capacity(name).unwrap_or(info.max_entries());
         for (what, have, want) in [
             ("key size", info.key_size(), key),
@@ -306,6 +334,81 @@ fn expected_capacity(name: &str) -> Option<u32> {
     })
 }
 
+/// The early-drop ring for the table this load will use: the pinned one's
+/// size when a table is adopted (it keeps its size), else `max_entries`;
+/// one region per possible CPU. A pinned ring of another shape (another
+/// version, or a table size it was not made for) is unpinned so that a
+/// fresh one is made: it only names connections to displace first, and a
+/// fresh ring costs nothing but the chance to displace the connections made
+/// before this load, which expire by themselves.
+fn ring_for(pins: Option<&PinDir>, max_entries: u32) -> Result<RingGeometry, LoadError> {
+    let possible = aya::util::nr_cpus().map_err(|(path, e)| LoadError::Pin {
+        path: path.to_owned(),
+        reason: format!("counting the possible CPUs: {e}"),
+    })?;
+    let Some(pins) = pins else {
+        return Ok(RingGeometry::for_table(max_entries, possible as u32));
+    };
+    let info = |name: &str| aya::maps::MapData::from_pin(pins.map(name)).and_then(|m| m.info());
+    let table = match info("CONNTRACK") {
+        Ok(i) => i.max_entries(),
+        Err(_) => max_entries,
+    };
+    let ring = RingGeometry::for_table(table, possible as u32);
+    let want = |name: &str| -> (u32, u32, u32) {
+        use std::mem::size_of;
+        let u32s = size_of::<u32>() as u32;
+        match name {
+            EARLY_DROP_RING => (u32s, size_of::<CtKey>() as u32, ring.slots()),
+            EARLY_DROP_POS => (u32s, size_of::<RingCursor>() as u32, ring.regions),
+            _ => (u32s, size_of::<RingGeometry>() as u32, 1),
+        }
+    };
+    let stale = EARLY_DROP_MAPS.iter().any(|name| match info(name) {
+        Ok(i) => (i.key_size(), i.value_size(), i.max_entries()) != want(name),
+        Err(_) => pins.map(name).exists(),
+    });
+    if stale {
+        info!(
+            "the pinned early-drop ring does not fit this table ({} regions of {} keys); \
+             making a new one",
+            ring.regions,
+            ring.region_len()
+        );
+        for name in EARLY_DROP_MAPS {
+            let path = pins.map(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| pin_err(&path, e))?;
+            }
+        }
+    }
+    Ok(ring)
+}
+
+/// Tells the datapath the ring's shape (the same value again when a pinned
+/// ring is adopted).
+fn write_ring_geometry(ebpf: &mut Ebpf, ring: RingGeometry) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(EARLY_DROP_GEOM)
+        .ok_or_else(|| LoadError::MapNames(format!("map {EARLY_DROP_GEOM} missing")))?;
+    let mut geom = aya::maps::Array::<_, RingGeometry>::try_from(map).map_err(|source| {
+        LoadError::MapWrite {
+            map: EARLY_DROP_GEOM,
+            source,
+        }
+    })?;
+    geom.set(0, ring, 0).map_err(|source| LoadError::MapWrite {
+        map: EARLY_DROP_GEOM,
+        source,
+    })?;
+    log::debug!(
+        "early-drop ring: {} regions of {} keys",
+        ring.regions,
+        ring.region_len()
+    );
+    Ok(())
+}
+
 /// Loads the object. With `pins`, every map is pinned under (or adopted
 /// from) the instance's directory; without, the maps are private to this
 /// process (BPF_PROG_TEST_RUN tests).
@@ -313,8 +416,11 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
     if let Some(p) = pins {
         check_pinned_layout(p, max_entries)?;
     }
+    let ring = ring_for(pins, max_entries)?;
     let mut loader = EbpfLoader::new();
     loader.map_max_entries("CONNTRACK", max_entries);
+    loader.map_max_entries(EARLY_DROP_RING, ring.slots());
+    loader.map_max_entries(EARLY_DROP_POS, ring.regions);
     let paths: Vec<(&str, std::path::PathBuf)> = match pins {
         Some(p) => MAP_NAMES.iter().map(|n| (*n, p.map(n))).collect(),
         None => Vec::new(),
@@ -341,6 +447,7 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         .load(crate::ebpf_object())
         .map_err(LoadError::Object)?;
     check_map_names(&ebpf)?;
+    write_ring_geometry(&mut ebpf, ring)?;
     if let Some(p) = pins {
         pin_program_arrays(&ebpf, p)?;
     }

@@ -37,6 +37,9 @@ pub enum MapsError {
 
 pub struct Maps {
     pub conntrack: HashMap<MapData, CtKey, CtEntry>,
+    /// `CONNTRACK`'s `max_entries`: the configured one, or a pinned
+    /// table's, which an adopting daemon keeps.
+    pub conntrack_capacity: u32,
     pub settings: Array<MapData, Settings>,
     pub ifaces: HashMap<MapData, u32, IfaceConfig>,
     pub port_fwd: HashMap<MapData, PortFwdKey, PortFwdTarget>,
@@ -133,8 +136,21 @@ impl Maps {
         let (rule_text, text_fd) = with_fd!("RULE_TEXT");
         let (rule_stats, stats_fd) = with_fd!("RULE_STATS");
         let (rule_limits, limits_fd) = with_fd!("RULE_LIMITS");
+        let conntrack = open("CONNTRACK")?;
+        let conntrack_capacity = match &conntrack {
+            Map::HashMap(d) | Map::LruHashMap(d) => d.info().map(|i| i.max_entries()),
+            _ => Ok(0),
+        }
+        .map_err(|source| MapsError::Type {
+            name: "CONNTRACK",
+            source,
+        })?;
         Ok(Self {
-            conntrack: typed!("CONNTRACK"),
+            conntrack: conntrack.try_into().map_err(|source| MapsError::Type {
+                name: "CONNTRACK",
+                source,
+            })?,
+            conntrack_capacity,
             settings: typed!("SETTINGS"),
             ifaces: typed!("IFACES"),
             port_fwd: typed!("PORT_FWD"),

@@ -7,8 +7,8 @@ use std::{
 };
 
 use firewall_common::{
-    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, TcpState,
-    ct::flags, sctp::SctpState,
+    CtEntry, CtKey, FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+    IPPROTO_UDP, TcpState, ct::flags, sctp::SctpState,
 };
 use serde::Serialize;
 
@@ -95,8 +95,9 @@ pub struct Connection {
     pub proto_num: u8,
 }
 
-/// Joins entries into connections. Entries whose partner is missing (an
-/// LRU eviction or a race with the datapath) are still shown, from the half
+/// Joins entries into connections. Entries whose partner is missing (a pair
+/// caught mid-deletion, or a table an older version's LRU evicted from) are
+/// still shown, from the half
 /// we have. Expired connections are left out: the datapath already treats
 /// them as gone.
 pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection> {
@@ -169,6 +170,52 @@ pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection>
         ))
     });
     out
+}
+
+/// How full the table is, for `firewall stats`: every entry the map holds
+/// (expired ones the ager has not removed yet included: they occupy it),
+/// and the connections they make, by protocol.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TableFill {
+    pub entries: u64,
+    pub connections: u64,
+    pub protocols: ProtoCounts,
+}
+
+/// Connections per protocol (ICMP counts ICMPv6 too).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ProtoCounts {
+    pub tcp: u64,
+    pub udp: u64,
+    pub icmp: u64,
+    pub sctp: u64,
+    pub other: u64,
+}
+
+/// Counts a snapshot of the table. A connection is its original entry, or
+/// a reply entry whose original is missing (a pair caught mid-deletion).
+pub fn fill(entries: &[(CtKey, CtEntry)]) -> TableFill {
+    use std::collections::HashSet;
+    let keys: HashSet<&CtKey> = entries.iter().map(|(k, _)| k).collect();
+    let mut f = TableFill {
+        entries: entries.len() as u64,
+        ..TableFill::default()
+    };
+    for (key, e) in entries {
+        if e.is_reply() && keys.contains(&e.peer) {
+            continue;
+        }
+        f.connections += 1;
+        let p = &mut f.protocols;
+        *match key.proto {
+            IPPROTO_TCP => &mut p.tcp,
+            IPPROTO_UDP => &mut p.udp,
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => &mut p.icmp,
+            IPPROTO_SCTP => &mut p.sctp,
+            _ => &mut p.other,
+        } += 1;
+    }
+    f
 }
 
 /// `conntrack -L` filters: they apply to the original tuple, as conntrack's
@@ -314,7 +361,7 @@ fn conntrack_proto_name(p: u8) -> String {
 
 #[cfg(test)]
 mod tests {
-    use firewall_common::{IPPROTO_UDP, ct::CtDir};
+    use firewall_common::ct::CtDir;
 
     use super::*;
 
@@ -350,6 +397,59 @@ mod tests {
             ..e
         };
         vec![(orig, e), (reply, r)]
+    }
+
+    /// A pair of `proto` from source port `port`.
+    fn pair_of(proto: u8, port: u16) -> Vec<(CtKey, CtEntry)> {
+        pair(TcpState::Established, 0, 0)
+            .into_iter()
+            .map(|(mut k, mut e)| {
+                for key in [&mut k, &mut e.peer] {
+                    key.proto = proto;
+                    if key.dport == 80u16.to_be() {
+                        key.sport = port.to_be();
+                    } else {
+                        key.dport = port.to_be();
+                    }
+                }
+                (k, e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fill_counts_entries_connections_and_protocols() {
+        let mut entries = Vec::new();
+        for (i, proto) in [
+            IPPROTO_TCP,
+            IPPROTO_TCP,
+            IPPROTO_UDP,
+            IPPROTO_ICMP,
+            IPPROTO_ICMPV6,
+        ]
+        .into_iter()
+        .chain([IPPROTO_SCTP, 47])
+        .enumerate()
+        {
+            entries.extend(pair_of(proto, 1000 + i as u16));
+        }
+        // A reply half whose original is gone still counts as a connection,
+        // once.
+        entries.push(pair_of(IPPROTO_UDP, 2000)[1]);
+        let f = fill(&entries);
+        assert_eq!(f.entries, 15);
+        assert_eq!(f.connections, 8);
+        assert_eq!(
+            f.protocols,
+            ProtoCounts {
+                tcp: 2,
+                udp: 2,
+                icmp: 2,
+                sctp: 1,
+                other: 1,
+            }
+        );
+        assert_eq!(fill(&[]), TableFill::default());
     }
 
     #[test]

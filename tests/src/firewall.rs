@@ -462,9 +462,19 @@ pub struct RuleStats {
     pub bytes: u64,
 }
 
+/// The `conntrack` section of `stats --json`.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct ConntrackSummary {
     pub entries: u64,
+    /// The fields below are read by the full-table tests only.
+    #[serde(default)]
+    pub connections: u64,
+    #[serde(default)]
+    pub max_entries: u64,
+    #[serde(default)]
+    pub early_drops: u64,
+    #[serde(default)]
+    pub table_full_drops: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

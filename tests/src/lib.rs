@@ -13,6 +13,7 @@ mod bpf;
 mod cmd;
 mod config;
 mod firewall;
+pub mod flood;
 mod netns;
 pub mod packets;
 mod poll;

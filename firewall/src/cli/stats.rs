@@ -1,7 +1,13 @@
 use std::{collections::BTreeMap, process::ExitCode};
 
 use anyhow::Context as _;
-use firewall::{AGER_REMOVED, AGER_SCANS, maps::Maps, pins::PinDir, ruleset, sys};
+use firewall::{
+    AGER_REMOVED, AGER_SCANS,
+    maps::Maps,
+    pins::PinDir,
+    ruleset, sys,
+    table::{self, ProtoCounts},
+};
 use firewall_common::{Chain, Counter, RuleAction};
 use serde::Serialize;
 
@@ -29,9 +35,19 @@ struct RuleStats {
     bytes: u64,
 }
 
+/// The connection table: how full it is, its limit, what happened when
+/// it was full (the counters `ct_early_drop` and `drop_table_full`,
+/// repeated here beside the fill they explain), and its connections by
+/// protocol.
 #[derive(Serialize)]
 struct CtStats {
-    entries: usize,
+    entries: u64,
+    connections: u64,
+    max_entries: u32,
+    max_connections: u32,
+    early_drops: u64,
+    table_full_drops: u64,
+    protocols: ProtoCounts,
 }
 
 #[derive(Serialize)]
@@ -49,10 +65,18 @@ fn chain_name(c: u8) -> &'static str {
     }
 }
 
+fn percent(part: u64, whole: u32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / f64::from(whole)
+    }
+}
+
 pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
     sys::require_root()?;
     let maps = Maps::from_pins(pins).context("reading counters")?;
-    let counters = Counter::ALL
+    let counters: BTreeMap<&str, u64> = Counter::ALL
         .iter()
         .map(|c| (c.name(), maps.counter(*c as u32)))
         .collect();
@@ -73,12 +97,19 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
             summary: r.text,
         })
         .collect();
+    let fill = table::fill(&maps.conntrack_snapshot());
     let st = Stats {
+        conntrack: CtStats {
+            entries: fill.entries,
+            connections: fill.connections,
+            max_entries: maps.conntrack_capacity,
+            max_connections: maps.conntrack_capacity / 2,
+            early_drops: counters[Counter::CtEarlyDrop.name()],
+            table_full_drops: counters[Counter::DropTableFull.name()],
+            protocols: fill.protocols,
+        },
         counters,
         rules,
-        conntrack: CtStats {
-            entries: maps.conntrack.keys().count(),
-        },
         ager: AgerStats {
             scans: maps.daemon_stat(AGER_SCANS),
             removed: maps.daemon_stat(AGER_REMOVED),
@@ -105,9 +136,28 @@ pub fn stats(pins: &PinDir, a: StatsArgs) -> anyhow::Result<ExitCode> {
             r.index, r.packets, r.bytes, r.chain, r.action
         );
     }
+    let ct = &st.conntrack;
     println!(
-        "conntrack entries: {} (two per connection)",
-        st.conntrack.entries
+        "conntrack: {} connections of {} ({:.1} % full; {} entries of {}, two per connection)",
+        ct.connections,
+        ct.max_connections,
+        percent(ct.entries, ct.max_entries),
+        ct.entries,
+        ct.max_entries
+    );
+    let ProtoCounts {
+        tcp,
+        udp,
+        icmp,
+        sctp,
+        other,
+    } = ct.protocols;
+    println!(
+        "conntrack by protocol: tcp {tcp}, udp {udp}, icmp {icmp}, sctp {sctp}, other {other}"
+    );
+    println!(
+        "conntrack when full: {} early drops, {} first packets dropped (table full)",
+        ct.early_drops, ct.table_full_drops
     );
     println!(
         "ager: {} scans, {} entries removed",

@@ -45,8 +45,8 @@ use firewall_common::{
 };
 
 /// Conntrack capacity for a test instance: plenty for a handful of flows,
-/// and small enough that many instances can exist at once (the LRU map
-/// preallocates every entry).
+/// and small enough that many instances can exist at once (the table is
+/// preallocated).
 const TEST_CT_ENTRIES: u32 = 4096;
 
 /// What a program decided, from either hook's return code.
@@ -154,6 +154,13 @@ impl Harness {
     /// Prepares the namespace as `setup` says, then loads the programs and
     /// writes `setup.interfaces` followed by `config_toml`.
     pub fn with_setup(setup: &Setup, config_toml: &str) -> Harness {
+        Harness::with_table(setup, config_toml, TEST_CT_ENTRIES)
+    }
+
+    /// As [`Harness::with_setup`], with a connection table of `ct_entries`
+    /// entries (two per connection), below the config's minimum if need be:
+    /// the table tests fill it.
+    pub fn with_table(setup: &Setup, config_toml: &str, ct_entries: u32) -> Harness {
         let netns = PrivateNetns::enter();
         // A veth pair: this kernel has no dummy driver, and the test only
         // needs two ifindexes (nothing is sent between the ends).
@@ -168,7 +175,7 @@ impl Harness {
         }
         let text = format!("{}\n{config_toml}", setup.interfaces);
         let cfg = config::parse(&text, "datapath-test.toml").expect("test config parses");
-        let mut ebpf = loader::load_object(None, TEST_CT_ENTRIES).expect("object loads");
+        let mut ebpf = loader::load_object(None, ct_entries).expect("object loads");
         let mut maps = Maps::from_ebpf(&mut ebpf).expect("maps open");
         let ifaces = loader::resolve_interfaces(&cfg).expect("test interfaces resolve");
         loader::configure(&mut maps, &cfg, &ifaces).expect("configure");
