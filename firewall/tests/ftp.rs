@@ -916,3 +916,64 @@ fn pasv_reply_of_a_port_forwarded_server_announces_the_wan_address() {
         ),
     );
 }
+
+#[test]
+fn several_port_rewrites_keep_every_segment_inside_the_tracked_windows() {
+    // Each PORT grows by 7 bytes under SNAT; the window checks must use the
+    // corrected numbers on each side, or the server's ACKs of the grown
+    // stream look like ACKs of data the client never sent.
+    let h = router(SNAT);
+    let (client, server) = (sa(CLIENT), sa(SERVER));
+    let public = at(SNAT_ADDR, 40000);
+    handshake(&h, client, server, public);
+    let mut seq = CLIENT_SEQ;
+    let mut grown = 0u32;
+    for (i, port) in [(195u16, 80u16), (195, 81), (195, 82)]
+        .into_iter()
+        .enumerate()
+    {
+        let cmd = format!("PORT 10,0,1,5,{},{}\r\n", port.0, port.1);
+        let (v, out) = client_command(&h, client, server, seq, cmd.as_bytes());
+        assert_eq!(v, Verdict::Pass, "PORT {i} at egress");
+        let s = seg(&out);
+        assert_eq!(s.payload.len(), cmd.len() + 7, "PORT {i} rewritten");
+        assert_eq!(
+            s.seq,
+            seq + grown,
+            "PORT {i} sent at the corrected sequence"
+        );
+        seq += cmd.len() as u32;
+        grown += 7;
+        // The server acknowledges everything it received so far.
+        let reply = format!("200 PORT {i} ok\r\n");
+        let server_seq = SERVER_SEQ + (i as u32) * reply.len() as u32;
+        let f = tcp(
+            server,
+            public,
+            TCP_PSH | TCP_ACK,
+            server_seq,
+            seq + grown,
+            reply.as_bytes(),
+        );
+        assert_eq!(
+            h.ingress_wan(&f),
+            Verdict::Pass,
+            "server reply {i} at wan0 XDP"
+        );
+        let (v, out) = h.tc_ingress(h.wan, &f);
+        assert_eq!(v, Verdict::Pass);
+        assert_eq!(
+            seg(&out).ack,
+            seq,
+            "reply {i}'s ack in the client's numbering"
+        );
+    }
+    for c in [
+        DropTcpWindowSeqAbove,
+        DropTcpWindowAckAbove,
+        DropTcpWindowRst,
+    ] {
+        assert_eq!(h.counter(c), 0, "{c:?}");
+    }
+    assert_eq!(h.counter(FtpRewritten), 3);
+}
