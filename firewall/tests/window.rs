@@ -39,12 +39,25 @@ fn seg(
     options: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
+    seg_win(from_client, flags, seq, ack, 64240, options, payload)
+}
+
+/// One segment with TCP options and window field `win`.
+fn seg_win(
+    from_client: bool,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    win: u16,
+    options: &[TcpOptionElement],
+    payload: &[u8],
+) -> Vec<u8> {
     let (src, dst) = if from_client {
         (sa(CLIENT), sa(SERVER))
     } else {
         (sa(SERVER), sa(CLIENT))
     };
-    let mut h = TcpHeader::new(src.port(), dst.port(), seq, 64240);
+    let mut h = TcpHeader::new(src.port(), dst.port(), seq, win);
     h.syn = flags & TCP_SYN != 0;
     h.rst = flags & TCP_RST != 0;
     h.psh = flags & TCP_PSH != 0;
@@ -337,4 +350,74 @@ fn retransmissions_past_tcp_max_retrans_cut_both_entries_to_the_retrans_timeout(
     assert_timeout(&o, 120);
     assert_timeout(&r, 120);
     assert_eq!(windows(&h).retrans, 3);
+}
+
+#[test]
+fn tcp_fast_open_data_on_the_syn_is_acknowledged_in_window() {
+    // RFC 7413: the SYN carries data and the SYN-ACK acknowledges it.
+    let h = Harness::new("");
+    let (c, s) = (CLIENT_ISN, SERVER_ISN);
+    let request = b"GET / HTTP/1.1\r\n\r\n";
+    let syn = seg(true, TCP_SYN, c, 0, &[], request);
+    assert_eq!(h.ingress_lan(&syn), Verdict::Pass);
+    let data_end = c + 1 + request.len() as u32;
+    let synack = seg(false, TCP_SYN | TCP_ACK, s, data_end, &[], &[]);
+    assert_eq!(h.ingress_wan(&synack), Verdict::Pass);
+    assert_eq!(
+        h.ingress_lan(&client(TCP_ACK, data_end, s + 1, &[])),
+        Verdict::Pass
+    );
+    let response = server(TCP_PSH | TCP_ACK, s + 1, data_end, b"HTTP/1.1 200 OK\r\n");
+    assert_eq!(h.ingress_wan(&response), Verdict::Pass);
+    h.assert_conn(&key(), TcpState::Established, SEEN_REPLY | ASSURED);
+    assert_eq!(windows(&h).seen[0].td_end, data_end);
+}
+
+#[test]
+fn simultaneous_open_reaches_established_through_the_programs() {
+    let h = Harness::new("");
+    let (c, s) = (CLIENT_ISN, SERVER_ISN);
+    assert_eq!(h.ingress_lan(&client(TCP_SYN, c, 0, &[])), Verdict::Pass);
+    // The other end's SYN crosses ours.
+    assert_eq!(h.ingress_wan(&server(TCP_SYN, s, 0, &[])), Verdict::Pass);
+    h.assert_conn(&key(), TcpState::SynSent2, SEEN_REPLY);
+    assert_eq!(
+        h.ingress_lan(&client(TCP_SYN | TCP_ACK, c, s + 1, &[])),
+        Verdict::Pass
+    );
+    assert_eq!(
+        h.ingress_wan(&server(TCP_SYN | TCP_ACK, s, c + 1, &[])),
+        Verdict::Pass
+    );
+    assert_eq!(
+        h.ingress_lan(&client(TCP_ACK, c + 1, s + 1, &[])),
+        Verdict::Pass
+    );
+    assert_eq!(
+        h.ingress_wan(&server(TCP_ACK, s + 1, c + 1, &[])),
+        Verdict::Pass
+    );
+    h.assert_conn(&key(), TcpState::Established, SEEN_REPLY | ASSURED);
+    assert_eq!(
+        h.counter(DropTcpWindowSeqAbove) + h.counter(DropTcpWindowAckAbove),
+        0
+    );
+}
+
+#[test]
+fn a_zero_window_probe_passes() {
+    let h = Harness::new("[timeouts]\ntcp_retrans = 120\n");
+    let (c, s) = established(&h, &[]);
+    // The client closes its window: the connection gets the retransmission
+    // timeout, as netfilter gives a zero window.
+    let zero = seg_win(true, TCP_ACK, c, s, 0, &[], &[]);
+    assert_eq!(h.ingress_lan(&zero), Verdict::Pass);
+    let (o, r) = h.assert_conn(&key(), TcpState::Established, SEEN_REPLY | ASSURED);
+    assert_timeout(&o, 120);
+    assert_timeout(&r, 120);
+    // The server probes the closed window with one byte: it passes.
+    let probe = server(TCP_ACK, s, c, b"?");
+    assert_eq!(h.ingress_wan(&probe), Verdict::Pass);
+    h.assert_conn(&key(), TcpState::Established, SEEN_REPLY | ASSURED);
+    assert_eq!(h.counter(DropTcpWindowSeqAbove), 0);
 }
