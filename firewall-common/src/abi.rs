@@ -18,5 +18,7 @@ pub mod xdp_jump {
 pub mod tc_jump {
     /// `firewall_tc_ftp`: egress of segments of helped connections.
     pub const FTP: u32 = 0;
-    pub const SLOTS: u32 = 1;
+    /// `firewall_tc_create`: creating a connection the host itself opens.
+    pub const CREATE: u32 = 1;
+    pub const SLOTS: u32 = 2;
 }

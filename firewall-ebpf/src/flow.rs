@@ -60,9 +60,32 @@ pub enum Hook {
 #[inline(always)]
 pub fn egress_local(ctx: &TcContext, ifindex: u32) -> Verdict {
     let (verdict, nat_kind) = process(ctx, ctx.data(), ctx.data_end(), Hook::Egress { ifindex });
-    if matches!(verdict, Verdict::Drop | Verdict::Reject(_)) {
+    if matches!(verdict, Verdict::Drop | Verdict::Reject(_) | Verdict::Admit) {
         return verdict;
     }
+    egress_local_finish(ctx, ifindex, verdict, nat_kind)
+}
+
+/// The connection of a first packet the host sends, which `process` left
+/// in `NEW_CONNECTION` for `firewall_tc_create`; then the rest of
+/// [`egress_local`].
+#[inline(always)]
+pub fn egress_create(ctx: &TcContext, ifindex: u32) -> Verdict {
+    let (Some(p), Some(args), Some(s)) = (scratch(), NEW_CONNECTION.get(0), SETTINGS.get(0)) else {
+        return drop_with(Counter::DropMalformed);
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (verdict, nat_kind) = create(p, s, args, now);
+    if matches!(verdict, Verdict::Drop | Verdict::Reject(_) | Verdict::Admit) {
+        return verdict;
+    }
+    egress_local_finish(ctx, ifindex, verdict, nat_kind)
+}
+
+/// What follows tracking for the host's own packets: the FTP helper's
+/// program for helped segments, else the source translation.
+#[inline(always)]
+fn egress_local_finish(ctx: &TcContext, ifindex: u32, verdict: Verdict, nat_kind: u8) -> Verdict {
     let Some(p) = scratch() else {
         return drop_with(Counter::DropMalformed);
     };
@@ -295,8 +318,18 @@ pub fn process<C: EbpfContext + LoadBytes>(
                     }
                     None => (drop_with(Counter::DropMalformed), none),
                 },
-                // What the host itself sends is not admitted, only created.
-                Hook::Egress { .. } => create(p, settings, &args, now),
+                // What the host itself sends is not admitted, only created,
+                // in `firewall_tc_create` by tail call: inline, creation
+                // (early drop's retried inserts above all) took most of
+                // the TC program's verification budget.
+                Hook::Egress { .. } => match NEW_CONNECTION.get_ptr_mut(0) {
+                    Some(slot) => {
+                        // SAFETY: this CPU's slot.
+                        unsafe { *slot = args };
+                        (Verdict::Admit, none)
+                    }
+                    None => (drop_with(Counter::DropMalformed), none),
+                },
             }
         }
     }

@@ -727,8 +727,8 @@ pub fn ftp_entry(p: &Packet) -> Option<*mut firewall_common::CtEntry> {
 /// if the jump fails, and then drops: a command must not leave unhandled.
 #[inline(always)]
 pub fn to_ftp_program(ctx: &TcContext) -> Verdict {
-    // SAFETY: index 0 holds firewall_tc_ftp, installed by the loader.
-    unsafe { JUMP.tail_call(ctx, 0) };
+    // SAFETY: the slot holds firewall_tc_ftp, installed by the loader.
+    unsafe { JUMP.tail_call(ctx, firewall_common::abi::tc_jump::FTP) };
     drop_with(Counter::DropFtpUnmangleable)
 }
 

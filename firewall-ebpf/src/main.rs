@@ -33,16 +33,20 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use firewall_common::{Counter, Role, abi::xdp_jump, nat::NatRewrite};
+use firewall_common::{
+    Counter, Role,
+    abi::{tc_jump, xdp_jump},
+    nat::NatRewrite,
+};
 
 use crate::{
     fastpath::{FASTPATH_ARGS, FastPathArgs},
     flow::{
-        Hook, NEW_CONNECTION, Verdict, admit_and_create, drop_with, egress_forwarded, egress_local,
-        process,
+        Hook, NEW_CONNECTION, Verdict, admit_and_create, drop_with, egress_create,
+        egress_forwarded, egress_local, process,
     },
     ftp::{ftp_egress, ftp_ingress},
-    maps::{IFACES, JUMP_XDP, SETTINGS, count, iface},
+    maps::{IFACES, JUMP, JUMP_XDP, SETTINGS, count, iface},
     nat::{egress_forwarded_nat, icmp_error_nat, translatable},
     parse::{L4Kind, parsed, pull_headers, scratch},
     reject::REJECT_ARGS,
@@ -198,8 +202,15 @@ pub fn firewall_tc_egress(ctx: TcContext) -> i32 {
     };
     match verdict {
         Verdict::Pass | Verdict::Established { .. } => TC_ACT_UNSPEC,
-        // Only XDP hands a connection over; never reached here.
-        Verdict::Drop | Verdict::Admit => TC_ACT_SHOT as i32,
+        Verdict::Admit => {
+            // SAFETY: the slot holds firewall_tc_create, installed by the
+            // loader.
+            let _ = unsafe { JUMP.tail_call(&ctx, tc_jump::CREATE) };
+            // Not reached unless the program is missing: make nothing.
+            count(Counter::DropPolicy);
+            TC_ACT_SHOT as i32
+        }
+        Verdict::Drop => TC_ACT_SHOT as i32,
         // OUTPUT has no REJECT (the config refuses it); fail closed.
         Verdict::Reject(_) => {
             count(Counter::DropRejectNoReply);
@@ -239,6 +250,20 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
             count(c);
             TC_ACT_SHOT as i32
         }
+    }
+}
+
+/// The connection of a first packet the host itself sends, reached by tail
+/// call from `firewall_tc_egress` once policy accepted it, with the packet
+/// still parsed in the per-CPU slot; then its source translation (or the
+/// FTP program), as `firewall_tc_egress` would have done.
+#[classifier]
+pub fn firewall_tc_create(ctx: TcContext) -> i32 {
+    // SAFETY: the context pointer is valid for the program run.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    match egress_create(&ctx, ifindex) {
+        Verdict::Pass | Verdict::Established { .. } => TC_ACT_UNSPEC,
+        Verdict::Drop | Verdict::Reject(_) | Verdict::Admit => TC_ACT_SHOT as i32,
     }
 }
 

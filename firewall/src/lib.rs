@@ -35,6 +35,8 @@ pub const TC_PROGRAM: &str = "firewall_tc_egress";
 pub const TC_INGRESS_PROGRAM: &str = "firewall_tc_ingress";
 /// Reached only by tail call from [`TC_PROGRAM`], never attached.
 pub const TC_FTP_PROGRAM: &str = "firewall_tc_ftp";
+/// Reached only by tail call from [`TC_PROGRAM`], never attached.
+pub const TC_CREATE_PROGRAM: &str = "firewall_tc_create";
 /// Reached only by tail call from [`XDP_PROGRAM`], never attached.
 pub const XDP_REJECT_PROGRAM: &str = "firewall_xdp_reject";
 /// Reached only by tail call from [`XDP_PROGRAM`], never attached.

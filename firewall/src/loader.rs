@@ -30,9 +30,9 @@ use log::{info, warn};
 use thiserror::Error;
 
 use crate::{
-    EARLY_DROP_GEOM, EARLY_DROP_MAPS, EARLY_DROP_POS, EARLY_DROP_RING, MAP_NAMES, TC_FTP_PROGRAM,
-    TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM, XDP_FASTPATH_PROGRAM, XDP_PROGRAM,
-    XDP_REJECT_PROGRAM,
+    EARLY_DROP_GEOM, EARLY_DROP_MAPS, EARLY_DROP_POS, EARLY_DROP_RING, MAP_NAMES,
+    TC_CREATE_PROGRAM, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM,
+    XDP_FASTPATH_PROGRAM, XDP_PROGRAM, XDP_REJECT_PROGRAM,
     config::{Config, ConfigError, Nat, XdpMode},
     maps::{Maps, MapsError},
     pins::{LinkKind, PinDir},
@@ -456,6 +456,7 @@ pub fn load_object(pins: Option<&PinDir>, max_entries: u32) -> Result<Ebpf, Load
         TC_PROGRAM,
         TC_INGRESS_PROGRAM,
         TC_FTP_PROGRAM,
+        TC_CREATE_PROGRAM,
         XDP_REJECT_PROGRAM,
         XDP_FASTPATH_PROGRAM,
         XDP_ADMIT_PROGRAM,
@@ -549,6 +550,7 @@ fn check_map_names(ebpf: &Ebpf) -> Result<(), LoadError> {
 fn install_tail_calls(ebpf: &mut Ebpf) -> Result<(), LoadError> {
     use firewall_common::abi::{tc_jump, xdp_jump};
     install_tail_call(ebpf, "JUMP", tc_jump::FTP, TC_FTP_PROGRAM)?;
+    install_tail_call(ebpf, "JUMP", tc_jump::CREATE, TC_CREATE_PROGRAM)?;
     install_tail_call(ebpf, "JUMP_XDP", xdp_jump::REJECT, XDP_REJECT_PROGRAM)?;
     install_tail_call(ebpf, "JUMP_XDP", xdp_jump::FASTPATH, XDP_FASTPATH_PROGRAM)?;
     install_tail_call(ebpf, "JUMP_XDP", xdp_jump::ADMIT, XDP_ADMIT_PROGRAM)

@@ -944,8 +944,8 @@ fn tc_egress_leaves_traffic_from_managed_interfaces_to_xdp() {
 #[test]
 fn every_program_verifies_well_within_the_budget() {
     use firewall::{
-        TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM, XDP_FASTPATH_PROGRAM,
-        XDP_PROGRAM, XDP_REJECT_PROGRAM,
+        TC_CREATE_PROGRAM, TC_FTP_PROGRAM, TC_INGRESS_PROGRAM, TC_PROGRAM, XDP_ADMIT_PROGRAM,
+        XDP_FASTPATH_PROGRAM, XDP_PROGRAM, XDP_REJECT_PROGRAM,
     };
     let h = Harness::new("");
     let mut report = Vec::new();
@@ -957,6 +957,7 @@ fn every_program_verifies_well_within_the_budget() {
         TC_PROGRAM,
         TC_INGRESS_PROGRAM,
         TC_FTP_PROGRAM,
+        TC_CREATE_PROGRAM,
     ] {
         let n = h
             .verified_instructions(name)
