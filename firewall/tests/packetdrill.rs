@@ -18,7 +18,7 @@
 mod common;
 
 use common::*;
-use etherparse::{TcpHeader, TcpOptionElement};
+use etherparse::TcpOptionElement;
 use firewall_common::{
     Counter::{self, *},
     CtKey, TcpState,
@@ -90,21 +90,10 @@ fn send(h: &Harness, from: Side, s: Seg) -> Verdict {
         Side::Lan => (sa(LAN_END), sa(WAN_END)),
         Side::Wan => (sa(WAN_END), sa(LAN_END)),
     };
-    let mut t = TcpHeader::new(src.port(), dst.port(), s.seq, s.win);
-    t.syn = s.flags & TCP_SYN != 0;
-    t.fin = s.flags & TCP_FIN != 0;
-    t.rst = s.flags & TCP_RST != 0;
-    t.psh = s.flags & TCP_PSH != 0;
-    t.ack = s.flags & TCP_ACK != 0;
-    if t.ack {
-        t.acknowledgment_number = s.ack;
-    }
-    t.set_options(s.opts).expect("options fit");
-    let step = plain(src.ip(), dst.ip()).tcp_header(t);
     let payload = vec![0x61; s.len];
-    let mut out = Vec::with_capacity(step.size(payload.len()));
-    step.write(&mut out, &payload)
-        .expect("building TCP segment");
+    let ip = plain(src.ip(), dst.ip());
+    let ports = (src.port(), dst.port());
+    let out = tcp_segment_with(ip, ports, s.flags, (s.seq, s.ack), s.win, s.opts, &payload);
     match from {
         Side::Lan => h.ingress_lan(&out),
         Side::Wan => h.ingress_wan(&out),

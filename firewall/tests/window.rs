@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use etherparse::{TcpHeader, TcpOptionElement};
+use etherparse::TcpOptionElement;
 use firewall_common::{
     Counter::*,
     CtKey, TcpState,
@@ -57,19 +57,9 @@ fn seg_win(
     } else {
         (sa(SERVER), sa(CLIENT))
     };
-    let mut h = TcpHeader::new(src.port(), dst.port(), seq, win);
-    h.syn = flags & TCP_SYN != 0;
-    h.rst = flags & TCP_RST != 0;
-    h.psh = flags & TCP_PSH != 0;
-    h.ack = flags & TCP_ACK != 0;
-    if h.ack {
-        h.acknowledgment_number = ack;
-    }
-    h.set_options(options).expect("options fit");
-    let step = plain(src.ip(), dst.ip()).tcp_header(h);
-    let mut out = Vec::with_capacity(step.size(payload.len()));
-    step.write(&mut out, payload).expect("building TCP segment");
-    out
+    let ports = (src.port(), dst.port());
+    let ip = plain(src.ip(), dst.ip());
+    tcp_segment_with(ip, ports, flags, (seq, ack), win, options, payload)
 }
 
 fn client(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {

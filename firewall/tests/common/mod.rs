@@ -784,7 +784,21 @@ pub fn tcp_segment(
     ack: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut h = TcpHeader::new(src_port, dst_port, seq, 64240);
+    let ports = (src_port, dst_port);
+    tcp_segment_with(ip, ports, flags, (seq, ack), 64240, &[], payload)
+}
+
+/// One TCP segment with window field `win` and TCP `options`.
+pub fn tcp_segment_with(
+    ip: PacketBuilderStep<IpHeaders>,
+    (src_port, dst_port): (u16, u16),
+    flags: u8,
+    (seq, ack): (u32, u32),
+    win: u16,
+    options: &[etherparse::TcpOptionElement],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = TcpHeader::new(src_port, dst_port, seq, win);
     h.fin = flags & TCP_FIN != 0;
     h.syn = flags & TCP_SYN != 0;
     h.rst = flags & TCP_RST != 0;
@@ -796,6 +810,7 @@ pub fn tcp_segment(
     if h.ack {
         h.acknowledgment_number = ack;
     }
+    h.set_options(options).expect("TCP options fit");
     let step = ip.tcp_header(h);
     let mut out = Vec::with_capacity(step.size(payload.len()));
     step.write(&mut out, payload).expect("building TCP segment");
