@@ -11,7 +11,7 @@ use crate::{cargo, heading, probe, run_visible};
 const BPF_LINKER_VERSION: &str = "0.10.2";
 
 /// Debian packages of the tests and the lab.
-const PACKAGES: [&str; 14] = [
+const PACKAGES: [&str; 16] = [
     "iproute2",
     "iputils-ping",
     "iperf3",
@@ -26,6 +26,9 @@ const PACKAGES: [&str; 14] = [
     "bpftool",
     "netsniff-ng",
     "traceroute",
+    // Fragmented DNS answers (issue 12): a real server and `dig`.
+    "dnsmasq-base",
+    "bind9-dnsutils",
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
