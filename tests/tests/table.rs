@@ -170,11 +170,18 @@ fn a_syn_flood_of_ten_times_the_table_leaves_idle_assured_connections_and_lets_n
         "no early drop: {:?}",
         after.conntrack
     );
+    // A walk of a hash that early drop changes under it may meet a key twice (the
+    // kernel restarts a bucket whose element went away), so the entries counted during
+    // the flood can exceed the table's size; the bound is checked once it is quiet.
     ensure!(
-        during.conntrack.entries <= u64::from(MAX_ENTRIES)
-            && during.conntrack.connections > u64::from(MAX_ENTRIES) / 2 - 64,
+        during.conntrack.connections > u64::from(MAX_ENTRIES) / 2 - 64,
         "the table was not full during the flood: {:?}",
         during.conntrack
+    );
+    ensure!(
+        after.conntrack.entries <= u64::from(MAX_ENTRIES),
+        "the table holds more than its size: {:?}",
+        after.conntrack
     );
     Ok(())
 }
