@@ -14,6 +14,7 @@ pub mod abi;
 pub mod csum;
 pub mod ct;
 pub mod early_drop;
+pub mod frag;
 pub mod ftp;
 pub mod ip;
 pub mod nat;

@@ -44,6 +44,8 @@ counters! {
     DropInvalidIcmp => "drop_invalid_icmp",
     DropIcmpErrorNoConn => "drop_icmp_error_no_conn",
     DropMalformed => "drop_malformed",
+    /// Later fragments from a WAN whose first fragment is not on record
+    /// (not seen, expired, or forgotten): nothing to judge them by.
     DropFragment => "drop_fragment",
     CtCreated => "ct_created",
     CtExpiredInPath => "ct_expired_in_datapath",
@@ -51,8 +53,8 @@ counters! {
     CtReopened => "ct_reopened",
     CtInsertFailed => "ct_insert_failed",
     AcceptRule => "accept_rule",
-    /// Non-first fragments from a trusted side (they carry no ports to
-    /// track); from a WAN they are dropped as `DropFragment`.
+    /// Later (non-first) fragments that followed their first fragment's
+    /// acceptance (and its translation).
     AcceptFragment => "accept_fragment",
     /// NEW connections a port forward let in (and DNATed).
     AcceptPortForward => "accept_port_forward",
@@ -219,6 +221,32 @@ counters! {
     /// connection could be displaced (netfilter's "table full, dropping
     /// packet").
     DropTableFull => "drop_table_full",
+    /// Later fragments of a datagram whose first fragment was dropped.
+    DropFragmentFollows => "drop_fragment_follows",
+    /// Later fragments from a LAN, or from the host itself, whose first
+    /// fragment is not on record: passed (a NAT interface still refuses
+    /// them as `drop_fragment_untranslated`).
+    AcceptFragmentOrphan => "accept_fragment_orphan",
+    /// First fragments too short to hold their transport header (the tiny
+    /// fragment attack, RFC 1858; IPv6: RFC 7112): the datagram is dropped.
+    DropFragmentTiny => "drop_fragment_tiny",
+    /// Fragments that would overwrite the transport header their datagram
+    /// was judged on (RFC 1858, RFC 3128), or a second, different first
+    /// fragment: the datagram is dropped whole.
+    DropFragmentOverlap => "drop_fragment_overlap",
+    /// Fragments whose offset plus length pass 65,535 bytes.
+    DropFragmentOversize => "drop_fragment_oversize",
+    /// Fragments whose protocol differs from their datagram's.
+    DropFragmentProto => "drop_fragment_proto",
+    /// Later fragments that would leave a NAT interface untranslated
+    /// (no first fragment on record to take the translation from).
+    DropFragmentUntranslated => "drop_fragment_untranslated",
+    /// IPv6 atomic fragments (a fragment header, offset 0, no more
+    /// fragments): handled as the whole packets they are (RFC 6946).
+    /// Not a verdict: the packet is also counted by its verdict.
+    FragmentAtomic => "fragment_atomic",
+    /// Fragments of established flows the fast path leaves to the stack.
+    FastPathFragment => "fastpath_fallback_fragment",
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new

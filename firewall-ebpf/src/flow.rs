@@ -17,6 +17,7 @@ use crate::{
     admit::{self, Admission},
     conntrack::{self, NO_REWRITE, Tracked},
     fib,
+    frag::{self, fate},
     ftp::{expected, helped, to_ftp_program},
     maps::{CONNTRACK, HELPERS, SETTINGS, count, iface},
     nat::{
@@ -24,7 +25,7 @@ use crate::{
         untranslated_guard,
     },
     nd::{self, NdVerdict},
-    parse::{L4Kind, LoadBytes, Packet, ParseError, parsed, scratch},
+    parse::{L4Kind, LoadBytes, Packet, ParseError, pkt_flags, scratch},
     related,
     rules::{self, Fallback, PolicyVerdict},
     sctp, tcp,
@@ -76,6 +77,7 @@ pub fn egress_create(ctx: &TcContext, ifindex: u32) -> Verdict {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let (verdict, nat_kind) = create(p, s, args, now);
+    frag::record(p, verdict == Verdict::Pass, now);
     if matches!(verdict, Verdict::Drop | Verdict::Reject(_) | Verdict::Admit) {
         return verdict;
     }
@@ -114,9 +116,14 @@ fn egress_local_finish(ctx: &TcContext, ifindex: u32, verdict: Verdict, nat_kind
 /// leaves a NAT interface untranslated.
 #[inline(always)]
 pub fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
-    let Ok(p) = parsed(ctx, ctx.data(), ctx.data_end()) else {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Ok(p) = frag::parsed(ctx, ctx.data(), ctx.data_end(), now) else {
         return drop_with(Counter::DropMalformed);
     };
+    // The stack fragments what it forwards to a smaller MTU: XDP saw the
+    // datagram whole, so its first fragment is recorded here, for the rest
+    // to take its translation.
+    frag::record(p, true, now);
     let out = iface(ifindex).unwrap_or_default();
     if p.kind == L4Kind::IcmpError {
         let Some(e) = CONNTRACK.get_ptr(&p.inner.inverted()) else {
@@ -156,7 +163,9 @@ pub fn pass_with(c: Counter) -> Verdict {
 }
 
 /// Parse, track, decide. Returns the verdict and, for a packet of a
-/// translated connection, the rewrite its entry carries.
+/// translated connection, the rewrite its entry carries. A first fragment's
+/// verdict is recorded for the rest of its datagram, except a first packet
+/// left to `firewall_xdp_admit` or `firewall_tc_create`, which record it.
 #[inline(always)]
 pub fn process<C: EbpfContext + LoadBytes>(
     ctx: &C,
@@ -164,17 +173,45 @@ pub fn process<C: EbpfContext + LoadBytes>(
     end: usize,
     hook: Hook,
 ) -> (Verdict, u8) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (verdict, nat) = decide(ctx, start, end, hook, now);
+    if !matches!(verdict, Verdict::Admit)
+        && let Some(p) = scratch()
+    {
+        frag::record(
+            p,
+            !matches!(verdict, Verdict::Drop | Verdict::Reject(_)),
+            now,
+        );
+    }
+    (verdict, nat)
+}
+
+#[inline(always)]
+fn decide<C: EbpfContext + LoadBytes>(
+    ctx: &C,
+    start: usize,
+    end: usize,
+    hook: Hook,
+    now: u64,
+) -> (Verdict, u8) {
     let none = NO_REWRITE;
-    let p = match parsed(ctx, start, end) {
+    let p = match frag::parsed(ctx, start, end, now) {
         Ok(p) => p,
         Err(ParseError::NotIp) => return (pass_with(Counter::AcceptNonIp), none),
         Err(ParseError::Malformed) => return (drop_with(Counter::DropMalformed), none),
         Err(ParseError::VlanStack) => return (drop_with(Counter::DropVlanStack), none),
+        Err(ParseError::TinyFragment) => return (drop_with(Counter::DropFragmentTiny), none),
     };
     let Some(settings) = SETTINGS.get(0) else {
         return (drop_with(Counter::DropPolicy), none);
     };
-    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(c) = frag::refused(p) {
+        return (drop_with(c), none);
+    }
+    if p.flags & pkt_flags::ATOMIC_FRAGMENT != 0 {
+        count(Counter::FragmentAtomic);
+    }
     if p.kind == L4Kind::Tcp {
         // One place for every path that tracks the segment.
         tcp::segment(ctx, p);
@@ -183,8 +220,15 @@ pub fn process<C: EbpfContext + LoadBytes>(
     let pending = match p.kind {
         L4Kind::IcmpInvalid => return (drop_with(Counter::DropInvalidIcmp), none),
         L4Kind::Fragment => {
-            // Non-first fragments carry no transport header; without the
-            // first fragment's verdict we cannot tie them to a connection.
+            // Its first fragment was accepted: so is it, and at egress it
+            // is translated like its connection (`nat::apply` checks the
+            // entry's own rewrite).
+            if p.frag_fate == fate::FOLLOW {
+                return (pass_with(Counter::AcceptFragment), NatRewrite::Src as u8);
+            }
+            // No first fragment on record: nothing to judge it by. From
+            // outside it stays out; from inside (or from the host) it
+            // passes, and a NAT interface still refuses it untranslated.
             let untrusted = matches!(
                 hook,
                 Hook::Ingress {
@@ -195,7 +239,7 @@ pub fn process<C: EbpfContext + LoadBytes>(
             let v = if untrusted {
                 drop_with(Counter::DropFragment)
             } else {
-                pass_with(Counter::AcceptFragment)
+                pass_with(Counter::AcceptFragmentOrphan)
             };
             return (v, none);
         }
@@ -373,13 +417,14 @@ pub fn admit_and_create<C: EbpfContext + LoadBytes>(
         ifindex: args.ifindex,
         flags: args.flags,
     };
-    match admit::first_packet(ctx, p, at, args.route, args.dnat != 0) {
-        Admission::Create => {}
-        Admission::Drop(reason) => return drop_with(reason),
-        Admission::PassUntracked(reason) => return pass_with(reason),
-    }
     let now = unsafe { bpf_ktime_get_ns() };
-    create(p, s, args, now).0
+    let verdict = match admit::first_packet(ctx, p, at, args.route, args.dnat != 0) {
+        Admission::Create => create(p, s, args, now).0,
+        Admission::Drop(reason) => drop_with(reason),
+        Admission::PassUntracked(reason) => pass_with(reason),
+    };
+    frag::record(p, verdict == Verdict::Pass, now);
+    verdict
 }
 
 /// Creates an accepted first packet's connection, with the translation

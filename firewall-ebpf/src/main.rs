@@ -17,6 +17,7 @@ mod early_drop;
 mod fastpath;
 mod fib;
 mod flow;
+mod frag;
 mod ftp;
 mod maps;
 mod nat;
@@ -86,6 +87,12 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
             }
             xdp_action::XDP_PASS
         }
+        Verdict::Established { fast: true } if first_fragment() => {
+            // Its datagram's later fragments take the stack's path (see
+            // `frag`): so does it, and the order of the pieces is kept.
+            count(Counter::FastPathFragment);
+            xdp_action::XDP_PASS
+        }
         Verdict::Established { fast: true } => {
             // The fast path is its own program (a tail call): verified
             // apart from this one, whose paths it would otherwise multiply.
@@ -122,6 +129,12 @@ pub fn firewall_xdp(ctx: XdpContext) -> u32 {
             xdp_action::XDP_DROP
         }
     }
+}
+
+/// Whether the packet just processed is a first fragment.
+#[inline(always)]
+fn first_fragment() -> bool {
+    scratch().is_some_and(|p| p.flags & parse::pkt_flags::FIRST_FRAGMENT != 0)
 }
 
 /// The fast path for an ESTABLISHED packet, reached by tail call from
@@ -228,10 +241,16 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     }
     pull_headers(&ctx);
-    let Ok(p) = parsed(&ctx, ctx.data(), ctx.data_end()) else {
+    // SAFETY: plain helper call.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    let Ok(p) = frag::parsed(&ctx, ctx.data(), ctx.data_end(), now) else {
         // XDP already judged the packet; nothing here to translate.
         return TC_ACT_UNSPEC;
     };
+    if p.kind == L4Kind::Fragment && p.frag_fate != frag::fate::FOLLOW {
+        // An orphan XDP let in from inside: nothing to translate it by.
+        return TC_ACT_UNSPEC;
+    }
     if p.kind == L4Kind::IcmpError {
         return icmp_error_nat(&ctx, p, NatRewrite::Dst);
     }

@@ -42,7 +42,9 @@ pub fn rewrite(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> 
         L4Kind::Tcp => (l4 + 16, 0, true, true),
         L4Kind::Udp => (l4 + 6, BPF_F_MARK_MANGLED_0 as u64, true, true),
         L4Kind::IcmpQuery => (l4 + 2, 0, false, true),
-        L4Kind::Sctp | L4Kind::Other => (0, 0, false, false),
+        // A later fragment holds neither ports nor the transport checksum
+        // (the first fragment's incremental update covered the datagram).
+        L4Kind::Sctp | L4Kind::Other | L4Kind::Fragment => (0, 0, false, false),
         _ => return Err(()),
     };
     let (old_addr, addr_off) = if src {
@@ -63,6 +65,9 @@ pub fn rewrite(ctx: &TcContext, p: &Packet, src: bool, addr: u32, port: u16) -> 
             )
             .map_err(|_| ())?;
         }
+    }
+    if p.kind == L4Kind::Fragment {
+        return Ok(());
     }
     let (old_port, port_off) = if p.kind == L4Kind::IcmpQuery {
         (p.key.sport, l4 + 4)
@@ -296,7 +301,11 @@ pub fn egress_forwarded_nat(
 pub fn untranslated_guard(p: &Packet, out: &IfaceConfig) -> Verdict {
     if out.nat != IfaceNat::None as u8 && p.key.family == FAMILY_V4 && p.key.src[0] != out.nat_addr
     {
-        return drop_with(Counter::DropNatUntranslated);
+        return drop_with(if p.kind == L4Kind::Fragment {
+            Counter::DropFragmentUntranslated
+        } else {
+            Counter::DropNatUntranslated
+        });
     }
     pass_with(Counter::SkipForwarded)
 }
@@ -331,12 +340,18 @@ pub fn port_forward(p: &Packet, s: &Settings, hook: Hook) -> Option<NatSpec> {
 }
 
 /// Packets of the kinds that NAT translates (`firewall_common::nat::
-/// proto_nat` says how far).
+/// proto_nat` says how far): a later fragment, when it took its first
+/// fragment's tuple (`frag::parsed`), only in its addresses.
 #[inline(always)]
 pub fn translatable(kind: L4Kind) -> bool {
     matches!(
         kind,
-        L4Kind::Tcp | L4Kind::Udp | L4Kind::IcmpQuery | L4Kind::Sctp | L4Kind::Other
+        L4Kind::Tcp
+            | L4Kind::Udp
+            | L4Kind::IcmpQuery
+            | L4Kind::Sctp
+            | L4Kind::Other
+            | L4Kind::Fragment
     )
 }
 

@@ -64,6 +64,9 @@ pub enum ParseError {
     /// strips any number of priority tags and routes what is inside, so
     /// such a frame cannot be passed as "not IP".
     VlanStack,
+    /// A first fragment too short to hold its transport header (RFC 1858's
+    /// tiny fragment; RFC 7112 for IPv6).
+    TinyFragment,
 }
 
 /// `Packet::flags` bits.
@@ -77,6 +80,9 @@ pub mod pkt_flags {
     /// The first fragment of a fragmented datagram: its transport header is
     /// here, but its checksum and length cover fragments still to come.
     pub const FIRST_FRAGMENT: u8 = 1 << 2;
+    /// An IPv6 atomic fragment (offset 0, no more fragments): a whole
+    /// packet (RFC 6946), noted for its counter.
+    pub const ATOMIC_FRAGMENT: u8 = 1 << 3;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,6 +134,18 @@ pub struct Packet {
     pub tcp_seq: u32,
     pub tcp_ack: u32,
     pub tcp_win: u16,
+    /// Fragments (first and later): the datagram's identification (IPv4's
+    /// 16 bits or IPv6's 32, as read), the fragment's offset in bytes into
+    /// the fragmentable part, the bytes it carries of it, where in the frame
+    /// that part starts, and the protocol it is of (IPv4's protocol, the
+    /// IPv6 fragment header's next header).
+    pub frag_id: u32,
+    pub frag_off: u16,
+    pub frag_len: u16,
+    pub frag_start: u16,
+    pub frag_proto: u8,
+    /// What `frag::parsed` settled for a fragment (`frag::fate`).
+    pub frag_fate: u8,
 }
 
 /// Hides `x` from LLVM's range analysis (libbpf's `barrier_var`). Without
@@ -231,6 +249,11 @@ fn reset(p: &mut Packet, family: u8, proto: u8, l3_len: u32) {
     p.tcp_seq = 0;
     p.tcp_ack = 0;
     p.tcp_win = 0;
+    p.frag_id = 0;
+    p.frag_off = 0;
+    p.frag_len = 0;
+    p.frag_start = 0;
+    p.frag_proto = 0;
 }
 
 fn parse_v4<L: LoadBytes>(
@@ -258,6 +281,13 @@ fn parse_v4<L: LoadBytes>(
     p.key.src[0] = u32::from_ne_bytes(ip.src_addr);
     p.key.dst[0] = u32::from_ne_bytes(ip.dst_addr);
     let frags = be16(ip.frags);
+    if frags & 0x3fff != 0 {
+        p.frag_id = be16(ip.id) as u32;
+        p.frag_off = (frags & 0x1fff) << 3;
+        p.frag_len = (tot_len - ihl) as u16;
+        p.frag_start = (l3 + ihl) as u16;
+        p.frag_proto = ip.proto;
+    }
     if frags & 0x1fff != 0 {
         p.kind = L4Kind::Fragment;
         return Ok(());
@@ -296,6 +326,19 @@ fn parse_v6<L: LoadBytes>(
     if chain.source_route {
         p.flags |= pkt_flags::SOURCE_ROUTE;
     }
+    if chain.atomic_fragment {
+        p.flags |= pkt_flags::ATOMIC_FRAGMENT;
+    }
+    if chain.later_fragment || chain.first_fragment {
+        if chain.frag_end > l3_end {
+            return Err(ParseError::Malformed);
+        }
+        p.frag_id = chain.frag_id;
+        p.frag_off = chain.frag_off;
+        p.frag_len = (l3_end - chain.frag_end) as u16;
+        p.frag_start = chain.frag_end as u16;
+        p.frag_proto = chain.frag_proto;
+    }
     if chain.later_fragment {
         p.kind = L4Kind::Fragment;
         return Ok(());
@@ -319,6 +362,14 @@ struct ExtChain {
     source_route: bool,
     /// A fragment header with offset 0 and more fragments to come.
     first_fragment: bool,
+    /// A fragment header with offset 0 and no more fragments.
+    atomic_fragment: bool,
+    /// The fragment header's identification, offset (bytes), next header,
+    /// and where the fragmentable part after it starts.
+    frag_id: u32,
+    frag_off: u16,
+    frag_proto: u8,
+    frag_end: usize,
 }
 
 /// The extension-header walk between `bpf_loop` calls.
@@ -328,6 +379,12 @@ pub struct ExtWalk {
     off: u32,
     /// `EXT_*` bits.
     flags: u32,
+    /// The fragment header's identification, its offset-and-flags word,
+    /// its next header, and the offset just past it.
+    frag_id: u32,
+    frag_word: u32,
+    frag_nh: u32,
+    frag_end: u32,
 }
 
 const EXT_LATER_FRAGMENT: u32 = 1;
@@ -335,6 +392,9 @@ const EXT_FIRST_FRAGMENT: u32 = 2;
 const EXT_SOURCE_ROUTE: u32 = 4;
 /// A header could not be read, or the chain runs past `MAX_OFF`.
 const EXT_BAD: u32 = 8;
+const EXT_ATOMIC_FRAGMENT: u32 = 16;
+/// A fragment header was seen (a second one is malformed).
+const EXT_FRAGMENT: u32 = 32;
 
 #[map]
 static EXT_WALK: PerCpuArray<ExtWalk> = PerCpuArray::with_max_entries(1, 0);
@@ -354,6 +414,10 @@ fn walk_ext_headers<L: LoadBytes>(l: &L, nh: u8, off: usize) -> Result<ExtChain,
             nh: nh as u32,
             off: off as u32,
             flags: 0,
+            frag_id: 0,
+            frag_word: 0,
+            frag_nh: 0,
+            frag_end: 0,
         };
     }
     // SAFETY: the callback and the stack pointer to `l` as bpf_loop
@@ -369,16 +433,27 @@ fn walk_ext_headers<L: LoadBytes>(l: &L, nh: u8, off: usize) -> Result<ExtChain,
     // A fresh lookup: LLVM must not reuse what it wrote before the call.
     let w = EXT_WALK.get(0).ok_or(ParseError::Malformed)?;
     let next = w.nh as u8;
-    if w.flags & EXT_BAD != 0 || is_ext_header(next) || w.off as usize > MAX_OFF {
+    let later_fragment = w.flags & EXT_LATER_FRAGMENT != 0;
+    // A later fragment's walk stops at its fragment header: what follows is
+    // payload, whatever its next-header field names.
+    if w.flags & EXT_BAD != 0
+        || (is_ext_header(next) && !later_fragment)
+        || w.off as usize > MAX_OFF
+    {
         // Unreadable, or a chain longer than we follow.
         return Err(ParseError::Malformed);
     }
     Ok(ExtChain {
         next,
         off: w.off as usize,
-        later_fragment: w.flags & EXT_LATER_FRAGMENT != 0,
+        later_fragment,
         source_route: w.flags & EXT_SOURCE_ROUTE != 0,
         first_fragment: w.flags & EXT_FIRST_FRAGMENT != 0,
+        atomic_fragment: w.flags & EXT_ATOMIC_FRAGMENT != 0,
+        frag_id: w.frag_id,
+        frag_off: (w.frag_word & 0xfff8) as u16,
+        frag_proto: w.frag_nh as u8,
+        frag_end: w.frag_end as usize,
     })
 }
 
@@ -416,13 +491,32 @@ extern "C" fn ext_step<L: LoadBytes>(_index: u64, data: *mut c_void) -> i64 {
             }
             (h[1] as u32 + 1) * 8
         }
-        // Fragment header: fixed 8 bytes.
+        // Fragment header: fixed 8 bytes. A second one is malformed
+        // (RFC 8200 allows one per packet).
         44 => {
+            let Ok(id) = l.load::<4>(w.off as usize + 4) else {
+                w.flags |= EXT_BAD;
+                return 1;
+            };
+            if w.flags & EXT_FRAGMENT != 0 {
+                w.flags |= EXT_BAD;
+                return 1;
+            }
             let frag = be16([h[2], h[3]]);
+            w.flags |= EXT_FRAGMENT;
+            w.frag_id = u32::from_ne_bytes(id);
+            w.frag_word = frag as u32;
+            w.frag_nh = h[0] as u32;
+            w.frag_end = w.off + 8;
             if frag & 0xfff8 != 0 {
                 w.flags |= EXT_LATER_FRAGMENT;
+                w.nh = h[0] as u32;
+                w.off += 8;
+                return 1;
             } else if frag & 1 != 0 {
                 w.flags |= EXT_FIRST_FRAGMENT;
+            } else {
+                w.flags |= EXT_ATOMIC_FRAGMENT;
             }
             8
         }
@@ -453,14 +547,17 @@ fn parse_l4<L: LoadBytes>(
     match p.key.proto {
         IPPROTO_TCP => {
             if l4 + 20 > l3_end {
-                return Err(ParseError::Malformed);
+                return Err(short(p));
             }
             let h: *const [u8; 20] = ptr_at(start, end, l4)?;
             let h = unsafe { &*h };
             let doff = ((h[12] >> 4) as usize) * 4;
             // tcp_error(): a data offset below 20 or beyond the segment.
-            if doff < 20 || l4 + doff > l3_end {
+            if doff < 20 {
                 return Err(ParseError::Malformed);
+            }
+            if l4 + doff > l3_end {
+                return Err(short(p));
             }
             p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
             p.key.dport = u16::from_ne_bytes([h[2], h[3]]);
@@ -473,7 +570,7 @@ fn parse_l4<L: LoadBytes>(
         }
         IPPROTO_UDP => {
             if l4 + 8 > l3_end {
-                return Err(ParseError::Malformed);
+                return Err(short(p));
             }
             let h: *const [u8; 8] = ptr_at(start, end, l4)?;
             let h = unsafe { &*h };
@@ -491,7 +588,7 @@ fn parse_l4<L: LoadBytes>(
         IPPROTO_SCTP => {
             // Common header: ports, verification tag, CRC32c.
             if l4 + 12 > l3_end {
-                return Err(ParseError::Malformed);
+                return Err(short(p));
             }
             let h: [u8; 8] = l.load(l4)?;
             p.key.sport = u16::from_ne_bytes([h[0], h[1]]);
@@ -501,7 +598,7 @@ fn parse_l4<L: LoadBytes>(
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if l4 + 8 > l3_end {
-                return Err(ParseError::Malformed);
+                return Err(short(p));
             }
             let h: *const [u8; 8] = ptr_at(start, end, l4)?;
             let h = unsafe { &*h };
@@ -538,6 +635,18 @@ fn parse_l4<L: LoadBytes>(
         _ => p.kind = L4Kind::Other,
     }
     Ok(())
+}
+
+/// A transport header cut short: in a first fragment, the tiny fragment
+/// attack (the header's rest would come in a later fragment, after the
+/// verdict); in a whole packet, malformed.
+#[inline(always)]
+fn short(p: &Packet) -> ParseError {
+    if p.flags & pkt_flags::FIRST_FRAGMENT != 0 {
+        ParseError::TinyFragment
+    } else {
+        ParseError::Malformed
+    }
 }
 
 /// The tuple of the packet an ICMP error quotes: its IP header (IPv6: and

@@ -55,8 +55,9 @@ pub const BARE_PASS_PROGRAM: &str = "bare_pass";
 /// daemon share. Every other map of the object is in [`PRIVATE_MAPS`]; the
 /// loader refuses an object with a map in neither list, so a new map cannot
 /// silently go unpinned (every test that loads the object checks it).
-pub const MAP_NAMES: [&str; 23] = [
+pub const MAP_NAMES: [&str; 24] = [
     "CONNTRACK",
+    "FRAGMENTS",
     EARLY_DROP_RING,
     EARLY_DROP_POS,
     EARLY_DROP_GEOM,

@@ -222,6 +222,7 @@ fn expected_layout(name: &str) -> Option<(u32, u32)> {
 
     use firewall_common::{
         CtEntry, CtKey,
+        frag::{FragEntry, FragKey},
         ftp::{ExpectKey, Expectation},
         rule::{
             AddrClassData, ClassBits, IfaceClassKey, RuleCounter, RuleInfo, RuleText, RulesetHeader,
@@ -231,6 +232,7 @@ fn expected_layout(name: &str) -> Option<(u32, u32)> {
     let sz = |n: usize| n as u32;
     Some(match name {
         "CONNTRACK" => (sz(size_of::<CtKey>()), sz(size_of::<CtEntry>())),
+        "FRAGMENTS" => (sz(size_of::<FragKey>()), sz(size_of::<FragEntry>())),
         "SETTINGS" => (u32s, sz(size_of::<Settings>())),
         "IFACES" => (u32s, sz(size_of::<IfaceConfig>())),
         "PORT_FWD" => (sz(size_of::<PortFwdKey>()), sz(size_of::<PortFwdTarget>())),
