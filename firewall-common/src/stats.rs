@@ -247,6 +247,12 @@ counters! {
     FragmentAtomic => "fragment_atomic",
     /// Fragments of established flows the fast path leaves to the stack.
     FastPathFragment => "fastpath_fallback_fragment",
+    /// Fragmented segments of a helped (FTP) control connection, at
+    /// egress: the helper cannot read a command whose bytes are split over
+    /// fragments, nor resize a segment without breaking its datagram, and a
+    /// command passed unread would miss its expectation or, under NAT,
+    /// leave with the inside address in it.
+    DropFragmentHelper => "drop_fragment_helper",
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new

@@ -688,6 +688,9 @@ pub fn ftp_egress(ctx: &TcContext, p: &Packet) -> Result<(), Counter> {
     if e.flags & flags::HELPER_FTP == 0 {
         return Ok(());
     }
+    if p.flags & crate::parse::pkt_flags::FIRST_FRAGMENT != 0 {
+        return Err(Counter::DropFragmentHelper);
+    }
     let now = unsafe { bpf_ktime_get_ns() };
     help(ctx, p, e, now)?;
     if e.seqadj.is_identity() {

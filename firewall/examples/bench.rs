@@ -51,6 +51,8 @@ use firewall_common::{
 };
 use serde_json::{Value, json};
 
+#[path = "bench/frag.rs"]
+mod frag;
 #[path = "bench/table.rs"]
 mod table;
 
@@ -1109,6 +1111,8 @@ fn kernel(o: &Options) -> Result<()> {
         &s,
         &single.describe(),
     );
+    frag::later_fragments(&mut r, &nat, server, public, g, rep, single, k)?;
+    frag::memory(&mut r, &nat, gs)?;
     drop(nat);
 
     // NEW packets against rulesets of n FORWARD rules, each accepting one TCP port

@@ -605,3 +605,79 @@ fn the_fast_path_leaves_fragments_to_the_stack() {
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("IP address")
 }
+
+/// RFC 1071 sum of `bytes`, folded: 0xffff over a message whose checksum is
+/// right. (The test's own arithmetic, not the datapath's.)
+fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// A port unreachable from the server quoting the first fragment of a
+/// masqueraded datagram (as the server received it: from the WAN address)
+/// is RELATED, and TC ingress translates the quote back to the LAN host,
+/// with every checksum right.
+#[test]
+fn an_icmp_error_quoting_a_first_fragment_is_related_and_translated_back() {
+    let h = router(MASQUERADE, "");
+    let client = sa("10.0.1.5:52000");
+    let server = sa("203.0.113.9:9");
+    let frags = fragments_v4(&udp(client, server, &payload(3000)), 0x99, 1480);
+    let mut sent = Vec::new();
+    for f in &frags {
+        assert_eq!(h.ingress_lan(f), Verdict::Pass);
+        let (v, o) = h.forward_to_wan(f);
+        assert_eq!(v, Verdict::Pass);
+        sent.push(o);
+    }
+    // The quote: the first fragment's IP header (more fragments set) and 64
+    // bytes of its UDP datagram.
+    let quoted = &sent[0][IP4..IP4 + 20 + 64];
+    let error = port_unreachable(ip("203.0.113.9"), ip(WAN_ADDR), quoted);
+    assert_eq!(h.ingress_wan(&error), Verdict::Pass);
+    assert_eq!(h.counter(AcceptRelated), 1);
+    let (v, out) = h.tc_ingress(h.wan, &error);
+    assert_eq!(v, Verdict::Pass);
+    let (outer, icmp) = Ipv4Header::from_slice(&out[IP4..]).expect("outer header");
+    assert_eq!(outer.destination, [10, 0, 1, 5]);
+    assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+    assert_eq!(ones_sum(icmp), 0xffff, "ICMP checksum");
+    let (inner, inner_rest) = Ipv4Header::from_slice(&icmp[8..]).expect("quoted header");
+    assert_eq!(inner.source, [10, 0, 1, 5]);
+    assert!(inner.more_fragments);
+    assert_eq!(inner.header_checksum, inner.calc_header_checksum());
+    assert_eq!(u16::from_be_bytes([inner_rest[0], inner_rest[1]]), 52000);
+}
+
+const HELPER: &str = "[[helper]]\nproto = \"tcp\"\nport = 21\nkind = \"ftp\"\n";
+
+/// A fragmented segment of a helped FTP control connection is dropped at
+/// egress: the helper can neither read a command split over fragments nor
+/// resize the segment without breaking its datagram.
+#[test]
+fn a_fragmented_segment_of_a_helped_ftp_control_connection_is_dropped() {
+    let h = router("", HELPER);
+    let mut c = TcpConv::new("10.0.1.5:40021", "203.0.113.7:21");
+    let syn = c.client_sends(TCP_SYN, &[]);
+    assert_eq!(h.ingress_lan(&syn), Verdict::Pass);
+    assert_eq!(h.forward_to_wan(&syn).0, Verdict::Pass);
+    let syn_ack = c.server_sends(TCP_SYN | TCP_ACK, &[]);
+    assert_eq!(h.ingress_wan(&syn_ack), Verdict::Pass);
+    assert_eq!(h.tc_ingress(h.wan, &syn_ack).0, Verdict::Pass);
+    let ack = c.client_sends(TCP_ACK, &[]);
+    assert_eq!(h.ingress_lan(&ack), Verdict::Pass);
+    assert_eq!(h.forward_to_wan(&ack).0, Verdict::Pass);
+
+    let cmd = c.client_sends(TCP_PSH | TCP_ACK, b"PORT 10,0,1,5,195,80\r\n");
+    let frags = fragments_v4(&cmd, 0x21, 24);
+    assert_eq!(h.ingress_lan(&frags[0]), Verdict::Pass);
+    assert_eq!(h.forward_to_wan(&frags[0]).0, Verdict::Drop);
+    assert_eq!(h.counter(DropFragmentHelper), 1);
+    assert_eq!(h.counter(FtpExpectCreated), 0);
+}

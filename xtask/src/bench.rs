@@ -153,7 +153,7 @@ fn spread(samples: &[f64]) -> Option<(f64, f64)> {
 }
 
 /// What each per-packet figure is compared with: (id, baseline id, baseline name).
-const KERNEL_RATIOS: [(&str, &str, &str); 22] = [
+const KERNEL_RATIOS: [(&str, &str, &str); 24] = [
     ("fw_xdp_arp", "bare_xdp", "bare XDP"),
     ("est_tcp", "est_tcp_nofp", "fast path off"),
     ("est_tcp_nofp", "bare_xdp", "bare XDP"),
@@ -171,6 +171,12 @@ const KERNEL_RATIOS: [(&str, &str, &str); 22] = [
     ("est_tcp_1k", "bare_xdp", "bare XDP"),
     ("est_tcp_1m", "est_tcp_1k", "1k connections"),
     ("nat_xdp_reply", "bare_xdp", "bare XDP"),
+    ("frag_xdp_later", "nat_xdp_reply", "established packet"),
+    (
+        "frag_tc_ingress_later",
+        "nat_tc_ingress_reply",
+        "established packet",
+    ),
     (
         "nat_tc_ingress_reply",
         "bare_tc_single",
