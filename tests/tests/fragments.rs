@@ -123,7 +123,7 @@ impl<'ns> Guarded<'ns> {
     /// Since `before`: no fragment was dropped, and at least `later_from_wan` later
     /// fragments were let through after their first fragment. Nothing to check for
     /// netfilter, which reassembles.
-    fn ensure_fragments_followed(&self, before: &Option<Stats>, later_from_wan: u64) -> Result<()> {
+    fn ensure_fragments_followed(&self, before: Option<&Stats>, later_from_wan: u64) -> Result<()> {
         let (Self::Firewall(fw), Some(before)) = (self, before) else {
             return Ok(());
         };
@@ -185,7 +185,7 @@ fn check_ping(family: Family, guard: Guard) -> Result<()> {
         "the WAN host fragmented {wan_fragmented} datagrams, not the {PINGS} replies"
     );
     let later = later_fragments(family, PING_SIZE + ECHO_HEADER, MTU);
-    router.ensure_fragments_followed(&before, u64::from(PINGS * later))
+    router.ensure_fragments_followed(before.as_ref(), u64::from(PINGS * later))
 }
 
 #[test]
@@ -239,7 +239,10 @@ fn check_dns(family: Family, guard: Guard) -> Result<()> {
         answer.txt
     );
     let size = u32::try_from(answer.size)? + UDP_HEADER;
-    router.ensure_fragments_followed(&before, u64::from(later_fragments(family, size, MTU)))
+    router.ensure_fragments_followed(
+        before.as_ref(),
+        u64::from(later_fragments(family, size, MTU)),
+    )
 }
 
 #[test]
@@ -328,7 +331,10 @@ fn check_udp_echo(family: Family, fragmenter: Fragmenter, guard: Guard) -> Resul
         received.len()
     );
     let size = u32::try_from(DATAGRAM_SIZE)? + UDP_HEADER;
-    router.ensure_fragments_followed(&before, u64::from(later_fragments(family, size, MTU)))
+    router.ensure_fragments_followed(
+        before.as_ref(),
+        u64::from(later_fragments(family, size, MTU)),
+    )
 }
 
 #[test]
