@@ -85,6 +85,19 @@ pub fn fragment_counters(stats: &Stats) -> Vec<(&str, u64)> {
         .collect()
 }
 
+/// How much each of [`fragment_counters`] grew from `before` to `after`, those that
+/// did: which paths the fragments took.
+pub fn fragment_counters_grown<'a>(before: &Stats, after: &'a Stats) -> Vec<(&'a str, u64)> {
+    fragment_counters(after)
+        .into_iter()
+        .map(|(name, count)| {
+            let then = before.counters.get(name).copied().unwrap_or(0);
+            (name, count.saturating_sub(then))
+        })
+        .filter(|(_, grown)| *grown > 0)
+        .collect()
+}
+
 /// Datagrams the stack of `netns` fragmented on output, sent or forwarded (`FragOKs`,
 /// `Ip6FragOKs`): who fragmented what.
 pub fn fragmented_datagrams(netns: &Netns, family: Family) -> Result<u64> {

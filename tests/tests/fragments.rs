@@ -12,26 +12,28 @@
 //!   router fragments it (TC egress sees the fragments of a datagram XDP saw whole);
 //! - a fragmented datagram from the WAN to a LAN port that nothing opened stays out,
 //!   whether its first fragment comes first or last: nothing reaches the LAN host, and
-//!   the router counts the drops.
+//!   the router counts the drops (the firewall: the first fragment by policy, the later
+//!   ones as `drop_fragment_follows` after it, `drop_fragment` before it).
 //!
 //! Each exchange asserts who fragmented (the hosts' and the router's `FragOKs`), that the
 //! answer arrived whole, and then, for the firewall, that no fragment was dropped and
-//! the WAN's later fragments were let through after their first (`accept_fragment`).
+//! that every later fragment reaching the router, from either side, was let through
+//! after its first (`accept_fragment`, exactly).
 //!
 //! Every scenario also runs with netfilter guarding the router (module [`netfilter`]):
 //! the stateful ruleset and MASQUERADE in iptables. netfilter reassembles before it
 //! tracks, so it delivers all of these; those runs show that each expectation is the
 //! kernel's own behaviour, in this lab.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use tests::{
     Config, Family, Firewall, Netns, Probe, Stats,
     fragments::{
-        ACCEPT_FRAGMENT, BIG_NAME, big_txt, dig_big_txt, dns_server, ensure_no_fragment_drops,
-        fragment_counters, fragment_drops, fragmented_datagrams, later_fragments, udp_exchange,
-        udp_sink,
+        ACCEPT_FRAGMENT, BIG_NAME, FRAGMENT_DROP_PREFIX, big_txt, dig_big_txt, dns_server,
+        ensure_no_fragment_drops, fragment_counters, fragment_counters_grown, fragment_drops,
+        fragmented_datagrams, later_fragments, udp_exchange, udp_sink,
     },
     packets::{Capture, scapy_send},
     poll,
@@ -120,23 +122,29 @@ impl<'ns> Guarded<'ns> {
         }
     }
 
-    /// Since `before`: no fragment was dropped, and at least `later_from_wan` later
-    /// fragments were let through after their first fragment. Nothing to check for
-    /// netfilter, which reassembles.
-    fn ensure_fragments_followed(&self, before: Option<&Stats>, later_from_wan: u64) -> Result<()> {
+    /// Since `before`: no fragment was dropped, and exactly `later` later fragments
+    /// were let through after their first fragment: every later fragment that reached
+    /// the router, from either side, counted once where it arrived. (Fragments the
+    /// router makes itself leave through TC egress and are not counted.) Nothing to
+    /// check for netfilter, which reassembles.
+    fn ensure_fragments_followed(&self, before: Option<&Stats>, later: u32) -> Result<()> {
         let (Self::Firewall(fw), Some(before)) = (self, before) else {
             return Ok(());
         };
         let after = fw.stats()?;
+        eprintln!(
+            "fragment counters grew: {:?}",
+            fragment_counters_grown(before, &after)
+        );
         ensure_no_fragment_drops(before, &after)?;
         let followed = after
             .counter(ACCEPT_FRAGMENT)?
             .saturating_sub(before.counter(ACCEPT_FRAGMENT)?);
         ensure!(
-            followed >= later_from_wan,
-            "{ACCEPT_FRAGMENT} grew by {followed}, fewer than the {later_from_wan} later \
-             fragments from the WAN: {:?}",
-            fragment_counters(&after)
+            followed == u64::from(later),
+            "{ACCEPT_FRAGMENT} grew by {followed}, not by the {later} later fragments that \
+             reached the router: {:?}",
+            fragment_counters_grown(before, &after)
         );
         Ok(())
     }
@@ -184,8 +192,9 @@ fn check_ping(family: Family, guard: Guard) -> Result<()> {
         wan_fragmented == u64::from(PINGS),
         "the WAN host fragmented {wan_fragmented} datagrams, not the {PINGS} replies"
     );
+    // Requests from the LAN, replies from the WAN: the same size.
     let later = later_fragments(family, PING_SIZE + ECHO_HEADER, MTU);
-    router.ensure_fragments_followed(before.as_ref(), u64::from(PINGS * later))
+    router.ensure_fragments_followed(before.as_ref(), 2 * PINGS * later)
 }
 
 #[test]
@@ -238,11 +247,9 @@ fn check_dns(family: Family, guard: Guard) -> Result<()> {
         "the answer over {family} has TXT records {:?}, not {BIG_NAME}'s",
         answer.txt
     );
+    // The query fits one packet; the answer does not.
     let size = u32::try_from(answer.size)? + UDP_HEADER;
-    router.ensure_fragments_followed(
-        before.as_ref(),
-        u64::from(later_fragments(family, size, MTU)),
-    )
+    router.ensure_fragments_followed(before.as_ref(), later_fragments(family, size, MTU))
 }
 
 #[test]
@@ -330,11 +337,13 @@ fn check_udp_echo(family: Family, fragmenter: Fragmenter, guard: Guard) -> Resul
         "the echo over {family} is {} bytes that are not the {DATAGRAM_SIZE} sent",
         received.len()
     );
-    let size = u32::try_from(DATAGRAM_SIZE)? + UDP_HEADER;
-    router.ensure_fragments_followed(
-        before.as_ref(),
-        u64::from(later_fragments(family, size, MTU)),
-    )
+    // The echo from the WAN, and the request from the LAN if it came in fragments.
+    let later = later_fragments(family, u32::try_from(DATAGRAM_SIZE)? + UDP_HEADER, MTU);
+    let arriving = match fragmenter {
+        Fragmenter::Sender => 2,
+        Fragmenter::Router => 1,
+    };
+    router.ensure_fragments_followed(before.as_ref(), arriving * later)
 }
 
 #[test]
@@ -400,32 +409,133 @@ fn netfilter_forward_policy_drops(rtr: &Netns, family: Family) -> Result<u64> {
         .with_context(|| format!("packet count in {header:?}"))
 }
 
+/// What the router dropped of forged datagrams: packets its forward policy dropped,
+/// and each `drop_fragment*` counter (the firewall's; none for netfilter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ForgedDrops {
+    policy: u64,
+    fragments: BTreeMap<String, u64>,
+}
+
+impl ForgedDrops {
+    fn read(router: &Guarded, family: Family) -> Result<Self> {
+        Ok(match router {
+            Guarded::Firewall(fw) => {
+                let stats = fw.stats()?;
+                fragment_drops(&stats)?;
+                Self {
+                    policy: stats.counter("drop_policy")?,
+                    fragments: stats
+                        .counters
+                        .into_iter()
+                        .filter(|(name, _)| name.starts_with(FRAGMENT_DROP_PREFIX))
+                        .collect(),
+                }
+            }
+            Guarded::Netfilter(rtr) => Self {
+                policy: netfilter_forward_policy_drops(rtr, family)?,
+                fragments: BTreeMap::new(),
+            },
+        })
+    }
+
+    /// How much each count grew since `before`.
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            policy: grew(before.policy, self.policy),
+            fragments: self
+                .fragments
+                .iter()
+                .map(|(name, count)| {
+                    let then = before.fragments.get(name).copied().unwrap_or(0);
+                    (name.clone(), grew(then, *count))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The forged datagrams: IP identification, whether the first fragment comes last, and
+/// the firewall's counter for the later fragments: those that follow a first fragment
+/// the policy dropped, or that come with no first fragment on record.
+const FORGED: [(u32, bool, &str); 2] = [
+    (0x1234, false, "drop_fragment_follows"),
+    (0x1235, true, "drop_fragment"),
+];
+
 /// The WAN host sends a UDP datagram to a LAN port nothing opened, in fragments, twice:
-/// first fragment first, then (another datagram) first fragment last, where the later
-/// fragments arrive with no first fragment on record. The LAN host listens on the port
-/// and captures its link: no datagram and no fragment may arrive. The router counts
-/// the drops: netfilter reassembles and its FORWARD policy drops each datagram once;
-/// the firewall drops each first fragment by policy and each later one as a fragment
-/// (`drop_fragment*`).
+/// first fragment first, then (another datagram) first fragment last. The LAN host
+/// listens on the port and captures its link: no datagram and no fragment may arrive.
+/// The router counts each datagram's drops: netfilter reassembles it and its FORWARD
+/// policy drops it once; the firewall drops the first fragment by policy and the later
+/// ones as fragments, by reason (see [`FORGED`]).
 fn check_fragments_to_closed_port(family: Family, guard: Guard) -> Result<()> {
     let topo = topology::router("fragin")?;
     let router = Guarded::start(&topo.rtr, guard)?;
     let (wan, lan) = (WAN_HOST.get(family), LAN_HOST.get(family));
     let sink = udp_sink(&topo.lan, CLOSED_PORT)?;
-    let between = format!("src host {wan} and dst host {lan}");
     let mut arrived = Capture::start(&topo.lan, "eth0", &format!("src host {wan}"))?;
-    let mut sent = Capture::start(&topo.wan, "eth0", &between)?;
-    let before = router.stats()?;
-    let nf_before = match guard {
-        Guard::Netfilter => netfilter_forward_policy_drops(&topo.rtr, family)?,
-        Guard::Firewall => 0,
-    };
+    let mut sent = Capture::start(
+        &topo.wan,
+        "eth0",
+        &format!("src host {wan} and dst host {lan}"),
+    )?;
 
-    for (id, reversed) in [(0x1234, false), (0x1235, true)] {
+    for (id, reversed, reason) in FORGED {
+        let what = if reversed {
+            "first fragment last"
+        } else {
+            "first fragment first"
+        };
+        let before = ForgedDrops::read(&router, family)?;
         scapy_send(&topo.wan, &forged_fragments(family, id, reversed))?;
+        let grown = poll(
+            &format!("the router to count the drops of the datagram sent {what}"),
+            COUNT_TIMEOUT,
+            || {
+                let grown = ForgedDrops::read(&router, family)?.since(&before);
+                let fragments: u64 = grown.fragments.values().sum();
+                let done = grown.policy >= 1
+                    && match guard {
+                        Guard::Firewall => fragments >= FORGED_LATER,
+                        Guard::Netfilter => true,
+                    };
+                Ok(if done {
+                    Probe::Ready(grown)
+                } else {
+                    Probe::Pending(format!("{grown:?}"))
+                })
+            },
+        )?;
+        eprintln!("drops of the datagram sent {what}: {grown:?}");
+        let expected = match guard {
+            // Other packets from the WAN host (MLD reports) may meet the policy too.
+            Guard::Firewall => ForgedDrops {
+                policy: grown.policy,
+                fragments: grown
+                    .fragments
+                    .keys()
+                    .map(String::as_str)
+                    .chain([reason])
+                    .map(|name| {
+                        let count = if name == reason { FORGED_LATER } else { 0 };
+                        (name.to_owned(), count)
+                    })
+                    .collect(),
+            },
+            Guard::Netfilter => ForgedDrops {
+                policy: 1,
+                fragments: BTreeMap::new(),
+            },
+        };
+        ensure!(
+            grown == expected,
+            "the router's drops of the datagram sent {what} grew by {grown:?}, expected \
+             {expected:?}"
+        );
     }
-    let datagrams = 2;
-    let fragments = datagrams * (1 + FORGED_LATER);
+
+    let fragments = u64::try_from(FORGED.len())? * (1 + FORGED_LATER);
     let sent = sent.packets(SETTLE);
     ensure!(
         u64::try_from(sent.len())? == fragments,
@@ -444,60 +554,6 @@ fn check_fragments_to_closed_port(family: Family, guard: Guard) -> Result<()> {
         "the LAN host's socket on port {CLOSED_PORT} received {} bytes",
         received.len()
     );
-
-    match (&router, before) {
-        (Guarded::Firewall(fw), Some(before)) => {
-            let (policy_before, fragments_before) =
-                (before.counter("drop_policy")?, fragment_drops(&before)?);
-            let (policy, dropped) = poll(
-                "the firewall to count the dropped fragments",
-                COUNT_TIMEOUT,
-                || {
-                    let now = fw.stats()?;
-                    let grown = (
-                        grew(policy_before, now.counter("drop_policy")?),
-                        grew(fragments_before, fragment_drops(&now)?),
-                    );
-                    Ok(
-                        if grown.0 >= datagrams && grown.1 >= datagrams * FORGED_LATER {
-                            Probe::Ready(grown)
-                        } else {
-                            Probe::Pending(format!("{grown:?}; {:?}", fragment_counters(&now)))
-                        },
-                    )
-                },
-            )?;
-            // Other packets from the WAN host (MLD reports) may meet the policy too;
-            // nothing else here is a fragment.
-            ensure!(
-                dropped == datagrams * FORGED_LATER,
-                "the firewall dropped {dropped} later fragments, expected \
-                 {}; first fragments by policy: {policy}; {}",
-                datagrams * FORGED_LATER,
-                router.describe()
-            );
-        }
-        (Guarded::Netfilter(rtr), _) => {
-            let dropped = poll(
-                "netfilter to count the dropped datagrams",
-                COUNT_TIMEOUT,
-                || {
-                    let dropped = grew(nf_before, netfilter_forward_policy_drops(rtr, family)?);
-                    Ok(if dropped >= datagrams {
-                        Probe::Ready(dropped)
-                    } else {
-                        Probe::Pending(format!("{dropped} dropped"))
-                    })
-                },
-            )?;
-            ensure!(
-                dropped == datagrams,
-                "netfilter's FORWARD policy dropped {dropped} packets, expected the \
-                 {datagrams} reassembled datagrams"
-            );
-        }
-        (Guarded::Firewall(_), None) => bail!("no counters were read before the test"),
-    }
     Ok(())
 }
 
