@@ -14,6 +14,7 @@ mod cmd;
 mod config;
 mod firewall;
 pub mod flood;
+pub mod fragments;
 mod netns;
 pub mod packets;
 mod poll;

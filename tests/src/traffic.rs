@@ -368,8 +368,19 @@ pub fn ping(netns: &Netns, addr: IpAddr) -> Result<bool> {
 /// Sends `count` echo requests with identifier `id`, 0.2 s apart, and returns how many
 /// replies came back (ping counts only replies that carry its identifier).
 pub fn ping_with_id(netns: &Netns, addr: IpAddr, id: u16, count: u32) -> Result<u32> {
-    let (addr_text, id_text, count_text) = (addr.to_string(), id.to_string(), count.to_string());
-    let output = netns.run([
+    ping_count(netns, addr, count, &["-e", &id.to_string()])
+}
+
+/// Sends `count` echo requests of `size` bytes of data (`ping -s`), 0.2 s apart, and
+/// returns how many replies came back whole (ping ignores a truncated reply).
+pub fn ping_sized(netns: &Netns, addr: IpAddr, size: u32, count: u32) -> Result<u32> {
+    ping_count(netns, addr, count, &["-s", &size.to_string()])
+}
+
+/// `ping -n -q -c COUNT -i 0.2 -W 2 EXTRA... ADDR`: how many replies came back.
+fn ping_count(netns: &Netns, addr: IpAddr, count: u32, extra: &[&str]) -> Result<u32> {
+    let (addr_text, count_text) = (addr.to_string(), count.to_string());
+    let mut args = vec![
         "ping",
         "-n",
         "-q",
@@ -379,10 +390,10 @@ pub fn ping_with_id(netns: &Netns, addr: IpAddr, id: u16, count: u32) -> Result<
         "0.2",
         "-W",
         "2",
-        "-e",
-        &id_text,
-        &addr_text,
-    ])?;
+    ];
+    args.extend_from_slice(extra);
+    args.push(&addr_text);
+    let output = netns.run(args)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     // `3 packets transmitted, 3 received, 0% packet loss, time 404ms`
     let received = stdout
