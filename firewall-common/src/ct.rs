@@ -196,6 +196,10 @@ pub struct CtEntry {
     /// why two CPUs may do so at once); the reply entry's stays zero.
     pub tcp: crate::tcp::track::TcpTrack,
 }
+/// The window bounds are moved with an 8-byte compare-and-exchange on the
+/// word that holds them (`tcp::track::Advance`): the windows start on an
+/// 8-byte boundary of the entry (map values are 8-byte aligned).
+const _: () = assert!(core::mem::offset_of!(CtEntry, tcp) % 8 == 0);
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 192);
 
 impl CtEntry {

@@ -251,7 +251,8 @@ fn track_tcp(
     let Some(slot) = tcp::slot() else {
         return TcpResult::Invalid(Counter::DropInvalidTcpState);
     };
-    slot.before.store_changes(&slot.after, &mut o.tcp);
+    slot.before
+        .store_changes(&slot.after, &mut o.tcp, tcp::Cmpxchg);
     let v = slot.verdict;
     match v.kind {
         tcp::KIND_ACCEPT => {}

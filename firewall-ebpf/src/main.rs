@@ -9,6 +9,10 @@
 //!   routing.
 #![no_std]
 #![no_main]
+// BPF_CMPXCHG for the TCP window bounds (`tcp::Cmpxchg`): the BPF target has no
+// `AtomicU32` (its spec claims no compare-and-swap), the instruction exists.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod admit;
 mod conntrack;

@@ -20,6 +20,49 @@ use crate::{
     parse::{LoadBytes, Packet, opaque, pkt_flags},
 };
 
+/// Moves a window bound of the live entry forward with BPF_CMPXCHG, a few
+/// tries at most (see `firewall_common::tcp::track::Advance`).
+#[derive(Clone, Copy)]
+pub struct Cmpxchg;
+
+impl track::Advance for Cmpxchg {
+    /// The BPF target compiled for the `generic` CPU has a 64-bit
+    /// compare-and-exchange only: the exchange covers the aligned eight
+    /// bytes around the bound and puts back its neighbour as it found it
+    /// (a neighbour changed meanwhile fails the exchange, which is retried).
+    #[inline(always)]
+    fn advance(self, track: &mut TcpTrack, off: usize, to: u32) {
+        let shift = ((off & 4) * 8) as u64;
+        let mask = 0xffff_ffffu64 << shift;
+        // SAFETY: the aligned u64 of the entry's windows that holds the
+        // bound (`CtEntry::tcp` starts on an 8-byte boundary, asserted in
+        // firewall-common; `off` is a constant inside the windows), valid
+        // for this run.
+        let word = unsafe { (track as *mut TcpTrack as *mut u8).add(off & !7) as *mut u64 };
+        // SAFETY: as above.
+        let mut cur = unsafe { core::ptr::read_volatile(word) };
+        for _ in 0..4 {
+            let bound = ((cur & mask) >> shift) as u32;
+            if !firewall_common::tcp::options::after(to, bound) {
+                return;
+            }
+            let new = (cur & !mask) | ((to as u64) << shift);
+            // SAFETY: as above.
+            let (now, done) = unsafe {
+                core::intrinsics::atomic_cxchg::<
+                    u64,
+                    { core::intrinsics::AtomicOrdering::SeqCst },
+                    { core::intrinsics::AtomicOrdering::SeqCst },
+                >(word, cur, new)
+            };
+            if done {
+                return;
+            }
+            cur = now;
+        }
+    }
+}
+
 /// `Outcome` flattened for map memory (an enum with fields would leave
 /// bytes the verifier sees as uninitialised).
 #[repr(C)]

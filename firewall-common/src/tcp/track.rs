@@ -86,17 +86,24 @@ impl Seen {
     /// the smaller end. A bound the tracker moved back (a SYN
     /// reinitialising its sender) is written as is.
     #[inline(always)]
-    fn store_changes(&self, after: &Seen, dst: &mut Seen) {
+    fn store_changes<A: Advance>(&self, after: &Seen, live: &mut TcpTrack, dir: usize, advance: A) {
         macro_rules! seq_bound {
             ($($f:ident),*) => {$(
-                if after.$f != self.$f
-                    && (before(after.$f, self.$f) || after_seq(after.$f, dst.$f))
-                {
-                    dst.$f = after.$f;
+                if after.$f != self.$f {
+                    if before(after.$f, self.$f) {
+                        live.seen[dir].$f = after.$f;
+                    } else {
+                        advance.advance(
+                            live,
+                            SEEN_AT[dir] + core::mem::offset_of!(Seen, $f),
+                            after.$f,
+                        );
+                    }
                 }
             )*};
         }
         seq_bound!(td_end, td_maxend, td_maxack);
+        let dst = &mut live.seen[dir];
         if after.td_maxwin != self.td_maxwin
             && (after.td_maxwin < self.td_maxwin || after.td_maxwin > dst.td_maxwin)
         {
@@ -111,10 +118,43 @@ impl Seen {
     }
 }
 
-/// `after`, under a name that does not clash with the field macro's.
-#[inline(always)]
-fn after_seq(a: u32, b: u32) -> bool {
-    after(a, b)
+/// Where each direction's [`Seen`] starts in a [`TcpTrack`].
+const SEEN_AT: [usize; 2] = [
+    core::mem::offset_of!(TcpTrack, seen),
+    core::mem::offset_of!(TcpTrack, seen) + core::mem::size_of::<Seen>(),
+];
+
+/// How a sequence bound is moved forward: `advance(track, off, to)` must
+/// leave the u32 at byte `off` of `track` at `to` unless it is already
+/// after `to` (another CPU moved it further). The datapath's is a
+/// compare-and-exchange (BPF_CMPXCHG on the map value), so that of two CPUs
+/// writing one bound the larger stays; a plain compare and store leaves a
+/// window between the two in which the smaller wins, and a later ACK of the
+/// data it covered then looks like one of data never sent. The offset is a
+/// constant where it is called (the verifier allows no arithmetic on a
+/// pointer's bits, so the exchange's 8-byte word is found from it). Static
+/// dispatch: BPF has no indirect calls.
+pub trait Advance: Copy {
+    fn advance(self, track: &mut TcpTrack, off: usize, to: u32);
+}
+
+/// [`Advance`] for a copy no other CPU writes (the host's tests).
+#[derive(Clone, Copy)]
+pub struct Plain;
+
+impl Advance for Plain {
+    #[inline(always)]
+    fn advance(self, track: &mut TcpTrack, off: usize, to: u32) {
+        assert!(off.is_multiple_of(4) && off + 4 <= core::mem::size_of::<TcpTrack>());
+        // SAFETY: an aligned u32 inside `track` (checked above).
+        let p = unsafe { (track as *mut TcpTrack as *mut u8).add(off) as *mut u32 };
+        // SAFETY: as above.
+        unsafe {
+            if after(to, *p) {
+                *p = to;
+            }
+        }
+    }
 }
 
 impl TcpTrack {
@@ -123,25 +163,24 @@ impl TcpTrack {
     /// from.
     ///
     /// The two directions of a connection may be tracked on two CPUs at
-    /// once, and nothing locks the entry (the object has no atomics to
-    /// build a lock from). Written back whole, one CPU's copy would undo
+    /// once, and nothing locks the entry (a BPF spin lock would need the
+    /// map's BTF, which the loader does not give it). Written back whole, one CPU's copy would undo
     /// the other's updates. Field by field, each bound the checks depend
     /// on has one writer in steady state: a segment moves its sender's
     /// `td_end` and `td_maxack` and its receiver's `td_maxend`, so the
     /// other direction's concurrent segment touches different fields.
     /// Two segments of the same direction on two CPUs (a sender whose
     /// thread moved) write the same bounds: those only ever move forward
-    /// here, so the later write cannot undo the earlier's larger one
-    /// (between its compare and its store a window of a few instructions
-    /// remains; the bounds are learnt again from the next segment). What
+    /// here, through `advance` (see [`Advance`]), so the later write cannot
+    /// undo the earlier's larger one. What
     /// else two CPUs may both write (the flag bits, the last-segment
     /// notes) is learnt again from the next segment too, or narrows only
     /// the lower bounds, whose failures are ignored (accepted), not
     /// dropped.
     #[inline(always)]
-    pub fn store_changes(&self, after: &TcpTrack, dst: &mut TcpTrack) {
-        self.seen[0].store_changes(&after.seen[0], &mut dst.seen[0]);
-        self.seen[1].store_changes(&after.seen[1], &mut dst.seen[1]);
+    pub fn store_changes<A: Advance>(&self, after: &TcpTrack, dst: &mut TcpTrack, advance: A) {
+        self.seen[0].store_changes(&after.seen[0], dst, 0, advance);
+        self.seen[1].store_changes(&after.seen[1], dst, 1, advance);
         macro_rules! changed {
             ($($f:ident),*) => {$(
                 if after.$f != self.$f {

@@ -588,8 +588,8 @@ fn concurrent_directions_keep_each_others_bounds() {
     assert!(matches!(out_a, Outcome::Accept { .. }), "{out_a:?}");
     assert!(matches!(out_b, Outcome::Accept { .. }), "{out_b:?}");
     let mut live = start;
-    start.store_changes(&a, &mut live);
-    start.store_changes(&b, &mut live);
+    start.store_changes(&a, &mut live, Plain);
+    start.store_changes(&b, &mut live, Plain);
     // The client's end from A, the client's new upper bound from B.
     assert_eq!(live.seen[0].td_end, a.seen[0].td_end);
     assert_eq!(live.seen[0].td_maxend, b.seen[0].td_maxend);
@@ -598,7 +598,7 @@ fn concurrent_directions_keep_each_others_bounds() {
     // Unchanged fields are left as the live copy has them.
     let mut other = start;
     other.seen[1].td_maxack = 12345;
-    start.store_changes(&start, &mut other);
+    start.store_changes(&start, &mut other, Plain);
     assert_eq!(other.seen[1].td_maxack, 12345);
 }
 
@@ -628,8 +628,8 @@ fn concurrent_segments_of_one_direction_never_move_a_bound_back() {
         assert!(matches!(out, Outcome::Accept { .. }), "{out:?}");
     }
     let mut live = start;
-    start.store_changes(&second, &mut live);
-    start.store_changes(&first, &mut live);
+    start.store_changes(&second, &mut live, Plain);
+    start.store_changes(&first, &mut live, Plain);
     assert_eq!(live.seen[0].td_end, CISS + 2001, "the larger end stays");
     // The server acknowledges everything: in window.
     let mut after_ack = live;
@@ -652,7 +652,7 @@ fn a_bound_the_tracker_moves_back_is_stored_as_is() {
     after.seen[0].td_end = start.seen[0].td_end.wrapping_sub(5000);
     after.seen[0].td_maxwin = 10;
     let mut live = start;
-    start.store_changes(&after, &mut live);
+    start.store_changes(&after, &mut live, Plain);
     assert_eq!(live.seen[0].td_end, after.seen[0].td_end);
     assert_eq!(live.seen[0].td_maxwin, 10);
 }
