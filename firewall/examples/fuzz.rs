@@ -7,6 +7,7 @@
 //! ```text
 //! fuzz [--packets N] [--seed S] [--phase NAME] [--check-every N] [--strict] [--out DIR]
 //! fuzz --replay FILE [--minimise] [--strict] [--out DIR]
+//! fuzz --self-test
 //! ```
 //!
 //! A run is split into phases, each a fresh private instance in a network
@@ -39,6 +40,8 @@ mod replay;
 mod rng;
 #[path = "fuzz/router.rs"]
 mod router;
+#[path = "fuzz/selftest.rs"]
+mod selftest;
 #[path = "fuzz/state.rs"]
 mod state;
 #[path = "fuzz/table.rs"]
@@ -80,6 +83,7 @@ struct Options {
     replay: Option<PathBuf>,
     minimise: bool,
     strict: bool,
+    self_test: bool,
     /// Where failures' replay files go.
     out: PathBuf,
 }
@@ -96,6 +100,7 @@ impl Options {
             replay: None,
             minimise: false,
             strict: false,
+            self_test: false,
             out: PathBuf::from("target/fuzz"),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -108,6 +113,10 @@ impl Options {
                 }
                 "--strict" => {
                     o.strict = true;
+                    continue;
+                }
+                "--self-test" => {
+                    o.self_test = true;
                     continue;
                 }
                 _ => {}
@@ -123,7 +132,7 @@ impl Options {
                 other => bail!(
                     "unknown option {other}; usage: fuzz [--packets N] [--seed S] \
                      [--phase NAME] [--check-every N] [--strict] [--out DIR] | \
-                     fuzz --replay FILE [--minimise] [--strict] [--out DIR]"
+                     fuzz --replay FILE [--minimise] [--strict] [--out DIR] | fuzz --self-test"
                 ),
             }
         }
@@ -143,6 +152,7 @@ fn parse_seed(s: &str) -> Result<u64> {
 
 fn main() -> ExitCode {
     let result = Options::parse().and_then(|o| match &o.replay {
+        _ if o.self_test => selftest::run(),
         Some(path) => replay::replay(path, o.minimise, o.strict, &o.out),
         None => fuzz(&o),
     });

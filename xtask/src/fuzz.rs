@@ -106,10 +106,16 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
 }
 
 /// The deterministic run of `cargo xtask test`, with the debug build the test layers
-/// made. Counts as one test: `Ok(true)` if no invariant failed.
+/// made: first the self-test (every invariant's check fires on a state made to break
+/// it), then the run. Counts as one test: `Ok(true)` if both passed.
 pub fn ci() -> Result<bool> {
     run_visible(&mut cargo(["build", "-p", "firewall", "--example", "fuzz"]))?;
     let bin = target_dir().join("debug").join("examples").join("fuzz");
+    let mut self_test = Command::new(&bin);
+    self_test.arg("--self-test").current_dir(workspace_root());
+    if run_visible(&mut self_test).is_err() {
+        return Ok(false);
+    }
     let mut command = Command::new(&bin);
     command
         .args(["--packets", CI_PACKETS, "--seed", CI_SEED, "--out"])

@@ -266,7 +266,7 @@ pub fn dropped_changes_nothing(
             .join("; ")
     };
     if POLICY_DROPS.contains(&reason) {
-        return tracked_then_refused(r, &changed)
+        return tracked_then_refused(&changed)
             .map_err(|why| format!("{} changed entries ({why}): {}", reason.name(), describe()));
     }
     if TRACKER_DROPS.contains(&reason) {
@@ -449,10 +449,7 @@ pub fn creation_keeps_others(before: &Table, after: &Table) -> Result<Vec<CtKey>
 /// The changes of a packet tracked on an unanswered connection before the
 /// policy refused it: one connection, answered by nobody before the run,
 /// whose entry counted exactly this packet.
-fn tracked_then_refused(
-    r: &RunRecord,
-    changed: &[(&CtKey, &CtEntry, &CtEntry)],
-) -> Result<(), String> {
+fn tracked_then_refused(changed: &[(&CtKey, &CtEntry, &CtEntry)]) -> Result<(), String> {
     let keys: HashSet<&CtKey> = changed.iter().map(|(k, _, _)| *k).collect();
     let (k, b, a) = changed
         .iter()
@@ -467,7 +464,6 @@ fn tracked_then_refused(
     if a.peer != b.peer || a.dir != b.dir {
         return Err("the entry's identity changed".into());
     }
-    let _ = r;
     Ok(())
 }
 

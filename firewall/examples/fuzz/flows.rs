@@ -93,7 +93,12 @@ impl Flow {
         let (lan, wan): (IpAddr, IpAddr) = if v6 {
             (lan_v6(n).into(), wan_v6(m).into())
         } else {
-            (lan_v4(n).into(), wan_v4(m).into())
+            let server = if rng.one_in(20) {
+                topology::unroutable_v4(m)
+            } else {
+                wan_v4(m)
+            };
+            (lan_v4(n).into(), server.into())
         };
         let service = match proto {
             Proto::Tcp => *rng.pick(&[80, 443, 21, 21, 23, 25, 22]),
@@ -299,7 +304,9 @@ impl Flow {
                     };
                     ftp_line(rng, from_client, addr, port)
                 } else {
-                    rng.bytes_range(1, 300)
+                    // Now and then more than the MTU holds.
+                    let most = if rng.one_in(15) { 1600 } else { 300 };
+                    rng.bytes_range(1, most)
                 };
                 (from_client, ACK | PSH, payload)
             }

@@ -199,6 +199,7 @@ fn endpoint(rng: &mut Rng, side: Side, v4: bool) -> IpAddr {
         (_, false, 0 | 1) => IpAddr::from(topology::ROUTER_LAN_V6),
         (Side::Lan, true, _) => IpAddr::from(lan_v4(n)),
         (Side::Lan, false, _) => IpAddr::from(lan_v6(n)),
+        (Side::Wan, true, 2) => IpAddr::from(topology::unroutable_v4(n)),
         (Side::Wan, true, _) => IpAddr::from(wan_v4(n)),
         (Side::Wan, false, _) => IpAddr::from(wan_v6(n)),
     }

@@ -23,6 +23,12 @@ const NAT_INTERFACES: &str = "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\
     masquerade = true\nnat_ports = \"20000-20127\"\n\n\
     [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n";
 
+/// Four ports to masquerade to: a port taken twice is soon exhausted
+/// (`drop_nat_exhausted`).
+const FEW_PORTS_INTERFACES: &str = "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\
+    masquerade = true\nnat_ports = \"20000-20003\"\n\n\
+    [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n";
+
 const PLAIN_INTERFACES: &str = "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n\n\
     [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n";
 
@@ -105,11 +111,12 @@ pub const PHASES: [Phase; 3] = [
         table: 1024,
         masquerade: false,
     },
-    // A table small enough to fill: early drop and table-full drops.
+    // A table small enough to fill (early drop, table-full drops) and few
+    // ports to masquerade to.
     Phase {
         name: "small-table",
         share: 10,
-        interfaces: NAT_INTERFACES,
+        interfaces: FEW_PORTS_INTERFACES,
         config: NAT_CONFIG,
         table: 96,
         masquerade: true,
@@ -131,6 +138,10 @@ pub const ROUTER_IP: &[&str] = &[
     "neigh add 10.0.1.5 lladdr 02:00:00:00:01:05 dev lan0",
     "neigh add 10.0.1.10 lladdr 02:00:00:00:01:0a dev lan0",
     "neigh add fd00:1::5 lladdr 02:00:00:00:01:05 dev lan0",
+    // Destinations the stack will not forward to: `pass_unroutable`, the
+    // fast path's `no_route`.
+    "route add unreachable 198.51.100.0/25",
+    "route add blackhole 198.51.100.128/25",
 ];
 
 pub const SYSCTLS: &[(&str, &str)] = &[
@@ -155,6 +166,17 @@ pub fn is_router(a: IpAddr) -> bool {
     a == IpAddr::V4(ROUTER_LAN_V4)
         || a == IpAddr::V4(ROUTER_WAN_V4)
         || a == IpAddr::V6(ROUTER_LAN_V6)
+}
+
+/// Whether the stack would refuse to forward to `a` (the unreachable and
+/// blackhole routes above).
+pub fn is_unroutable(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V4(v4) if v4.octets()[..3] == [198, 51, 100])
+}
+
+/// A host beyond the unreachable and blackhole routes.
+pub fn unroutable_v4(n: u8) -> [u8; 4] {
+    [198, 51, 100, n]
 }
 
 /// A LAN host: mostly the few the flows reuse, sometimes any.
