@@ -267,15 +267,20 @@ pub fn standalone(rng: &mut Rng) -> (Origin, Vec<Vec<u8>>) {
             query(v4, ty, rng.u16(), rng.u16())
         }
         5 => {
-            // An error about a packet from or to anyone.
-            let inner = Datagram {
+            // An error about a packet from or to anyone, of any kind,
+            // with options or extension headers of its own.
+            let mut inner = Datagram {
                 net: crate::packets::net(dst, src),
-                l4: if rng.one_in(2) {
-                    udp(dport, sport, b"q")
-                } else {
-                    tcp(dport, sport, 0x12, rng.u32(), rng.u32(), b"")
+                l4: match rng.below(4) {
+                    0 => udp(dport, sport, b"q"),
+                    1 => tcp(dport, sport, 0x12, rng.u32(), rng.u32(), b""),
+                    2 => query(v4, if v4 { 8 } else { 128 }, rng.u16(), 1),
+                    _ => sctp(dport, sport, rng.u32(), sctp_chunk(0, 3, b"data")),
                 },
             };
+            if rng.one_in(3) {
+                mutate::options(rng, &mut inner.net);
+            }
             let quote = if rng.one_in(3) {
                 // A quoted fragment, first or not.
                 let frags = inner.fragments(&[8], rng.u32());

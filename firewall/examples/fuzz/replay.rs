@@ -272,7 +272,7 @@ pub fn whole_table(r: &mut Router) -> Result<(), Failed> {
     })?;
     let new = found.selves.iter().filter(|k| r.selves.insert(**k)).count();
     r.note(Known::SelfInverseTuple, new as u64);
-    table::translations(&t)
+    table::translations(&t, &r.victims)
         .map_err(|d| Failed::table("no two connections hold the same translated tuple", d))?;
     r.check_counter_sum()
         .map_err(|d| Failed::table("the verdict counters add up to the packets processed", d))

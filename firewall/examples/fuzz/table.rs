@@ -123,9 +123,14 @@ fn rewritten(key: &CtKey, e: &CtEntry) -> CtKey {
 /// translation is one the reply undoes: the original tuple as its rewrite
 /// leaves it is the reply key inverted, and the reply key as the reply
 /// entry's rewrite leaves it is the original key inverted.
-pub fn translations(t: &Table) -> Result<(), String> {
+/// The `victims` of `ReplyEntryReplacesAnother`, whose peer belongs to
+/// another connection now, are passed over.
+pub fn translations(t: &Table, victims: &HashSet<CtKey>) -> Result<(), String> {
     let mut holders: HashMap<CtKey, CtKey> = HashMap::new();
-    for (k, o) in t.iter().filter(|(_, e)| !e.is_reply()) {
+    for (k, o) in t
+        .iter()
+        .filter(|(k, e)| !e.is_reply() && !victims.contains(k))
+    {
         let Some(r) = t.get(&o.peer) else {
             continue; // `pairs` reports it.
         };
