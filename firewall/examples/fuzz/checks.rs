@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use firewall_common::{
     CtEntry, CtKey,
     ct::flags,
+    nat::NatRewrite,
     stats::Counter,
     tcp::{TCP_SYN, TcpFlagIndex, track::seen_flags},
 };
@@ -266,7 +267,7 @@ pub fn dropped_changes_nothing(
             .join("; ")
     };
     if POLICY_DROPS.contains(&reason) {
-        return tracked_then_refused(&changed)
+        return tracked_then_refused(&changed, r.strict, known)
             .map_err(|why| format!("{} changed entries ({why}): {}", reason.name(), describe()));
     }
     if TRACKER_DROPS.contains(&reason) {
@@ -399,15 +400,23 @@ pub enum Known {
     /// What is left is the other connection's reply entry naming a key
     /// that now belongs to the new one.
     ReplyEntryReplacesAnother,
+    /// A connection a port forward or an FTP expectation let in has its
+    /// next original-direction packet before the reply (a retransmitted
+    /// SYN, a second datagram) judged by the policy, which from the WAN
+    /// drops it (`drop_policy`): a hit that is not ESTABLISHED goes to the
+    /// policy with the plain fallback, not the port forward's acceptance,
+    /// and an expected connection's RELATED hit is judged too.
+    UnansweredForwardRefused,
 }
 
 impl Known {
-    pub const ALL: [Known; 5] = [
+    pub const ALL: [Known; 6] = [
         Known::RefusedSegmentInitialisesWindow,
         Known::RefusedFirstFragmentMakesLiberal,
         Known::SelfInverseTuple,
         Known::HostFragmentUntranslated,
         Known::ReplyEntryReplacesAnother,
+        Known::UnansweredForwardRefused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -417,6 +426,7 @@ impl Known {
             Known::SelfInverseTuple => "self-inverse-tuple",
             Known::HostFragmentUntranslated => "host-fragment-untranslated",
             Known::ReplyEntryReplacesAnother => "reply-entry-replaces-another",
+            Known::UnansweredForwardRefused => "unanswered-forward-refused",
         }
     }
 }
@@ -449,7 +459,18 @@ pub fn creation_keeps_others(before: &Table, after: &Table) -> Result<Vec<CtKey>
 /// The changes of a packet tracked on an unanswered connection before the
 /// policy refused it: one connection, answered by nobody before the run,
 /// whose entry counted exactly this packet.
-fn tracked_then_refused(changed: &[(&CtKey, &CtEntry, &CtEntry)]) -> Result<(), String> {
+///
+/// Not a connection whose first packet a port forward or an FTP
+/// expectation let in: the port forward is accepted unless a rule drops it,
+/// and an expected connection's packets are RELATED until the reply, which
+/// the policy never judges (ARCHITECTURE.md, *The path of a packet*, step
+/// 6). Refusing its second packet is the known deviation
+/// `UnansweredForwardRefused`.
+fn tracked_then_refused(
+    changed: &[(&CtKey, &CtEntry, &CtEntry)],
+    strict: bool,
+    known: &mut Vec<Known>,
+) -> Result<(), String> {
     let keys: HashSet<&CtKey> = changed.iter().map(|(k, _, _)| *k).collect();
     let (k, b, a) = changed
         .iter()
@@ -463,6 +484,14 @@ fn tracked_then_refused(changed: &[(&CtKey, &CtEntry, &CtEntry)]) -> Result<(), 
     }
     if a.peer != b.peer || a.dir != b.dir {
         return Err("the entry's identity changed".into());
+    }
+    if b.nat == NatRewrite::Dst as u8 || b.flags & flags::EXPECTED != 0 {
+        if strict {
+            return Err(format!(
+                "{k:?} was let in by a port forward or an expectation"
+            ));
+        }
+        known.push(Known::UnansweredForwardRefused);
     }
     Ok(())
 }
