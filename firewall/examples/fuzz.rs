@@ -42,6 +42,8 @@ mod rng;
 mod router;
 #[path = "fuzz/selftest.rs"]
 mod selftest;
+#[path = "fuzz/stack.rs"]
+mod stack;
 #[path = "fuzz/state.rs"]
 mod state;
 #[path = "fuzz/table.rs"]
