@@ -63,7 +63,8 @@ pub enum Shape {
 /// `skip_forwarded`, `drop_*`), as opposed to a note on the way (`ct_*`,
 /// `nat_*`, `ftp_*`, `fastpath_*`, `log_*`, `rule_limited`, `tcp_*`), of
 /// which a run may count any number. The names are the classification:
-/// `firewall stats` lists them under one heading.
+/// `firewall_common::stats` declares no other, and its prefixes are
+/// consistent (every `drop_*` is counted where a packet is dropped).
 pub fn is_verdict(c: Counter) -> bool {
     is_accept(c) || is_drop(c)
 }
