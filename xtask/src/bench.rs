@@ -20,7 +20,7 @@ use tests::{
     topology::{self, RouterOptions, RouterTopology, WAN_HOST},
 };
 
-use crate::{cargo, heading, run_visible, setup, workspace_root};
+use crate::{cargo, heading, run_visible, setup, target_dir};
 
 /// End-to-end samples per figure.
 const E2E_SAMPLES: usize = 5;
@@ -92,17 +92,6 @@ pub fn run() -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("\nwritten to {}", path.display());
     e2e.map(|_| ())
-}
-
-fn target_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    if target.is_absolute() {
-        target
-    } else {
-        workspace_root().join(target)
-    }
 }
 
 // ---------------------------------------------------------------------------

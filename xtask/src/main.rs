@@ -1,6 +1,7 @@
 //! `cargo xtask <verb>`: the one entry point for developers and CI.
 
 mod bench;
+mod fuzz;
 mod lab;
 mod lint;
 mod setup;
@@ -32,6 +33,10 @@ enum Verb {
     /// setup, release build, then per-packet (BPF_PROG_TEST_RUN), scale and end-to-end
     /// benchmarks; a Markdown table, and JSON in target/bench/.
     Bench,
+    /// setup, release build, then mutated traffic through the real programs with the
+    /// datapath's invariants checked; prints packets/s and the counters reached
+    /// (docs/FUZZING.md).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Verb::Test => test::run(),
         Verb::Lab => lab::run(),
         Verb::Bench => bench::run(),
+        Verb::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,17 +78,21 @@ fn workspace_root() -> &'static Path {
         .expect("xtask lives inside the workspace")
 }
 
-/// `target/debug/firewall`, honouring `$CARGO_TARGET_DIR`.
-fn firewall_bin() -> PathBuf {
+/// The cargo target directory, honouring `$CARGO_TARGET_DIR`.
+fn target_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let target = if target.is_absolute() {
+    if target.is_absolute() {
         target
     } else {
         workspace_root().join(target)
-    };
-    target.join("debug").join("firewall")
+    }
+}
+
+/// `target/debug/firewall`.
+fn firewall_bin() -> PathBuf {
+    target_dir().join("debug").join("firewall")
 }
 
 /// `cargo ARGS...` in the workspace root. The rustup proxy from PATH, so that

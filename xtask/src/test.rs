@@ -1,6 +1,7 @@
 //! `cargo xtask test`: setup, lint, build, then the test layers from the cheapest to the
 //! most realistic, stopping at the first failing layer. Ends with the plain summary line
-//! `N passed, N failed` summed over every `test result:` line cargo printed.
+//! `N passed, N failed` summed over every `test result:` line cargo printed, and the
+//! fuzzer's deterministic run counted as one test.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -9,24 +10,30 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Reported, cargo, describe, firewall_bin, heading, lint, run_visible, setup};
+use crate::{Reported, cargo, describe, firewall_bin, fuzz, heading, lint, run_visible, setup};
 
-/// One `cargo test` run.
-struct Layer {
-    title: &'static str,
-    krate: &'static str,
+/// One `cargo test` run, or the fuzzer's run.
+enum Layer {
+    Cargo {
+        title: &'static str,
+        krate: &'static str,
+    },
+    Fuzz,
 }
 
-const LAYERS: [Layer; 3] = [
-    Layer {
+const LAYERS: [Layer; 4] = [
+    Layer::Cargo {
         title: "host unit tests",
         krate: "firewall-common",
     },
-    Layer {
+    Layer::Cargo {
         title: "firewall unit tests and BPF_PROG_TEST_RUN tests",
         krate: "firewall",
     },
-    Layer {
+    // After the BPF_PROG_TEST_RUN tests, whose harness it drives, and before the
+    // slowest layer.
+    Layer::Fuzz,
+    Layer::Cargo {
         title: "end-to-end tests in veth namespaces",
         krate: "tests",
     },
@@ -98,11 +105,28 @@ fn run_all(tally: &mut Tally) -> Result<()> {
     run_visible(&mut cargo(["build", "-p", "firewall"]))?;
     let bin = firewall_bin();
     for (number, layer) in LAYERS.iter().enumerate() {
-        let Layer { title, krate } = layer;
+        let (title, krate) = match layer {
+            Layer::Cargo { title, krate } => (*title, *krate),
+            Layer::Fuzz => {
+                let title = format!(
+                    "fuzzer, {} packets, seed {}",
+                    fuzz::CI_PACKETS,
+                    fuzz::CI_SEED
+                );
+                heading(&format!("layer {}/{}: {title}", number + 1, LAYERS.len()));
+                if fuzz::ci()? {
+                    tally.passed += 1;
+                } else {
+                    tally.failed += 1;
+                    bail!("layer {title}: an invariant failed (the report is above)");
+                }
+                continue;
+            }
+        };
         heading(&format!("layer {}/{}: {title}", number + 1, LAYERS.len()));
         // Within a layer every test binary runs, so one report shows all failures.
         let mut command = cargo(["test", "--no-fail-fast", "-p", krate]);
-        if *krate == "tests" {
+        if krate == "tests" {
             command.env("FIREWALL_BIN", &bin);
             // Errors print their cause chain; an anyhow backtrace per failure only buries it.
             command.env("RUST_LIB_BACKTRACE", "0");
