@@ -253,6 +253,10 @@ counters! {
     /// command passed unread would miss its expectation or, under NAT,
     /// leave with the inside address in it.
     DropFragmentHelper => "drop_fragment_helper",
+    /// New connections whose reply tuple is already another connection's
+    /// entry (or is their own tuple): refused, never overwriting it, as
+    /// netfilter's confirm refuses them (`insert_failed`).
+    DropCtClash => "drop_ct_clash",
 }
 
 /// Slots in the `STATS` map: more than [`Counter::COUNT`] so that new

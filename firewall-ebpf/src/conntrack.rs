@@ -251,9 +251,15 @@ fn track_tcp(
     let Some(slot) = tcp::slot() else {
         return TcpResult::Invalid(Counter::DropInvalidTcpState);
     };
-    slot.before
-        .store_changes(&slot.after, &mut o.tcp, tcp::Cmpxchg);
     let v = slot.verdict;
+    // A refused segment changes no bound (stricter than netfilter, which
+    // initialises a sender from its first segment in place before the
+    // checks: one spoofed SYN-ACK with a wrong ACK would then set the
+    // reply direction's window, and scaling, for the real one to fail).
+    if v.kind != tcp::KIND_INVALID {
+        slot.before
+            .store_changes(&slot.after, &mut o.tcp, tcp::Cmpxchg);
+    }
     match v.kind {
         tcp::KIND_ACCEPT => {}
         tcp::KIND_IGNORE => {
@@ -479,13 +485,17 @@ pub fn create(
                     return Ok(NO_REWRITE);
                 }
             }
-            if let Err(err) = early_drop::insert(&orig.peer, reply, 0, &p.key, now) {
+            // The reply tuple may be another connection's entry (a
+            // masqueraded connection's inverse, or this very tuple when it
+            // is its own reply): never overwritten. netfilter refuses the
+            // packet at confirm (`insert_failed`) the same way.
+            if let Err(err) = early_drop::insert(&orig.peer, reply, BPF_NOEXIST as u64, &p.key, now)
+            {
                 let _ = CONNTRACK.remove(&p.key);
                 if err == E2BIG {
                     return Err(Counter::DropTableFull);
                 }
-                count(Counter::CtInsertFailed);
-                return Ok(NO_REWRITE);
+                return Err(Counter::DropCtClash);
             }
         }
         NatSpec::Dest { addr, port } => {

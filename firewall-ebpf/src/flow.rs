@@ -9,7 +9,7 @@ use aya_ebpf::{
 use firewall_common::{
     Chain, Counter, CtState, FAMILY_V4, Role, Settings,
     ct::flags,
-    nat::{NatRewrite, PortFwdKey},
+    nat::{IfaceNat, NatRewrite, PortFwdKey},
     settings_nat,
 };
 
@@ -229,17 +229,24 @@ fn decide<C: EbpfContext + LoadBytes>(
             // No first fragment on record: nothing to judge it by. From
             // outside it stays out; from inside (or from the host) it
             // passes, and a NAT interface still refuses it untranslated.
-            let untrusted = matches!(
-                hook,
+            let v = match hook {
                 Hook::Ingress {
-                    role: Role::Wan,
-                    ..
+                    role: Role::Wan, ..
+                } => drop_with(Counter::DropFragment),
+                Hook::Ingress { .. } => pass_with(Counter::AcceptFragmentOrphan),
+                // The host's own: nothing to translate it by, so not out
+                // of a NAT interface from another address.
+                Hook::Egress { ifindex } => {
+                    let out = iface(ifindex).unwrap_or_default();
+                    if out.nat != IfaceNat::None as u8
+                        && p.key.family == FAMILY_V4
+                        && p.key.src[0] != out.nat_addr
+                    {
+                        drop_with(Counter::DropFragmentUntranslated)
+                    } else {
+                        pass_with(Counter::AcceptFragmentOrphan)
+                    }
                 }
-            );
-            let v = if untrusted {
-                drop_with(Counter::DropFragment)
-            } else {
-                pass_with(Counter::AcceptFragmentOrphan)
             };
             return (v, none);
         }
@@ -285,11 +292,35 @@ fn decide<C: EbpfContext + LoadBytes>(
                 let fast = nat == NO_REWRITE && !helped;
                 return (Verdict::Established { fast }, nat);
             }
+            // A data connection a helper announced stays RELATED until
+            // its reply (netfilter's IPS_EXPECTED): as its first packet,
+            // the policy does not judge its retransmissions.
+            Tracked::Hit {
+                state: CtState::Related,
+                nat,
+                ..
+            } => Pending {
+                related: true,
+                ..Pending::decided(nat)
+            },
             // An original-direction packet of a connection that has not
-            // been answered yet is still NEW: policy decides again.
+            // been answered yet is still NEW: policy decides again, with
+            // the port forward's acceptance for a port-forwarded one (its
+            // original entry rewrites the destination), as for its first
+            // packet: a retransmitted SYN must not meet the WAN's policy.
             Tracked::Hit { state: st, nat, .. } => {
                 state = st;
-                Pending::decided(nat)
+                Pending {
+                    port_forward: nat == NatRewrite::Dst as u8
+                        && matches!(
+                            hook,
+                            Hook::Ingress {
+                                role: Role::Wan,
+                                ..
+                            }
+                        ),
+                    ..Pending::decided(nat)
+                }
             }
             Tracked::Miss => match first_packet(p, settings, hook, now) {
                 Ok(pending) => pending,

@@ -1,10 +1,7 @@
 //! Regression tests for what `cargo xtask fuzz` found, each with the frames
-//! that found it (docs/FUZZING.md, *Known deviations*). The datapath is not
-//! changed here: the tests that still fail are `#[ignore]`d with the name
-//! of the deviation, for whoever fixes it (or decides the invariant is the
-//! one to change) to turn on.
+//! that found it (docs/FUZZING.md, *Found and fixed*).
 //!
-//! Needs root: `cargo test -p firewall --test fuzz_found -- --include-ignored`.
+//! Needs root: `cargo test -p firewall --test fuzz_found`.
 
 mod common;
 
@@ -47,7 +44,6 @@ fn grew(h: &Harness, c: Counter) -> bool {
 /// (`drop_policy`), after tracking counted it. Found by the fuzzer's check
 /// that a dropped packet changes no entry.
 #[test]
-#[ignore = "fuzzer finding: unanswered-forward-refused"]
 fn a_port_forward_accepts_the_connections_next_packets_before_the_reply() {
     let h = nat_router(
         "[[port_forward]]\nproto = \"tcp\"\nport = 8080\nto = \"10.0.1.10:80\"\n\n\
@@ -67,7 +63,6 @@ fn a_port_forward_accepts_the_connections_next_packets_before_the_reply() {
 /// RELATED until the reply, which the policy never judges (ARCHITECTURE.md,
 /// step 6), yet the server's retransmitted SYN is dropped.
 #[test]
-#[ignore = "fuzzer finding: unanswered-forward-refused"]
 fn an_expected_connection_accepts_its_next_packets_before_the_reply() {
     let h = Harness::with_setup(
         &Setup {
@@ -132,7 +127,6 @@ fn an_expected_connection_accepts_its_next_packets_before_the_reply() {
 /// and port: the masqueraded connection loses its original entry, and its
 /// next packet leaves untranslated, so it is dropped (`drop_nat_untranslated`).
 #[test]
-#[ignore = "fuzzer finding: a new connection's reply entry overwrites another's original entry"]
 fn a_new_connection_never_replaces_an_entry_of_another() {
     let h = nat_router(
         "[[rule]]\nchain = \"forward\"\nproto = \"tcp\"\ndst = \"10.0.1.5\"\naction = \"accept\"\n",
@@ -164,7 +158,6 @@ fn a_new_connection_never_replaces_an_entry_of_another() {
 /// up mid-stream and masqueraded, then the host sending the inverse tuple
 /// out of `lan0`.
 #[test]
-#[ignore = "fuzzer finding: a new connection's reply entry overwrites another's original entry"]
 fn a_new_connection_never_replaces_an_entry_of_another_fuzzer_frames() {
     let h = nat_router("");
     let first = unhex(
@@ -201,7 +194,6 @@ fn a_new_connection_never_replaces_an_entry_of_another_fuzzer_frames() {
 /// from `10.0.2.1` to `10.0.2.1` sent by the host; from a LAN host to
 /// itself, hairpinned, it is the same.
 #[test]
-#[ignore = "fuzzer finding: self-inverse-tuple"]
 fn a_tuple_that_is_its_own_reply_leaves_no_reply_entry_in_its_place() {
     let h = nat_router("");
     let me = sa("10.0.1.5:7");
@@ -226,7 +218,6 @@ fn a_tuple_that_is_its_own_reply_leaves_no_reply_entry_in_its_place() {
 /// (as netfilter does: it initialises the sender in place before checking).
 /// ARCHITECTURE.md: "A dropped segment changes no bound."
 #[test]
-#[ignore = "fuzzer finding: refused-segment-initialises-window"]
 fn a_refused_syn_ack_leaves_the_windows_as_they_were() {
     let h = nat_router("");
     // 10.0.1.5:23528 -> 203.0.113.8:80, SYN with MSS, SACK-permitted,
@@ -257,7 +248,6 @@ fn a_refused_syn_ack_leaves_the_windows_as_they_were() {
 /// tuple (server, public address and port) can stop connections being set
 /// up, one spoofed segment each.
 #[test]
-#[ignore = "fuzzer finding: refused-segment-initialises-window"]
 fn a_spoofed_syn_ack_does_not_break_the_handshake() {
     let h = nat_router("");
     let client = sa("10.0.1.5:23528");
@@ -308,7 +298,6 @@ fn a_spoofed_syn_ack_does_not_break_the_handshake() {
 /// the windows whatever the verdict: window checks stay off for the
 /// connection.
 #[test]
-#[ignore = "fuzzer finding: refused-first-fragment-makes-liberal"]
 fn a_refused_first_fragment_leaves_the_windows_as_they_were() {
     let h = nat_router("");
     let syn = unhex(
@@ -339,7 +328,6 @@ fn a_refused_first_fragment_leaves_the_windows_as_they_were() {
 /// before any translation). The fragment work in progress is meant to
 /// give it its first fragment's translation, or drop it.
 #[test]
-#[ignore = "fuzzer finding: host-fragment-untranslated"]
 fn a_later_fragment_the_host_sends_does_not_leave_a_masquerading_interface_untranslated() {
     let h = nat_router("");
     // 10.0.1.1 -> 203.0.113.25, UDP, fragment offset 0xff.

@@ -118,7 +118,14 @@ pub fn ci() -> Result<bool> {
     }
     let mut command = Command::new(&bin);
     command
-        .args(["--packets", CI_PACKETS, "--seed", CI_SEED, "--out"])
+        .args([
+            "--packets",
+            CI_PACKETS,
+            "--seed",
+            CI_SEED,
+            "--strict",
+            "--out",
+        ])
         .arg(target_dir().join("fuzz"))
         .current_dir(workspace_root());
     let line = describe(&command);

@@ -87,6 +87,7 @@ const AFTER_ACCEPT: &[Counter] = &[
     Counter::DropFtpPartial,
     Counter::DropFtpInvalid,
     Counter::DropFtpUnmangleable,
+    Counter::DropFragmentHelper,
     Counter::DropMalformed,
 ];
 
@@ -443,7 +444,16 @@ pub fn creation_keeps_others(before: &Table, after: &Table) -> Result<Vec<CtKey>
         let Some(a) = after.get(k) else {
             continue;
         };
-        if (a.peer, a.dir) != (b.peer, b.dir) {
+        // The same two keys, each other's peers still, directions swapped:
+        // a connection reopened by a SYN from its reply side (netfilter
+        // kills the old one and the SYN's side becomes the original).
+        let swapped =
+            a.peer == b.peer && a.dir != b.dir && after.get(&a.peer).is_some_and(|p| p.peer == *k);
+        // The old pair gone whole (expired in the datapath, early-dropped,
+        // reopened) and `k` made again for the new connection: nothing of
+        // the old one is left to dangle.
+        let replaced_whole = after.get(&b.peer).is_none() && b.peer != a.peer;
+        if (a.peer, a.dir) != (b.peer, b.dir) && !swapped && !replaced_whole {
             // The entry that named `k` as its peer has lost its other half.
             victims.push(b.peer);
             if before.get(&b.peer).is_none_or(|v| v.peer != *k) {
