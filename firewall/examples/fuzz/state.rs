@@ -4,90 +4,14 @@
 //! table and the 128 counters cost hundreds of syscalls a run; in batches
 //! the fuzzer can afford to look at everything after every packet.
 
-use std::{
-    collections::HashMap,
-    io,
-    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
-};
+use std::{collections::HashMap, os::fd::AsFd as _};
 
 use aya::maps::IterableMap as _;
-use firewall::maps::Maps;
+use firewall::{batch, maps::Maps};
 use firewall_common::{
     CtEntry, CtKey,
     stats::{Counter, STATS_SLOTS},
 };
-
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-
-/// `union bpf_attr`'s `batch` member.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// Reads every element of the map behind `fd` into `keys` and `values`
-/// (sized for `max` elements of `key_size` and `value_size` bytes; for a
-/// per-CPU map a value is one 8-byte-aligned value per possible CPU, back
-/// to back). Returns the number of elements.
-fn lookup_all(
-    fd: BorrowedFd<'_>,
-    (key_size, value_size): (usize, usize),
-    keys: &mut [u8],
-    values: &mut [u8],
-) -> io::Result<usize> {
-    let max = keys.len() / key_size;
-    // The batch cursor: a bucket index for hash maps, an index for arrays.
-    let mut cursor_in = [0u8; 64];
-    let mut cursor_out = [0u8; 64];
-    let mut read = 0usize;
-    let mut first = true;
-    loop {
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                cursor_in.as_mut_ptr() as u64
-            },
-            out_batch: cursor_out.as_mut_ptr() as u64,
-            keys: keys[read * key_size..].as_mut_ptr() as u64,
-            values: values[read * value_size..].as_mut_ptr() as u64,
-            count: (max - read) as u32,
-            map_fd: fd.as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        // SAFETY: attr points at live buffers of `count` keys and values of
-        // the map's sizes, and at two cursor buffers larger than any cursor.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as u32,
-            )
-        };
-        read += attr.count as usize;
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(read);
-            }
-            return Err(err);
-        }
-        if read >= max {
-            return Ok(read);
-        }
-        first = false;
-        cursor_in = cursor_out;
-    }
-}
 
 /// Totals of every `STATS` counter over all CPUs, indexed by slot.
 pub fn counters(maps: &Maps, cpus: usize) -> Vec<u64> {
@@ -95,7 +19,8 @@ pub fn counters(maps: &Maps, cpus: usize) -> Vec<u64> {
     let slots = STATS_SLOTS as usize;
     let mut keys = vec![0u8; 4 * slots];
     let mut values = vec![0u8; 8 * cpus * slots];
-    let n = lookup_all(fd, (4, 8 * cpus), &mut keys, &mut values).expect("batch read of STATS");
+    let n =
+        batch::lookup_all(fd, (4, 8 * cpus), &mut keys, &mut values).expect("batch read of STATS");
     let mut out = vec![0u64; Counter::COUNT as usize];
     for i in 0..n {
         let slot = u32::from_ne_bytes(keys[4 * i..4 * i + 4].try_into().unwrap()) as usize;
@@ -142,7 +67,7 @@ impl RawTable {
     /// Reads the table again into the same buffers.
     pub fn read(&mut self, maps: &Maps) {
         let fd = maps.conntrack.map().fd().as_fd();
-        self.len = lookup_all(fd, (KEY, VALUE), &mut self.keys, &mut self.values)
+        self.len = batch::lookup_all(fd, (KEY, VALUE), &mut self.keys, &mut self.values)
             .expect("batch read of CONNTRACK");
     }
 
