@@ -93,6 +93,9 @@ pub struct Connection {
     pub helper: Option<&'static str>,
     #[serde(skip)]
     pub proto_num: u8,
+    /// The keys of its original and reply entries, for `conntrack delete`.
+    #[serde(skip)]
+    pub keys: [CtKey; 2],
 }
 
 /// Joins entries into connections. Entries whose partner is missing (a pair
@@ -158,6 +161,7 @@ pub fn connections(entries: &[(CtKey, CtEntry)], now_ns: u64) -> Vec<Connection>
             },
             helper: (any.flags & flags::HELPER_FTP != 0).then_some("ftp"),
             proto_num: orig_key.proto,
+            keys: [*orig_key, *reply_key],
         });
     }
     out.sort_by(|a, b| {

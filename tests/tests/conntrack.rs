@@ -381,3 +381,82 @@ fn host_originated_connection_is_tracked_in_host_mode() -> Result<()> {
     }
     Ok(())
 }
+
+/// `conntrack count`, `delete` and `flush` (issue 14, the `conntrack -C/-D/-F` part): a
+/// deletion takes the matching connections out whole (neither half is left), leaves the
+/// others, prints what it deleted, and deleting nothing is an error; traffic after it
+/// makes a fresh connection and still gets its answer; a flush empties the table.
+fn count_delete_and_flush(family: Family) -> Result<()> {
+    let topo = topology::router("ctdel")?;
+    let fw = Firewall::start(&topo.rtr, &Config::router())?;
+    let _echo = traffic::udp_echo_server(&topo.wan, 5353)?;
+    let server = WAN_HOST.get(family);
+    let reply = traffic::udp_request(&topo.lan, server, 5353, "one\n")?;
+    ensure!(reply == "one\n", "wrong UDP reply: {reply:?}");
+    ensure!(traffic::ping(&topo.lan, server)?, "no echo reply");
+
+    let count = |filter: &[&str]| -> Result<u64> {
+        let args = ["conntrack", "count"].iter().chain(filter);
+        let out = fw.cli(args)?;
+        out.trim()
+            .parse()
+            .with_context(|| format!("`conntrack count` printed {out:?}"))
+    };
+    ensure!(
+        count(&["-p", "udp", "--dport", "5353"])? == 1,
+        "one UDP flow"
+    );
+    let all = count(&[])?;
+    ensure!(all >= 2, "the UDP flow and the ping: {all}");
+
+    let deleted = fw.cli(["conntrack", "delete", "-p", "udp", "--dport", "5353"])?;
+    ensure!(
+        deleted.lines().count() == 1 && deleted.contains("dport=5353"),
+        "`conntrack delete` printed {deleted:?}"
+    );
+    ensure!(
+        fw.conntrack(&["-p", "udp"])?.is_empty(),
+        "the deleted UDP flow is still listed"
+    );
+    ensure!(
+        count(&[])? == all - 1,
+        "the delete took more than its match"
+    );
+
+    let again = fw.command(["conntrack", "delete", "-p", "udp", "--dport", "5353"])?;
+    ensure!(
+        !again.status.success(),
+        "deleting nothing succeeded: {again:?}"
+    );
+    let err = String::from_utf8_lossy(&again.stderr);
+    ensure!(
+        err.contains("nothing was deleted"),
+        "deleting nothing said {err:?}"
+    );
+
+    // The flow's next datagram starts a fresh connection and is answered.
+    let reply = traffic::udp_request(&topo.lan, server, 5353, "two\n")?;
+    ensure!(
+        reply == "two\n",
+        "wrong UDP reply after the delete: {reply:?}"
+    );
+    let entry = the_only_entry(fw.conntrack(&["-p", "udp"])?, "UDP")?;
+    ensure!(
+        !entry.has_flag("UNREPLIED"),
+        "the fresh connection is not answered: {entry:#?}"
+    );
+
+    fw.cli(["conntrack", "flush"])?;
+    ensure!(count(&[])? == 0, "the table is not empty after a flush");
+    Ok(())
+}
+
+#[test]
+fn count_delete_and_flush_over_ipv4() -> Result<()> {
+    count_delete_and_flush(Family::V4)
+}
+
+#[test]
+fn count_delete_and_flush_over_ipv6() -> Result<()> {
+    count_delete_and_flush(Family::V6)
+}

@@ -19,6 +19,13 @@ pub struct ConntrackArgs {
 pub enum ConntrackCommand {
     /// List connections, like `conntrack -L`.
     List(ListArgs),
+    /// Delete the connections the filters match, both halves and their NAT
+    /// binding, like `conntrack -D`. Deleting nothing is an error.
+    Delete(FilterArgs),
+    /// Delete every connection, like `conntrack -F`.
+    Flush,
+    /// Count the connections the filters match, like `conntrack -C`.
+    Count(FilterArgs),
     /// Pending expectations (announced data connections), like
     /// `conntrack -L expect`.
     Expect(ExpectArgs),
@@ -45,6 +52,13 @@ pub struct ListArgs {
     /// JSON array instead of conntrack lines.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `conntrack`'s original-tuple filters.
+#[derive(clap::Args, Debug)]
+pub struct FilterArgs {
     /// Protocol: tcp, udp, icmp, icmpv6 or a number.
     #[arg(short = 'p', long = "proto", value_parser = parse_proto)]
     pub proto: Option<u8>,
@@ -65,25 +79,57 @@ fn parse_proto(s: &str) -> Result<u8, String> {
 }
 
 pub fn conntrack(pins: &PinDir, a: ConntrackArgs) -> anyhow::Result<ExitCode> {
-    let l = match a.command {
-        ConntrackCommand::List(l) => l,
+    match a.command {
+        ConntrackCommand::List(l) => list(pins, l),
+        ConntrackCommand::Delete(f) => delete(pins, Some(f)),
+        ConntrackCommand::Flush => delete(pins, None),
+        ConntrackCommand::Count(f) => {
+            let (_, conns) = matching(pins, &f)?;
+            println!("{}", conns.len());
+            Ok(ExitCode::SUCCESS)
+        }
         ConntrackCommand::Expect(ExpectArgs {
             command: ExpectCommand::List { json },
-        }) => return expect_list(pins, json),
-    };
+        }) => expect_list(pins, json),
+    }
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Filter {
+        Filter {
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
+
+    fn all() -> FilterArgs {
+        FilterArgs {
+            proto: None,
+            src: None,
+            dst: None,
+            sport: None,
+            dport: None,
+        }
+    }
+}
+
+/// The pinned maps and the live connections `f` matches.
+fn matching(pins: &PinDir, f: &FilterArgs) -> anyhow::Result<(Maps, Vec<table::Connection>)> {
     sys::require_root()?;
     let maps = Maps::from_pins(pins).context("reading the connection table")?;
-    let filter = Filter {
-        proto: l.proto,
-        src: l.src,
-        dst: l.dst,
-        sport: l.sport,
-        dport: l.dport,
-    };
-    let conns: Vec<_> = table::connections(&maps.conntrack_snapshot(), sys::monotonic_ns())
+    let filter = f.filter();
+    let conns = table::connections(&maps.conntrack_snapshot(), sys::monotonic_ns())
         .into_iter()
         .filter(|c| filter.matches(c))
         .collect();
+    Ok((maps, conns))
+}
+
+fn list(pins: &PinDir, l: ListArgs) -> anyhow::Result<ExitCode> {
+    let (_, conns) = matching(pins, &l.filter)?;
     if l.json {
         println!("{}", serde_json::to_string_pretty(&conns)?);
     } else {
@@ -93,6 +139,37 @@ pub fn conntrack(pins: &PinDir, a: ConntrackArgs) -> anyhow::Result<ExitCode> {
         // Like conntrack(8), the trailer goes to stderr so pipes see only
         // entries.
         eprintln!("{} flow entries have been shown.", conns.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `delete` (with filters) or `flush` (`None`): each connection's original
+/// half first, then its reply half. Traffic may flow meanwhile: a packet
+/// that meets the reply half alone is refused as a broken pair, which the
+/// datapath removes, and the next one starts a fresh connection.
+fn delete(pins: &PinDir, f: Option<FilterArgs>) -> anyhow::Result<ExitCode> {
+    let flush = f.is_none();
+    let (mut maps, conns) = matching(pins, &f.unwrap_or_else(FilterArgs::all))?;
+    let mut deleted = 0;
+    for c in &conns {
+        let mut gone = false;
+        for k in &c.keys {
+            gone |= maps.conntrack.remove(k).is_ok();
+        }
+        if gone {
+            deleted += 1;
+            if !flush {
+                println!("{}", table::conntrack_line(c));
+            }
+        }
+    }
+    if flush {
+        eprintln!("connection tracking table has been emptied ({deleted} flow entries deleted).");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("{deleted} flow entries have been deleted.");
+    if deleted == 0 {
+        anyhow::bail!("no connection matches the filters: nothing was deleted");
     }
     Ok(ExitCode::SUCCESS)
 }
