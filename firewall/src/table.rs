@@ -222,8 +222,9 @@ pub fn fill(entries: &[(CtKey, CtEntry)]) -> TableFill {
     f
 }
 
-/// `conntrack -L` filters: they apply to the original tuple, as conntrack's
-/// `-s/-d/--sport/--dport` do.
+/// `conntrack -L` filters: `-s/-d/--sport/--dport` apply to the original
+/// tuple, `--reply-*` to the reply tuple, as conntrack's do; every one given
+/// must match.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub proto: Option<u8>,
@@ -231,15 +232,61 @@ pub struct Filter {
     pub dst: Option<IpAddr>,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
+    pub reply_src: Option<IpAddr>,
+    pub reply_dst: Option<IpAddr>,
+    pub reply_sport: Option<u16>,
+    pub reply_dport: Option<u16>,
+    /// "ipv4" or "ipv6" (`-f`).
+    pub family: Option<&'static str>,
+    /// A TCP or SCTP state name (`--state ESTABLISHED`).
+    pub state: Option<String>,
+    /// Flags that must all be set (`--status ASSURED,UNREPLIED`).
+    pub status: Vec<String>,
+    pub nat: Option<NatFilter>,
+}
+
+/// `--src-nat`, `--dst-nat`, `--any-nat`: read off the tuples, as conntrack
+/// does (a reply that does not answer the original's source was
+/// source-translated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatFilter {
+    Src,
+    Dst,
+    Any,
 }
 
 impl Filter {
     pub fn matches(&self, c: &Connection) -> bool {
+        let snat = c.reply.dst != c.orig.src || c.reply.dport != c.orig.sport;
+        let dnat = c.reply.src != c.orig.dst || c.reply.sport != c.orig.dport;
         self.proto.is_none_or(|p| p == c.proto_num)
             && self.src.is_none_or(|a| a == c.orig.src)
             && self.dst.is_none_or(|a| a == c.orig.dst)
             && self.sport.is_none_or(|p| Some(p) == c.orig.sport)
             && self.dport.is_none_or(|p| Some(p) == c.orig.dport)
+            && self.reply_src.is_none_or(|a| a == c.reply.src)
+            && self.reply_dst.is_none_or(|a| a == c.reply.dst)
+            && self.reply_sport.is_none_or(|p| Some(p) == c.reply.sport)
+            && self.reply_dport.is_none_or(|p| Some(p) == c.reply.dport)
+            && self.family.is_none_or(|f| f == c.family)
+            && self.state.as_deref().is_none_or(|st| {
+                c.tcp_state
+                    .or(c.sctp_state)
+                    .is_some_and(|have| have.eq_ignore_ascii_case(st))
+            })
+            && self.status.iter().all(|want| {
+                let want = want.to_ascii_uppercase();
+                match want.as_str() {
+                    "SEEN_REPLY" => !c.flags.contains(&"UNREPLIED"),
+                    _ => c.flags.contains(&want.as_str()),
+                }
+            })
+            && match self.nat {
+                None => true,
+                Some(NatFilter::Src) => snat,
+                Some(NatFilter::Dst) => dnat,
+                Some(NatFilter::Any) => snat || dnat,
+            }
     }
 }
 
@@ -518,6 +565,51 @@ mod tests {
         assert_eq!(conns[0].flags, vec!["UNREPLIED"]);
         assert!(conntrack_line(&conns[0]).contains("[UNREPLIED] src=10.0.2.2"));
         assert!(connections(&entries, 51 * 1_000_000_000).is_empty());
+    }
+
+    #[test]
+    fn filters_on_the_reply_tuple_family_state_status_and_nat() {
+        let mut entries = pair(
+            TcpState::Established,
+            flags::SEEN_REPLY | flags::ASSURED,
+            u64::MAX,
+        );
+        // Masquerade: the reply comes back to 10.0.2.1:20000.
+        let public = CtKey {
+            dst: v4([10, 0, 2, 1]),
+            dport: 20000u16.to_be(),
+            ..entries[1].0
+        };
+        entries[1].0 = public;
+        entries[0].1.peer = public;
+        let c = &connections(&entries, 0)[0];
+        let f = |g: fn(&mut Filter)| {
+            let mut f = Filter::default();
+            g(&mut f);
+            f.matches(c)
+        };
+        assert!(f(|f| f.reply_dst = Some("10.0.2.1".parse().unwrap())));
+        assert!(!f(|f| f.reply_dst = Some("10.0.1.2".parse().unwrap())));
+        assert!(f(|f| f.reply_dport = Some(20000)));
+        assert!(f(|f| f.reply_src = Some("10.0.2.2".parse().unwrap())));
+        assert!(!f(|f| f.reply_sport = Some(20000)));
+        assert!(f(|f| f.family = Some("ipv4")));
+        assert!(!f(|f| f.family = Some("ipv6")));
+        assert!(f(|f| f.state = Some("established".into())));
+        assert!(!f(|f| f.state = Some("SYN_SENT".into())));
+        assert!(f(|f| f.status = vec!["ASSURED".into(), "SEEN_REPLY".into()]));
+        assert!(!f(|f| f.status = vec!["UNREPLIED".into()]));
+        assert!(f(|f| f.nat = Some(NatFilter::Src)));
+        assert!(f(|f| f.nat = Some(NatFilter::Any)));
+        assert!(!f(|f| f.nat = Some(NatFilter::Dst)));
+        // Untranslated: no NAT filter matches.
+        let plain = pair(TcpState::Established, flags::SEEN_REPLY, u64::MAX);
+        let p = &connections(&plain, 0)[0];
+        let any = Filter {
+            nat: Some(NatFilter::Any),
+            ..Filter::default()
+        };
+        assert!(!any.matches(p));
     }
 
     #[test]

@@ -408,6 +408,25 @@ fn count_delete_and_flush(family: Family) -> Result<()> {
     );
     let all = count(&[])?;
     ensure!(all >= 2, "the UDP flow and the ping: {all}");
+    let (this, other) = match family {
+        Family::V4 => ("ipv4", "ipv6"),
+        Family::V6 => ("ipv6", "ipv4"),
+    };
+    ensure!(count(&["-f", this])? == all, "-f {this} left some out");
+    ensure!(count(&["-f", other])? == 0, "-f {other} matched");
+    ensure!(
+        count(&["--status", "seen_reply", "-p", "udp"])? == 1,
+        "the answered UDP flow is not SEEN_REPLY"
+    );
+    ensure!(
+        count(&["--status", "UNREPLIED", "-p", "udp"])? == 0,
+        "the answered UDP flow is UNREPLIED"
+    );
+    ensure!(
+        count(&["--reply-port-src", "5353"])? == 1,
+        "the reply tuple's source port"
+    );
+    ensure!(count(&["--any-nat"])? == 0, "nothing here is translated");
 
     let deleted = fw.cli(["conntrack", "delete", "-p", "udp", "--dport", "5353"])?;
     ensure!(

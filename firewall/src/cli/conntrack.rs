@@ -6,7 +6,7 @@ use firewall::{
     maps::Maps,
     pins::PinDir,
     syntax, sys,
-    table::{self, Filter},
+    table::{self, Filter, NatFilter},
 };
 
 #[derive(clap::Args, Debug)]
@@ -72,6 +72,36 @@ pub struct FilterArgs {
     pub sport: Option<u16>,
     #[arg(long)]
     pub dport: Option<u16>,
+    /// Reply-direction source address.
+    #[arg(short = 'r', long)]
+    pub reply_src: Option<IpAddr>,
+    /// Reply-direction destination address (a masqueraded connection's
+    /// public address).
+    #[arg(short = 'q', long)]
+    pub reply_dst: Option<IpAddr>,
+    #[arg(long = "reply-port-src")]
+    pub reply_sport: Option<u16>,
+    #[arg(long = "reply-port-dst")]
+    pub reply_dport: Option<u16>,
+    /// Address family: ipv4 or ipv6.
+    #[arg(short = 'f', long, value_parser = ["ipv4", "ipv6"])]
+    pub family: Option<String>,
+    /// TCP or SCTP state, e.g. ESTABLISHED or TIME_WAIT.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Flags that must all be set: ASSURED, SEEN_REPLY, UNREPLIED, EXPECTED
+    /// (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = ["ASSURED", "SEEN_REPLY", "UNREPLIED", "EXPECTED"], ignore_case = true)]
+    pub status: Vec<String>,
+    /// Only source-translated connections (masquerade, SNAT).
+    #[arg(long, group = "nat")]
+    pub src_nat: bool,
+    /// Only destination-translated connections (port forwards).
+    #[arg(long, group = "nat")]
+    pub dst_nat: bool,
+    /// Only translated connections, either way.
+    #[arg(long, group = "nat")]
+    pub any_nat: bool,
 }
 
 fn parse_proto(s: &str) -> Result<u8, String> {
@@ -102,25 +132,40 @@ impl FilterArgs {
             dst: self.dst,
             sport: self.sport,
             dport: self.dport,
-        }
-    }
-
-    fn all() -> FilterArgs {
-        FilterArgs {
-            proto: None,
-            src: None,
-            dst: None,
-            sport: None,
-            dport: None,
+            reply_src: self.reply_src,
+            reply_dst: self.reply_dst,
+            reply_sport: self.reply_sport,
+            reply_dport: self.reply_dport,
+            family: self
+                .family
+                .as_deref()
+                .map(|f| if f == "ipv6" { "ipv6" } else { "ipv4" }),
+            state: self.state.clone(),
+            status: self.status.clone(),
+            nat: if self.src_nat {
+                Some(NatFilter::Src)
+            } else if self.dst_nat {
+                Some(NatFilter::Dst)
+            } else if self.any_nat {
+                Some(NatFilter::Any)
+            } else {
+                None
+            },
         }
     }
 }
 
 /// The pinned maps and the live connections `f` matches.
 fn matching(pins: &PinDir, f: &FilterArgs) -> anyhow::Result<(Maps, Vec<table::Connection>)> {
+    matching_filter(pins, &f.filter())
+}
+
+fn matching_filter(
+    pins: &PinDir,
+    filter: &Filter,
+) -> anyhow::Result<(Maps, Vec<table::Connection>)> {
     sys::require_root()?;
     let maps = Maps::from_pins(pins).context("reading the connection table")?;
-    let filter = f.filter();
     let conns = table::connections(&maps.conntrack_snapshot(), sys::monotonic_ns())
         .into_iter()
         .filter(|c| filter.matches(c))
@@ -149,7 +194,10 @@ fn list(pins: &PinDir, l: ListArgs) -> anyhow::Result<ExitCode> {
 /// datapath removes, and the next one starts a fresh connection.
 fn delete(pins: &PinDir, f: Option<FilterArgs>) -> anyhow::Result<ExitCode> {
     let flush = f.is_none();
-    let (mut maps, conns) = matching(pins, &f.unwrap_or_else(FilterArgs::all))?;
+    let (mut maps, conns) = match &f {
+        Some(f) => matching(pins, f)?,
+        None => matching_filter(pins, &Filter::default())?,
+    };
     let mut deleted = 0;
     for c in &conns {
         let mut gone = false;
