@@ -77,7 +77,7 @@ pub fn egress_create(ctx: &TcContext, ifindex: u32) -> Verdict {
     };
     let now = unsafe { bpf_ktime_get_ns() };
     let (verdict, nat_kind) = create(p, s, args, now);
-    frag::record(p, verdict == Verdict::Pass, now);
+    frag::record(p, verdict == Verdict::Pass);
     if matches!(verdict, Verdict::Drop | Verdict::Reject(_) | Verdict::Admit) {
         return verdict;
     }
@@ -116,14 +116,13 @@ fn egress_local_finish(ctx: &TcContext, ifindex: u32, verdict: Verdict, nat_kind
 /// leaves a NAT interface untranslated.
 #[inline(always)]
 pub fn egress_forwarded(ctx: &TcContext, ifindex: u32) -> Verdict {
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Ok(p) = frag::parsed(ctx, ctx.data(), ctx.data_end(), now) else {
+    let Ok(p) = frag::parsed(ctx, ctx.data(), ctx.data_end()) else {
         return drop_with(Counter::DropMalformed);
     };
     // The stack fragments what it forwards to a smaller MTU: XDP saw the
     // datagram whole, so its first fragment is recorded here, for the rest
     // to take its translation.
-    frag::record(p, true, now);
+    frag::record(p, true);
     let out = iface(ifindex).unwrap_or_default();
     if p.kind == L4Kind::IcmpError {
         let Some(e) = CONNTRACK.get_ptr(&p.inner.inverted()) else {
@@ -178,11 +177,7 @@ pub fn process<C: EbpfContext + LoadBytes>(
     if !matches!(verdict, Verdict::Admit)
         && let Some(p) = scratch()
     {
-        frag::record(
-            p,
-            !matches!(verdict, Verdict::Drop | Verdict::Reject(_)),
-            now,
-        );
+        frag::record(p, !matches!(verdict, Verdict::Drop | Verdict::Reject(_)));
     }
     (verdict, nat)
 }
@@ -196,7 +191,7 @@ fn decide<C: EbpfContext + LoadBytes>(
     now: u64,
 ) -> (Verdict, u8) {
     let none = NO_REWRITE;
-    let p = match frag::parsed(ctx, start, end, now) {
+    let p = match frag::parsed(ctx, start, end) {
         Ok(p) => p,
         Err(ParseError::NotIp) => return (pass_with(Counter::AcceptNonIp), none),
         Err(ParseError::Malformed) => return (drop_with(Counter::DropMalformed), none),
@@ -454,7 +449,7 @@ pub fn admit_and_create<C: EbpfContext + LoadBytes>(
         Admission::Drop(reason) => drop_with(reason),
         Admission::PassUntracked(reason) => pass_with(reason),
     };
-    frag::record(p, verdict == Verdict::Pass, now);
+    frag::record(p, verdict == Verdict::Pass);
     verdict
 }
 

@@ -11,7 +11,7 @@
 //! fragment is recorded with its verdict by [`record`], called where each
 //! program knows the verdict.
 
-use aya_ebpf::{macros::map, maps::LruHashMap};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::LruHashMap};
 use firewall_common::{
     Counter,
     frag::{self, FragEntry, FragKey, MAX_FRAG_DATAGRAMS, first, frag_verdict, later, timeout_ns},
@@ -40,20 +40,20 @@ pub mod fate {
 }
 
 /// Parses into the per-CPU scratch slot, then settles a fragment's fate.
+/// Whole packets pay one branch; the clock is read only for fragments.
 #[inline(always)]
 pub fn parsed<C: LoadBytes>(
     ctx: &C,
     start: usize,
     end: usize,
-    now: u64,
 ) -> Result<&'static Packet, ParseError> {
     let p = scratch().ok_or(ParseError::Malformed)?;
     p.frag_fate = fate::NONE;
     parse(ctx, start, end, p)?;
     if p.kind == L4Kind::Fragment {
-        settle_later(p, now);
+        settle_later(p);
     } else if p.flags & pkt_flags::FIRST_FRAGMENT != 0 {
-        settle_first(p, now);
+        settle_first(p);
     }
     Ok(p)
 }
@@ -73,7 +73,9 @@ fn key_of(p: &Packet) -> FragKey {
 // would otherwise sit in the frame of every program that parses, which the
 // window tracker's calls already take close to the 512-byte stack limit.
 #[inline(never)]
-fn settle_later(p: &mut Packet, now: u64) {
+fn settle_later(p: &mut Packet) {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
     let key = key_of(p);
     let e = FRAGMENTS.get_ptr_mut(&key);
     // SAFETY: map value pointer, valid for this run.
@@ -99,7 +101,9 @@ fn settle_later(p: &mut Packet, now: u64) {
 }
 
 #[inline(never)]
-fn settle_first(p: &mut Packet, now: u64) {
+fn settle_first(p: &mut Packet) {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
     let key = key_of(p);
     let e = FRAGMENTS.get_ptr_mut(&key);
     // SAFETY: map value pointer, valid for this run.
@@ -132,12 +136,19 @@ pub fn refused(p: &Packet) -> Option<Counter> {
 
 /// Records a first fragment's verdict for the rest of its datagram, unless
 /// its datagram is already decided otherwise (a poisoned or different
-/// record stays). Anything else is left alone.
-#[inline(never)]
-pub fn record(p: &Packet, accepted: bool, now: u64) {
-    if p.flags & pkt_flags::FIRST_FRAGMENT == 0 || p.frag_fate != fate::NONE || p.key.family == 0 {
-        return;
+/// record stays). Anything else is left alone, at the cost of one branch:
+/// the call is made for first fragments only.
+#[inline(always)]
+pub fn record(p: &Packet, accepted: bool) {
+    if p.flags & pkt_flags::FIRST_FRAGMENT != 0 && p.frag_fate == fate::NONE && p.key.family != 0 {
+        record_first(p, accepted);
     }
+}
+
+#[inline(never)]
+fn record_first(p: &Packet, accepted: bool) {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
     let entry = FragEntry {
         ct: p.key,
         expires: now + timeout_ns(p.key.family),

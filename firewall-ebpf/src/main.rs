@@ -245,9 +245,7 @@ pub fn firewall_tc_ingress(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     }
     pull_headers(&ctx);
-    // SAFETY: plain helper call.
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    let Ok(p) = frag::parsed(&ctx, ctx.data(), ctx.data_end(), now) else {
+    let Ok(p) = frag::parsed(&ctx, ctx.data(), ctx.data_end()) else {
         // XDP already judged the packet; nothing here to translate.
         return TC_ACT_UNSPEC;
     };

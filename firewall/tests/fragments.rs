@@ -40,18 +40,7 @@ const MASQUERADE: &str = "masquerade = true";
 const UDP_FORWARD: &str = "[[port_forward]]\nproto = \"udp\"\nport = 5060\nto = \"10.0.1.10\"\n";
 
 fn router(wan_keys: &str, config_toml: &str) -> Harness {
-    let interfaces = format!(
-        "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
-         [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n"
-    );
-    Harness::with_setup(
-        &Setup {
-            interfaces: &interfaces,
-            ip: &router_ip(ROUTER_MORE),
-            sysctls: FORWARDING,
-        },
-        config_toml,
-    )
+    router_harness(ROUTER_MORE, FORWARDING, wan_keys, config_toml)
 }
 
 /// `len` bytes that differ from position to position, so a piece put back

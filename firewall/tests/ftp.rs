@@ -47,18 +47,7 @@ const SERVER_SEQ: u32 = 7001;
 /// A router with the FTP helper on port 21 and `wan_keys` (NAT settings)
 /// on `wan0`.
 fn router(wan_keys: &str) -> Harness {
-    let interfaces = format!(
-        "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
-         [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n"
-    );
-    Harness::with_setup(
-        &Setup {
-            interfaces: &interfaces,
-            ip: &router_ip(ROUTER_MORE),
-            sysctls: IPV4_FORWARDING,
-        },
-        HELPER,
-    )
+    router_harness(ROUTER_MORE, IPV4_FORWARDING, wan_keys, HELPER)
 }
 
 fn raw(a: IpAddr) -> [u32; 4] {

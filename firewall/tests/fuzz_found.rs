@@ -15,13 +15,10 @@ use firewall_common::{
 /// The fuzzer's `nat` phase, as far as these tests need it: `wan0`
 /// masquerades, `lan0` is the LAN, the router forwards.
 fn nat_router(config_toml: &str) -> Harness {
-    Harness::with_setup(
-        &Setup {
-            interfaces: "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\nmasquerade = true\n\n\
-                         [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n",
-            ip: &router_ip(&[GATEWAY_NEIGH]),
-            sysctls: FORWARDING,
-        },
+    router_harness(
+        &[GATEWAY_NEIGH],
+        FORWARDING,
+        "masquerade = true",
         config_toml,
     )
 }

@@ -46,18 +46,7 @@ const SERVER: &str = "203.0.113.7:80";
 /// A router whose `wan0` carries `wan_keys` (NAT settings), with
 /// `config_toml` after the interfaces.
 fn router(wan_keys: &str, config_toml: &str) -> Harness {
-    let interfaces = format!(
-        "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
-         [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n"
-    );
-    Harness::with_setup(
-        &Setup {
-            interfaces: &interfaces,
-            ip: &router_ip(ROUTER_MORE),
-            sysctls: FORWARDING,
-        },
-        config_toml,
-    )
+    router_harness(ROUTER_MORE, FORWARDING, wan_keys, config_toml)
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -43,13 +43,9 @@ fn router(wan_keys: &str, config_toml: &str) -> Harness {
 
 fn router_with_table(wan_keys: &str, config_toml: &str, entries: u32) -> Harness {
     pin_to_cpu0();
-    let interfaces = format!(
-        "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
-         [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n"
-    );
     Harness::with_table(
         &Setup {
-            interfaces: &interfaces,
+            interfaces: &interfaces_with(wan_keys),
             ip: &router_ip(ROUTER_MORE),
             sysctls: FORWARDING,
         },

@@ -483,6 +483,23 @@ pub struct AgerStats {
     pub removed: u64,
 }
 
+/// A `stats --json` answer holding only `counters`, for the unit tests of
+/// what reads them.
+#[cfg(test)]
+pub(crate) fn stats_with_counters(counters: &[(&str, u64)]) -> Stats {
+    let counters: BTreeMap<_, _> = counters
+        .iter()
+        .map(|(name, count)| ((*name).to_owned(), *count))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "counters": counters,
+        "rules": [],
+        "conntrack": {"entries": 0},
+        "ager": {"scans": 0, "removed": 0},
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,8 +328,6 @@ pub fn udp_sink(netns: &Netns, port: u16) -> Result<Process> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     #[test]
@@ -390,19 +388,7 @@ mod tests {
         assert!(DigAnswer::parse(";; communications error: timed out\n").is_err());
     }
 
-    fn stats(counters: &[(&str, u64)]) -> Stats {
-        let counters: BTreeMap<_, _> = counters
-            .iter()
-            .map(|(name, count)| ((*name).to_owned(), *count))
-            .collect();
-        serde_json::from_value(serde_json::json!({
-            "counters": counters,
-            "rules": [],
-            "conntrack": {"entries": 0},
-            "ager": {"scans": 0, "removed": 0},
-        }))
-        .unwrap()
-    }
+    use crate::firewall::stats_with_counters as stats;
 
     #[test]
     fn no_fragment_drops_is_never_true_by_absence() {

@@ -605,19 +605,7 @@ mod tests {
         assert!(!counters.contains_key("InDatagrams"));
     }
 
-    fn stats(counters: &[(&str, u64)]) -> Stats {
-        let counters: BTreeMap<_, _> = counters
-            .iter()
-            .map(|(name, count)| ((*name).to_owned(), *count))
-            .collect();
-        serde_json::from_value(serde_json::json!({
-            "counters": counters,
-            "rules": [],
-            "conntrack": {"entries": 0},
-            "ager": {"scans": 0, "removed": 0},
-        }))
-        .unwrap()
-    }
+    use crate::firewall::stats_with_counters as stats;
 
     #[test]
     fn window_drops_are_never_zero_by_absence() {

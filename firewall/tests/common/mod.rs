@@ -100,6 +100,33 @@ pub const FORWARDING: &[(&str, &str)] = &[
     ("net.ipv6.conf.all.forwarding", "1"),
 ];
 
+/// `wan0` as wan with `wan_keys` (NAT settings), and `lan0` as lan: the
+/// `[[interface]]` blocks of the router tests.
+pub fn interfaces_with(wan_keys: &str) -> String {
+    format!(
+        "[[interface]]\nname = \"wan0\"\nrole = \"wan\"\n{wan_keys}\n\n\
+         [[interface]]\nname = \"lan0\"\nrole = \"lan\"\n"
+    )
+}
+
+/// The router of the forwarding tests: [`ROUTER_IP`] and `more`, `sysctls`,
+/// [`interfaces_with`] `wan_keys`, then `config_toml`.
+pub fn router_harness(
+    more: &[&str],
+    sysctls: &[(&str, &str)],
+    wan_keys: &str,
+    config_toml: &str,
+) -> Harness {
+    Harness::with_setup(
+        &Setup {
+            interfaces: &interfaces_with(wan_keys),
+            ip: &router_ip(more),
+            sysctls,
+        },
+        config_toml,
+    )
+}
+
 /// [`ROUTER_IP`] followed by `more`, for [`Setup::ip`].
 pub fn router_ip<'a>(more: &[&'a str]) -> Vec<&'a str> {
     ROUTER_IP.iter().chain(more).copied().collect()
